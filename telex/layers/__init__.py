@@ -1,0 +1,119 @@
+"""ASGI 1 channel layers: the shared rules, the in-memory layer, Redis, loading.
+
+``get_channel_layer(spec)`` turns what a user types (``memory://``,
+``redis://host:6379/0``, ``myproject.asgi:channel_layer``) into a layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .._importing import ImportStringError, import_string
+from .base import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PROCESS_LOCAL_CAPACITY,
+    BaseChannelLayer,
+    ChannelFull,
+    MessageTooLarge,
+)
+from .memory import InMemoryChannelLayer
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_PROCESS_LOCAL_CAPACITY",
+    "BaseChannelLayer",
+    "ChannelFull",
+    "InMemoryChannelLayer",
+    "LayerSpecError",
+    "MessageTooLarge",
+    "RedisChannelLayer",
+    "get_channel_layer",
+]
+
+REQUIRED_METHODS = ("send", "receive", "new_channel")
+
+# Query parameters accepted by memory:// and their types.
+_MEMORY_OPTIONS = {
+    "expiry": float,
+    "group_expiry": int,
+    "capacity": int,
+    "process_local_capacity": int,
+    "max_message_size": int,
+}
+
+
+class LayerSpecError(ValueError):
+    """A channel layer specification that cannot be turned into a layer."""
+
+
+def __getattr__(name: str) -> Any:
+    # The Redis layer's libraries live in the optional ``redis`` extra.
+    if name == "RedisChannelLayer":
+        from .redis import RedisChannelLayer
+
+        return RedisChannelLayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parse_options(query: str, options: dict[str, type], scheme: str) -> dict[str, Any]:
+    """Typed keyword arguments from a URL query string, naming any bad one."""
+    parsed: dict[str, Any] = {}
+    for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        kind = options.get(key)
+        if kind is None:
+            known = ", ".join(sorted(options))
+            raise LayerSpecError(f"unknown option {key!r} for {scheme}:// (known: {known})")
+        try:
+            parsed[key] = kind(raw)
+        except ValueError:
+            raise LayerSpecError(f"option {key}={raw!r} for {scheme}:// must be {kind.__name__}") from None
+    return parsed
+
+
+def get_channel_layer(spec: Any) -> Any:
+    """Build or import the channel layer that ``spec`` names.
+
+    ``spec`` is a layer object, a URL (``memory://``, ``redis://``,
+    ``rediss://``, ``unix://``, ``redis+sentinel://``) or ``"module:attribute"``
+    naming a layer or a callable returning one.
+    """
+    if not isinstance(spec, str):
+        layer = spec
+    elif "://" in spec:
+        layer = _from_url(spec)
+    else:
+        try:
+            layer = import_string(spec, "channel layer")
+        except ImportStringError as exc:
+            raise LayerSpecError(str(exc)) from exc
+        if callable(layer) and not all(hasattr(layer, m) for m in REQUIRED_METHODS):
+            layer = layer()
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(layer, m, None))]
+    if missing:
+        raise LayerSpecError(f"{spec!r} is not an ASGI channel layer: it has no {', '.join(missing)}")
+    return layer
+
+
+def _from_url(url: str) -> Any:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        if parts.netloc or parts.path not in ("", "/"):
+            raise LayerSpecError(f"memory:// takes only query options, got {url!r}")
+        try:
+            return InMemoryChannelLayer(**parse_options(parts.query, _MEMORY_OPTIONS, scheme))
+        except ValueError as exc:
+            raise LayerSpecError(f"{url}: {exc}") from exc
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
+        try:
+            from .redis import RedisChannelLayer
+        except ImportError as exc:
+            raise LayerSpecError(
+                f"{url!r} needs the Redis layer's libraries: pip install 'telex[redis]' ({exc})"
+            ) from exc
+        return RedisChannelLayer.from_url(url)
+    raise LayerSpecError(
+        f"unknown channel layer URL scheme {parts.scheme!r} in {url!r} "
+        "(use memory://, redis://, rediss://, unix:// or module:attribute)"
+    )

@@ -1,0 +1,274 @@
+"""The rules every ASGI 1 channel layer shares, kept in one place.
+
+Spec references are to ``asgi.rst``: "Channels and Messages", "Capacity",
+"Strings and Unicode" and "Specification Details". Concrete layers
+(``memory``, ``redis``) subclass :class:`BaseChannelLayer` and call its
+checks on their hot paths; the checks are written to be cheap there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from re import Pattern
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_PROCESS_LOCAL_CAPACITY",
+    "BaseChannelLayer",
+    "ChannelFull",
+    "MessageTooLarge",
+    "check_message",
+    "non_local_name",
+]
+
+
+class ChannelFull(Exception):
+    """The destination channel is at capacity (spec: Capacity)."""
+
+
+class MessageTooLarge(Exception):
+    """The encoded message is over the layer's size limit."""
+
+
+#: The spec asks for at least 1 MB as JSON; a 1 MiB WebSocket frame plus its
+#: other keys (reply_channel, path, order) must fit, hence the 64 KiB margin.
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024 + 64 * 1024
+
+#: Every socket of one interface server shares its ``prefix!`` capacity
+#: (spec: Capacity), so the general default of 100 would make a group send to
+#: a few hundred sockets on one server silently drop most of them.
+DEFAULT_PROCESS_LOCAL_CAPACITY = 10_000
+
+#: The spec asks for at least 100; Channels 1.x era layers reject 100 and
+#: more, so Telex itself keeps its own names well below that.
+MAX_NAME_LENGTH = 255
+
+_NAME_CHARS = r"[A-Za-z0-9_.\-]"
+# One optional type character, always preceded by a non-empty main name.
+_CHANNEL_NAME = re.compile(rf"{_NAME_CHARS}+(?:[?!]{_NAME_CHARS}*)?\Z")
+_GROUP_NAME = re.compile(rf"{_NAME_CHARS}+\Z")
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def non_local_name(channel: str) -> str:
+    """The part of a process-specific name that capacity and routing use.
+
+    ``"http.response.ab!cd"`` → ``"http.response.ab!"``; other names are
+    returned unchanged.
+    """
+    bang = channel.find("!")
+    return channel if bang < 0 else channel[: bang + 1]
+
+
+def _describe(path: str) -> str:
+    return f"message{path}" if path else "message"
+
+
+def _size_of(value: Any, path: str) -> int:
+    """Validate ``value`` against the spec's type list; return its encoded size.
+
+    The size approximates a binary (msgpack-like) encoding: payload bytes plus
+    a small per-item overhead, which is what both layers actually store.
+    """
+    kind = type(value)
+    if kind is str:
+        # isascii() is O(1) in CPython, so ASCII text costs no encode pass.
+        return (len(value) if value.isascii() else len(value.encode("utf-8"))) + 5
+    if kind is bytes:
+        return len(value) + 5
+    if kind is bool or value is None:
+        return 1
+    if kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise TypeError(f"{_describe(path)} is an integer outside the signed 64-bit range")
+        return 9
+    if kind is float:
+        return 9
+    if kind is dict:
+        size = 5
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(
+                    f"{_describe(path)} has a key of type {type(key).__name__} ({key!r}); "
+                    "message keys must be str"
+                )
+            size += len(key) + 5 + _size_of(item, f"{path}[{key!r}]")
+        return size
+    if kind is list or kind is tuple:
+        size = 5
+        for index, item in enumerate(value):
+            size += _size_of(item, f"{path}[{index}]")
+        return size
+    raise TypeError(
+        f"{_describe(path)} is of type {kind.__name__}, which ASGI messages cannot carry "
+        "(allowed: dict, list, tuple, str, bytes, int, float, bool, None)"
+    )
+
+
+def check_message(message: Any) -> int:
+    """Check that ``message`` is a valid ASGI message; return its size.
+
+    Raises :class:`TypeError` naming the offending key.
+    """
+    if type(message) is not dict:
+        raise TypeError(f"a message must be a dict, not {type(message).__name__}")
+    return _size_of(message, "")
+
+
+CapacitySpec = Mapping[str | Pattern[str], int] | Iterable[tuple[str | Pattern[str], int]]
+
+
+class BaseChannelLayer:
+    """Name rules, message rules, capacity lookup and the shared attributes.
+
+    Subclasses implement ``send``, ``receive``, ``new_channel`` and the
+    extensions they list in ``extensions``.
+    """
+
+    ChannelFull = ChannelFull
+    MessageTooLarge = MessageTooLarge
+
+    extensions: list[str] = []
+
+    def __init__(
+        self,
+        *,
+        expiry: float = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: CapacitySpec | None = None,
+        process_local_capacity: int = DEFAULT_PROCESS_LOCAL_CAPACITY,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        if expiry <= 0:
+            raise ValueError(f"expiry must be positive, got {expiry!r}")
+        if group_expiry <= 0:
+            raise ValueError(f"group_expiry must be positive, got {group_expiry!r}")
+        for name, value in (
+            ("capacity", capacity),
+            ("process_local_capacity", process_local_capacity),
+            ("max_message_size", max_message_size),
+        ):
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.capacity = capacity
+        self.process_local_capacity = process_local_capacity
+        self.max_message_size = max_message_size
+        self.channel_capacity = self._compile_capacities(channel_capacity)
+        self._capacity_cache: dict[str, int] = {}
+        self._valid_names: set[str] = set()
+
+    # -- names ---------------------------------------------------------------
+
+    def check_channel_name(self, name: Any, receive: bool = False) -> None:
+        """Raise :class:`TypeError` or :class:`ValueError` if ``name`` breaks the spec.
+
+        With ``receive=True``, a process-specific name must end at its ``!``
+        (spec: only the part up to and including ``!`` is passed to receive).
+        """
+        if name in self._valid_names:
+            if receive and "!" in name and not name.endswith("!"):
+                raise ValueError(
+                    f"cannot receive on {name!r}: receive a process-specific channel "
+                    "by its name up to and including the '!'"
+                )
+            return
+        if type(name) is not str:
+            raise TypeError(f"channel names must be str, not {type(name).__name__}")
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"channel name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_LENGTH}"
+            )
+        if not _CHANNEL_NAME.match(name):
+            raise ValueError(
+                f"invalid channel name {name!r}: use ASCII letters, digits, '-', '_' and '.', "
+                "with at most one '?' or '!' after a non-empty name"
+            )
+        if receive and "!" in name and not name.endswith("!"):
+            raise ValueError(
+                f"cannot receive on {name!r}: receive a process-specific channel "
+                "by its name up to and including the '!'"
+            )
+        # Remember only the names processes listen on repeatedly, so the set
+        # stays small: per-request reply channels are checked each time.
+        if receive and len(self._valid_names) < 10_000:
+            self._valid_names.add(name)
+
+    def check_group_name(self, name: Any) -> None:
+        if type(name) is not str:
+            raise TypeError(f"group names must be str, not {type(name).__name__}")
+        if len(name) > MAX_NAME_LENGTH or not _GROUP_NAME.match(name):
+            raise ValueError(
+                f"invalid group name {name!r}: use up to {MAX_NAME_LENGTH} ASCII letters, "
+                "digits, '-', '_' and '.'"
+            )
+
+    def check_new_channel_pattern(self, pattern: Any) -> None:
+        if type(pattern) is not str or not pattern.endswith(("?", "!")):
+            raise ValueError(f"new_channel() needs a pattern ending in '?' or '!', got {pattern!r}")
+        self.check_channel_name(pattern)
+
+    @staticmethod
+    def random_suffix() -> str:
+        """12 random URL-safe characters (72 bits): short, and unguessable."""
+        return secrets.token_urlsafe(9).replace("-", "_")
+
+    # -- messages ------------------------------------------------------------
+
+    def check_message_size(self, channel: str, size: int) -> None:
+        if size > self.max_message_size:
+            raise MessageTooLarge(
+                f"message for {channel!r} is {size} bytes; the layer's limit is {self.max_message_size} bytes"
+            )
+
+    # -- capacity ------------------------------------------------------------
+
+    @staticmethod
+    def _compile_capacities(spec: CapacitySpec | None) -> list[tuple[Pattern[str], int]]:
+        if not spec:
+            return []
+        items = spec.items() if isinstance(spec, Mapping) else spec
+        compiled = []
+        for pattern, value in items:
+            if type(value) is not int or value < 1:
+                raise ValueError(f"channel_capacity[{pattern!r}] must be a positive integer")
+            regex = re.compile(fnmatch.translate(pattern)) if isinstance(pattern, str) else pattern
+            compiled.append((regex, value))
+        return compiled
+
+    def get_capacity(self, channel: str) -> int:
+        """Capacity of ``channel``: the first matching override wins.
+
+        Process-specific channels are looked up (and share capacity) by
+        their non-local part, as the spec's Capacity section requires.
+        """
+        key = non_local_name(channel)
+        try:
+            return self._capacity_cache[key]
+        except KeyError:
+            pass
+        value = self.process_local_capacity if key.endswith("!") else self.capacity
+        for pattern, override in self.channel_capacity:
+            if pattern.match(key):
+                value = override
+                break
+        if len(self._capacity_cache) < 10_000:
+            self._capacity_cache[key] = value
+        return value
+
+    # -- compatibility -------------------------------------------------------
+
+    def receive_many(self, channels: list[str], block: bool = False) -> tuple[str | None, Any]:
+        """Deprecated alias of ``receive``, kept because Channels 1.1.8's worker calls it."""
+        return self.receive(channels, block=block)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} expiry={self.expiry} capacity={self.capacity}>"

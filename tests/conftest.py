@@ -1,0 +1,36 @@
+"""Shared fixtures: real services on loopback only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests isolate by prefix or flush."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that kill or restart it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_shards() -> Iterator[list[RedisServer]]:
+    """Three real redis-servers, for sharding tests."""
+    servers = [RedisServer() for _ in range(3)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
