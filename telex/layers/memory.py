@@ -79,6 +79,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
         "telex.ordering",
     ]
 
+    #: Calls never wait on I/O, so the server may make them on its reactor thread.
+    in_process = True
+
     #: Upper bound on one blocking receive; callers loop (spec allows it).
     blocking_timeout = 5.0
 

@@ -1,0 +1,45 @@
+"""What the wire protocols need from the server, as an interface.
+
+Protocols never import ``telex.server``; the server hands them an object
+with this shape (``telex.server.server.Server``), so the message flow stays
+one-way: socket → protocols → layer … server reply reader → protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from ..server.settings import ServerSettings
+
+
+class Sender(Protocol):
+    def send(self, channel: str, message: dict) -> Deferred: ...
+
+
+class ServerContext(Protocol):
+    settings: ServerSettings
+    #: The layer's exception types, for telling ChannelFull from other failures.
+    channel_full: type[Exception]
+    message_too_large: type[Exception]
+
+    def new_reply_channel(self, handler: Callable[[dict], None]) -> str:
+        """A fresh reply channel name whose messages go to ``handler``."""
+
+    def release_reply_channel(self, name: str) -> None:
+        """Stop dispatching ``name``; later messages for it are dropped."""
+
+    def make_sender(self) -> Sender:
+        """A per-connection sender that keeps that connection's messages in order."""
+
+    def upgrade_websocket(self, request: Any) -> bool:
+        """Take over ``request`` as a WebSocket handshake; False if not possible."""
+
+    def local_response(self, request: Any, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """A response the server gives itself (health, metrics), or None."""
+
+    def count(self, metric: str, amount: int = 1, **labels: str) -> None:
+        """Add to a metric (see docs/operations.md)."""

@@ -1,0 +1,210 @@
+"""HTTP ⇄ ASGI message shapes, built and validated in one place (www.rst, HTTP).
+
+Pure functions: no sockets, no reactor. The Twisted adapter in ``http.py``
+calls them; tests drive them directly.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+#: Token characters of RFC 9110 field names.
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_BAD_VALUE_BYTES = b"\x00\r\n"
+
+
+class MalformedReply(ValueError):
+    """A reply message that breaks www.rst; the text says what is wrong."""
+
+
+class BadPath(ValueError):
+    """A request path whose percent-escapes do not decode as UTF-8."""
+
+
+def decode_path(raw_path: bytes) -> str:
+    """``path`` of www.rst: percent escapes decoded, then UTF-8 decoded."""
+    try:
+        return unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadPath(f"path is not valid UTF-8 after percent-decoding: {exc}") from None
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request target into its path and its raw query string."""
+    path, _, query = target.partition(b"?")
+    if path.startswith((b"http://", b"https://")):
+        # Absolute form (RFC 9112 3.2.2): keep only the path.
+        slash = path.find(b"/", path.find(b"//") + 2)
+        path = path[slash:] if slash >= 0 else b"/"
+    return path, query
+
+
+def asgi_headers(raw_headers: Any) -> list[list[bytes]]:
+    """Lowercased ``[name, value]`` pairs, per-name order kept, duplicates kept.
+
+    Names containing ``_`` are dropped: a proxy that normalises ``-`` and
+    ``_`` alike (as WSGI's environ does) would otherwise let a client spoof a
+    header the proxy set, such as ``X-Forwarded-For`` sent as ``X_Forwarded_For``.
+    """
+    headers = []
+    for raw_name, values in raw_headers:
+        name = raw_name.lower()
+        if b"_" in name:
+            continue
+        for value in values:
+            headers.append([name, value])
+    return headers
+
+
+def request_message(
+    *,
+    reply_channel: str,
+    http_version: str,
+    method: bytes,
+    scheme: str,
+    raw_path: bytes,
+    query_string: bytes,
+    root_path: str,
+    headers: list[list[bytes]],
+    body: bytes,
+    body_channel: str | None,
+    client: list[Any] | None,
+    server: list[Any] | None,
+) -> dict[str, Any]:
+    """The ``http.request`` message (www.rst, Request), every key present."""
+    return {
+        "reply_channel": reply_channel,
+        "http_version": http_version,
+        "method": method.decode("latin-1").upper(),
+        "scheme": scheme,
+        "path": decode_path(raw_path),
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": headers,
+        "body": body,
+        "body_channel": body_channel,
+        "client": client,
+        "server": server,
+    }
+
+
+def body_chunk_message(content: bytes, more_content: bool) -> dict[str, Any]:
+    """A Request Body Chunk (www.rst) on ``body_channel``."""
+    return {"content": content, "closed": False, "more_content": more_content}
+
+
+#: The Request Body Chunk sent when the client disconnects mid-body.
+BODY_CLOSED_MESSAGE: dict[str, Any] = {"content": b"", "closed": True, "more_content": False}
+
+
+def disconnect_message(reply_channel: str, path: str) -> dict[str, Any]:
+    """``http.disconnect`` (www.rst, Disconnect)."""
+    return {"reply_channel": reply_channel, "path": path}
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+    more_content: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseChunk:
+    content: bytes
+    more_content: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPush:
+    request: dict[str, Any]
+
+
+Reply = Response | ResponseChunk | ServerPush
+
+
+def parse_reply(message: dict[str, Any]) -> Reply:
+    """Classify and validate a message from an HTTP reply channel.
+
+    www.rst tells the types apart by their keys: ``status`` makes a Response,
+    ``request`` a Server Push, anything else is a Response Chunk.
+    """
+    if "status" in message:
+        status = message["status"]
+        if type(status) is not int or not 100 <= status <= 999:
+            raise MalformedReply(f"status must be an integer from 100 to 999, got {status!r}")
+        return Response(
+            status,
+            _check_headers(message.get("headers", ())),
+            _check_content(message),
+            _check_more(message),
+        )
+    if "request" in message:
+        if not isinstance(message["request"], dict):
+            raise MalformedReply("Server Push 'request' must be a dict")
+        return ServerPush(message["request"])
+    return ResponseChunk(_check_content(message), _check_more(message))
+
+
+def _check_content(message: dict[str, Any]) -> bytes:
+    content = message.get("content", b"")
+    if content is None:
+        return b""
+    if type(content) is not bytes:
+        raise MalformedReply(f"content must be bytes, got {type(content).__name__}")
+    return content
+
+
+def _check_more(message: dict[str, Any]) -> bool:
+    more = message.get("more_content", False)
+    if type(more) is not bool:
+        raise MalformedReply(f"more_content must be a bool, got {type(more).__name__}")
+    return more
+
+
+def _check_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    if headers is None:
+        return []
+    if not isinstance(headers, (list, tuple)):
+        raise MalformedReply(f"headers must be a list of [name, value] pairs, got {type(headers).__name__}")
+    checked = []
+    for pair in headers:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise MalformedReply(f"each header must be a [name, value] pair, got {pair!r}")
+        name, value = pair
+        if type(name) is not bytes or type(value) is not bytes:
+            raise MalformedReply(f"header name and value must be bytes, got {pair!r}")
+        name = name.lower()
+        if not _HEADER_NAME.match(name):
+            raise MalformedReply(f"invalid header name {name!r}")
+        if len(value.translate(None, _BAD_VALUE_BYTES)) != len(value):
+            raise MalformedReply(f"header {name!r} has a value containing CR, LF or NUL")
+        checked.append((name, value))
+    return checked
+
+
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def error_page(status: int, detail: str) -> tuple[bytes, bytes]:
+    """A small plain error page (never a traceback): ``(reason, body)``."""
+    reason = _REASONS.get(status, "Error")
+    body = (
+        f"<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>"
+        f"<body><h1>{status} {reason}</h1><p>{html.escape(detail)}</p></body></html>\n"
+    )
+    return reason.encode("ascii"), body.encode("utf-8")

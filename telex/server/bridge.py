@@ -1,0 +1,255 @@
+"""How the reactor talks to a channel layer without ever blocking on it.
+
+Three bridges, chosen by what the layer offers (``make_bridge``):
+
+* ``InlineBridge`` — an in-process layer (``layer.in_process`` is true, as for
+  Telex's memory layer): calls take a lock for microseconds and never wait on
+  I/O, so they run on the reactor thread; the reader awaits ``receive_twisted``.
+* ``AsyncioBridge`` — a layer with ``send_async``/``receive_async`` (Telex's
+  Redis layer): coroutines run on the asyncio loop under Twisted's asyncio
+  reactor, no thread per call.
+* ``ThreadedBridge`` — any other ASGI 1 layer (asgi_redis from a Channels 1.x
+  install): one reader thread blocks in ``receive(block=True)`` and hands
+  messages to the reactor; one FIFO sender thread performs every send, which
+  keeps each connection's messages in order, and reports the outcome back.
+
+Every bridge returns a Deferred from ``send`` that fails with the layer's own
+``ChannelFull``/``MessageTooLarge``; the protocols decide what that means.
+Reader errors are logged and retried with backoff; they never stop the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.python.failure import Failure
+
+logger = logging.getLogger("telex.server")
+
+Dispatch = Callable[[str, dict], None]
+
+#: Reader back-off after a layer error: doubles from the first to the last.
+ERROR_BACKOFF = (0.1, 5.0)
+#: A foreign layer whose blocking receive returns at once with nothing (the
+#: spec allows it) is asked again after this pause, so it is never spun on.
+EMPTY_RECEIVE_PAUSE = 0.01
+#: Messages handled back to back before the reader yields to the reactor.
+READER_BATCH = 64
+
+
+class LayerBridge:
+    """The server's view of a channel layer."""
+
+    kind = "base"
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.running = False
+        self.errors = 0  # layer errors seen by the reader and senders (metrics)
+
+    def send(self, channel: str, message: dict) -> defer.Deferred:
+        raise NotImplementedError
+
+    def start_reading(self, channels: list[str], dispatch: Dispatch) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.running = False
+
+    def _log_error(self, what: str, exc: BaseException, backoff: float) -> None:
+        self.errors += 1
+        logger.error("channel layer error while %s: %s; retrying in %.1fs", what, exc, backoff)
+
+
+class InlineBridge(LayerBridge):
+    kind = "inline"
+
+    def send(self, channel: str, message: dict) -> defer.Deferred:
+        try:
+            self.layer.send(channel, message)
+        except Exception as exc:
+            return defer.fail(exc)
+        return defer.succeed(None)
+
+    def start_reading(self, channels: list[str], dispatch: Dispatch) -> None:
+        self.running = True
+        self._reader = defer.ensureDeferred(self._read(channels, dispatch))
+
+    async def _read(self, channels: list[str], dispatch: Dispatch) -> None:
+        backoff = ERROR_BACKOFF[0]
+        handled = 0
+        while self.running:
+            try:
+                channel, message = await self.layer.receive_twisted(channels)
+                backoff = ERROR_BACKOFF[0]
+            except defer.CancelledError:
+                return
+            except Exception as exc:
+                self._log_error("receiving replies", exc, backoff)
+                await task.deferLater(reactor, backoff)
+                backoff = min(backoff * 2, ERROR_BACKOFF[1])
+                continue
+            if channel is not None:
+                _dispatch_safely(dispatch, channel, message)
+                handled += 1
+                if handled % READER_BATCH == 0:
+                    # Already-fired Deferreds resume synchronously; let the
+                    # reactor run other work between batches.
+                    await task.deferLater(reactor, 0)
+
+    def stop(self) -> None:
+        super().stop()
+        reader = getattr(self, "_reader", None)
+        if reader is not None and not reader.called:
+            reader.cancel()
+
+
+class AsyncioBridge(LayerBridge):
+    kind = "asyncio"
+
+    def send(self, channel: str, message: dict) -> defer.Deferred:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(self.layer.send_async(channel, message)))
+
+    def start_reading(self, channels: list[str], dispatch: Dispatch) -> None:
+        self.running = True
+        self._reader = asyncio.ensure_future(self._read(channels, dispatch))
+
+    async def _read(self, channels: list[str], dispatch: Dispatch) -> None:
+        backoff = ERROR_BACKOFF[0]
+        while self.running:
+            try:
+                channel, message = await self.layer.receive_async(channels)
+                backoff = ERROR_BACKOFF[0]
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:
+                self._log_error("receiving replies", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, ERROR_BACKOFF[1])
+                continue
+            if channel is not None:
+                _dispatch_safely(dispatch, channel, message)
+
+    def stop(self) -> None:
+        super().stop()
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.cancel()
+
+
+class ThreadedBridge(LayerBridge):
+    kind = "threaded"
+
+    def __init__(self, layer: Any) -> None:
+        super().__init__(layer)
+        self._outbox: queue.SimpleQueue[tuple[str, dict, defer.Deferred] | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name="telex-layer-sender", daemon=True)
+        self._sender.start()
+
+    def send(self, channel: str, message: dict) -> defer.Deferred:
+        deferred: defer.Deferred = defer.Deferred()
+        self._outbox.put((channel, message, deferred))
+        return deferred
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            channel, message, deferred = item
+            try:
+                self.layer.send(channel, message)
+            except Exception as exc:
+                if not isinstance(exc, (self.layer.ChannelFull, self.layer.MessageTooLarge)):
+                    self.errors += 1
+                reactor.callFromThread(deferred.errback, exc)
+            else:
+                reactor.callFromThread(deferred.callback, None)
+
+    def start_reading(self, channels: list[str], dispatch: Dispatch) -> None:
+        self.running = True
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(channels, dispatch), name="telex-layer-reader", daemon=True
+        )
+        self._reader.start()
+
+    def _read_loop(self, channels: list[str], dispatch: Dispatch) -> None:
+        backoff = ERROR_BACKOFF[0]
+        while self.running:
+            started = time.monotonic()
+            try:
+                channel, message = self.layer.receive(channels, block=True)
+                backoff = ERROR_BACKOFF[0]
+            except Exception as exc:
+                self._log_error("receiving replies", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, ERROR_BACKOFF[1])
+                continue
+            if channel is not None:
+                reactor.callFromThread(_dispatch_safely, dispatch, channel, message)
+            elif time.monotonic() - started < EMPTY_RECEIVE_PAUSE:
+                time.sleep(EMPTY_RECEIVE_PAUSE)
+
+    def stop(self) -> None:
+        super().stop()
+        self._outbox.put(None)
+
+
+def _dispatch_safely(dispatch: Dispatch, channel: str, message: dict) -> None:
+    try:
+        dispatch(channel, message)
+    except Exception:
+        logger.exception("error handling a message on %s", channel)
+
+
+def make_bridge(layer: Any) -> LayerBridge:
+    """The bridge for ``layer``: inline, asyncio or threaded (see module doc)."""
+    if getattr(layer, "in_process", False) and "twisted" in getattr(layer, "extensions", ()):
+        return InlineBridge(layer)
+    if callable(getattr(layer, "send_async", None)) and callable(getattr(layer, "receive_async", None)):
+        return AsyncioBridge(layer)
+    return ThreadedBridge(layer)
+
+
+class OrderedSender:
+    """Sends one connection's messages one after another, in order.
+
+    A bridge may run sends concurrently (several Redis connections); a
+    connection's own messages must still reach the layer in the order it
+    made them, so each starts only when the previous one has finished.
+    """
+
+    __slots__ = ("_bridge", "_tail")
+
+    def __init__(self, bridge: LayerBridge) -> None:
+        self._bridge = bridge
+        self._tail: defer.Deferred | None = None
+
+    def send(self, channel: str, message: dict) -> defer.Deferred:
+        result: defer.Deferred = defer.Deferred()
+        done: defer.Deferred = defer.Deferred()  # internal: never given to callers
+
+        def run(_: object = None) -> None:
+            self._bridge.send(channel, message).addBoth(_finish, result, done)
+
+        previous, self._tail = self._tail, done
+        if previous is None or previous.called:
+            run()
+        else:
+            previous.addCallback(run)
+        return result
+
+
+def _finish(outcome: object, result: defer.Deferred, done: defer.Deferred) -> None:
+    done.callback(None)  # starts the next send before the caller's callbacks run
+    if isinstance(outcome, Failure):
+        result.errback(outcome)
+    else:
+        result.callback(outcome)

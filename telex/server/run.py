@@ -1,0 +1,183 @@
+"""Run the server until it is told to stop: start-up checks, signals, shutdown.
+
+Shutdown (SIGTERM or SIGINT): stop accepting; close idle connections; let
+in-flight HTTP responses finish for up to ``graceful_timeout``; close
+WebSockets with 1001 (their ``websocket.disconnect`` messages are sent);
+stop the embedded workers; exit 0. A second signal exits at once (status 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from twisted.internet import defer, reactor, threads
+from twisted.internet.error import CannotListenError
+
+from ..layers import LayerSpecError, get_channel_layer
+from .bridge import ThreadedBridge
+from .server import Server
+from .settings import ServerSettings
+
+logger = logging.getLogger("telex.server")
+
+
+class ServeError(Exception):
+    """Start-up failed for a reason the user can fix; the message says which."""
+
+
+def load_layer(spec: str | None, routing: str | None) -> Any:
+    if spec is None:
+        if routing is None:
+            raise ServeError(
+                "no channel layer given: pass LAYER (e.g. redis://127.0.0.1:6379/0 or "
+                "myproject.asgi:channel_layer), or --routing to run consumers in-process on memory://"
+            )
+        spec = "memory://"
+    try:
+        return get_channel_layer(spec)
+    except LayerSpecError as exc:
+        raise ServeError(str(exc)) from exc
+    except Exception as exc:  # the user's module failed while importing
+        raise ServeError(f"could not load channel layer {spec!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def check_layer_reachable(layer: Any) -> None:
+    """Fail at start, with one line, if a network layer cannot be reached."""
+    if getattr(layer, "in_process", False):
+        return
+    try:
+        layer.receive(["telex.health"], block=False)
+    except Exception as exc:
+        raise ServeError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def serve(
+    settings: ServerSettings,
+    layer_spec: str | None,
+    routing: str | None = None,
+    threads: int = 1,
+    force_sync: bool = False,
+) -> int:
+    layer = load_layer(layer_spec, routing)
+    check_layer_reachable(layer)
+    worker = None
+    if routing is not None:
+        from ..worker import RoutingError, Worker
+
+        try:
+            worker = Worker(layer, routing, threads=threads)
+        except RoutingError as exc:
+            raise ServeError(str(exc)) from exc
+        except Exception as exc:
+            raise ServeError(f"could not load routing {routing!r}: {type(exc).__name__}: {exc}") from exc
+    server = Server(settings, layer)
+    if force_sync:
+        server.bridge = ThreadedBridge(layer)
+    _attach_websocket(server)
+    state: dict[str, Any] = {"error": None}
+
+    def started(_: Any) -> None:
+        for port in server.ports:
+            logger.info("listening on %s", _describe(port))
+        logger.info(
+            "Telex serving with %s (%s bridge), reply channels %s",
+            type(layer).__name__,
+            server.bridge.kind,
+            server.reply_prefix,
+        )
+        if settings.proxy_headers and settings.proxy_headers_trusted == ["127.0.0.1", "::1"]:
+            logger.warning(
+                "--proxy-headers trusts only loopback peers; name your proxies with "
+                "--proxy-headers-trusted ('*' trusts every peer, as Daphne 1.x did)"
+            )
+        if worker is not None:
+            worker.start()
+            logger.info("running %d consumer thread(s) for %s", threads, routing)
+        _notify_systemd(b"READY=1")
+
+    def failed(failure: Any) -> None:
+        failure = getattr(failure.value, "subFailure", failure)
+        error = failure.value
+        if isinstance(error, CannotListenError):
+            state["error"] = f"cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}"
+        else:
+            state["error"] = f"cannot start: {type(error).__name__}: {error}"
+        reactor.stop()
+
+    def begin() -> None:
+        try:
+            server.start().addCallbacks(started, failed)
+        except (ValueError, OSError) as exc:  # bad endpoint string, bad --fd
+            state["error"] = f"cannot start: {exc}"
+            reactor.stop()
+
+    reactor.callWhenRunning(begin)
+    reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
+    reactor.run()
+    if state["error"]:
+        raise ServeError(state["error"])
+    return 0
+
+
+def _attach_websocket(server: Server) -> None:
+    try:
+        from ..protocols.websocket import WebSocketSupport
+    except ImportError:
+        return
+    server.websocket = WebSocketSupport(server)
+
+
+def _describe(port: Any) -> str:
+    host = port.getHost()
+    if hasattr(host, "port"):
+        return (
+            f"http://{host.host}:{host.port}" if ":" not in host.host else f"http://[{host.host}]:{host.port}"
+        )
+    return f"unix:{getattr(host, 'name', host)}"
+
+
+def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
+    def exit_now(signum: int, frame: Any) -> None:
+        os._exit(1)
+
+    signal.signal(signal.SIGINT, exit_now)
+    signal.signal(signal.SIGTERM, exit_now)
+    _notify_systemd(b"STOPPING=1")
+    logger.info("shutting down: no new connections; %d in flight", server.in_flight())
+    return defer.ensureDeferred(_drain(server, worker, settings))
+
+
+async def _drain(server: Server, worker: Any, settings: ServerSettings) -> None:
+    await server.stop_listening()
+    if server.websocket is not None:
+        server.websocket.close_all(1001)
+    deadline = reactor.seconds() + settings.graceful_timeout
+    server.close_idle_connections()
+    while server.in_flight() and reactor.seconds() < deadline:
+        await server.connection_closed(deadline - reactor.seconds())
+    if server.in_flight():
+        logger.warning(
+            "graceful timeout: closing %d connection(s) with unfinished responses", server.in_flight()
+        )
+    if worker is not None:
+        await threads.deferToThread(worker.stop, settings.graceful_timeout)
+    server.stop()
+
+
+def _notify_systemd(state: bytes) -> None:
+    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state)
+    except OSError as exc:
+        logger.warning("could not notify systemd (%s): %s", state.decode(), exc)

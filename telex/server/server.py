@@ -1,0 +1,192 @@
+"""The interface server: one reply reader, many connections, one lifecycle.
+
+Every connection of this process gets reply channels under one
+process-specific prefix (``telex.response.<random>!``). One reader receives
+that prefix from the layer and dispatches each message to the connection
+whose reply channel it names — the only place replies enter the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, reactor, threads
+from twisted.internet.endpoints import serverFromString
+
+from ..layers.base import BaseChannelLayer
+from ..layers.base import ChannelFull as TelexChannelFull
+from ..layers.base import MessageTooLarge as TelexMessageTooLarge
+from ..protocols.http import HttpFactory
+from ..protocols.proxy import TrustedProxies
+from .accesslog import AccessLog
+from .bridge import OrderedSender, make_bridge
+from .metrics import Metrics
+from .settings import ServerSettings
+
+logger = logging.getLogger("telex.server")
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+#: Seconds a health check may wait for the layer before reporting it down.
+HEALTH_CHECK_TIMEOUT = 2.0
+
+
+def _base36(number: int) -> str:
+    digits = []
+    while True:
+        number, remainder = divmod(number, 36)
+        digits.append(_BASE36[remainder])
+        if not number:
+            return "".join(reversed(digits))
+
+
+class Server:
+    """Implements ``telex.protocols.context.ServerContext`` for the protocols."""
+
+    def __init__(self, settings: ServerSettings, channel_layer: Any) -> None:
+        self.settings = settings
+        self.layer = channel_layer
+        self.bridge = make_bridge(channel_layer)
+        self.channel_full = getattr(channel_layer, "ChannelFull", TelexChannelFull)
+        self.message_too_large = getattr(channel_layer, "MessageTooLarge", TelexMessageTooLarge)
+        # Short names: Channels 1.x era layers reject names of 100 characters
+        # and more, and their workers add prefixes of their own.
+        self.reply_prefix = f"{settings.reply_channel_prefix}{BaseChannelLayer.random_suffix()}!"
+        self._next_local = 0
+        self._handlers: dict[str, Callable[[dict], None]] = {}
+        self.trusted_proxies = TrustedProxies(settings.proxy_headers_trusted)
+        self.metrics = Metrics()
+        self.access_log = (
+            AccessLog(settings.access_log, settings.access_log_format) if settings.access_log else None
+        )
+        self.http_factory = HttpFactory(self, self.access_log)
+        self.websocket: Any = None  # set by the WebSocket support when available
+        self.ports: list[Any] = []
+        self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
+
+    # -- ServerContext -----------------------------------------------------------
+
+    def new_reply_channel(self, handler: Callable[[dict], None]) -> str:
+        name = self.reply_prefix + _base36(self._next_local)
+        self._next_local += 1
+        self._handlers[name] = handler
+        return name
+
+    def release_reply_channel(self, name: str) -> None:
+        self._handlers.pop(name, None)
+
+    def make_sender(self) -> OrderedSender:
+        return OrderedSender(self.bridge)
+
+    def layer_new_body_channel(self) -> str:
+        # Named here rather than by layer.new_channel(), which for network
+        # layers is a blocking round trip; 96 random bits make it unique.
+        return "http.request.body?" + BaseChannelLayer.random_suffix() + BaseChannelLayer.random_suffix()[:4]
+
+    def upgrade_websocket(self, request: Any) -> bool:
+        return self.websocket is not None and self.websocket.upgrade(request)
+
+    def local_response(self, request: Any, path: str) -> Any:
+        if path == self.settings.metrics_path:
+            return 200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render()
+        if path == self.settings.health_path:
+            return self._health(request)
+        return None
+
+    def count(self, metric: str, amount: int = 1, **labels: str) -> None:
+        self.metrics.count(metric, amount, **labels)
+
+    # -- replies -----------------------------------------------------------------
+
+    def dispatch(self, channel: str, message: dict) -> None:
+        handler = self._handlers.get(channel)
+        if handler is None:
+            logger.debug("dropping message for unknown or finished reply channel %s", channel)
+            self.metrics.count("telex_replies_dropped_total")
+            return
+        handler(message)
+
+    # -- health ------------------------------------------------------------------
+
+    def _health(self, request: Any) -> Any:
+        """Answer the health path without any worker: is the layer reachable?
+
+        A non-blocking receive on a channel nobody uses is a round trip with
+        no side effects; it runs in a thread since foreign layers block.
+        """
+        headers = [(b"content-type", b"application/json")]
+        if self.bridge.kind == "inline":
+            return 200, headers, b'{"status": "ok", "layer": "ok"}\n'
+        check = threads.deferToThread(self.layer.receive, ["telex.health"], False)
+        check.addTimeout(HEALTH_CHECK_TIMEOUT, reactor)
+        check.addCallbacks(
+            lambda _: (200, headers, b'{"status": "ok", "layer": "ok"}\n'),
+            lambda failure: (503, headers, b'{"status": "down", "layer": "unreachable"}\n'),
+        )
+        return check
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> defer.Deferred:
+        """Start the reply reader and listen on every endpoint."""
+        self.bridge.start_reading([self.reply_prefix], self.dispatch)
+        listening = [
+            serverFromString(reactor, spec).listen(self.http_factory) for spec in self.settings.endpoints
+        ]
+        for fd in self.settings.adopt_fds:
+            self.ports.append(_adopt(fd, self.http_factory))
+        result = defer.gatherResults(listening, consumeErrors=True)
+        result.addCallback(self.ports.extend)
+        return result
+
+    def stop_listening(self) -> defer.Deferred:
+        ports, self.ports = self.ports, []
+        return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports])
+
+    def in_flight(self) -> int:
+        """Connections with a request in progress (idle keep-alives do not count)."""
+        busy = 0
+        for protocol in self.http_factory.connections:
+            channel = getattr(protocol, "_channel", None)
+            requests = getattr(channel, "requests", None)
+            if requests or getattr(channel, "streams", None):
+                busy += 1
+        return busy
+
+    def close_idle_connections(self) -> None:
+        """At shutdown: close idle keep-alive connections; busy ones close
+        after their current response (they stop being persistent)."""
+        for protocol in list(self.http_factory.connections):
+            channel = getattr(protocol, "_channel", None)
+            if channel is None or channel.transport is None:
+                continue
+            if hasattr(channel, "persistent"):
+                channel.persistent = False
+            if not getattr(channel, "requests", None) and not getattr(channel, "streams", None):
+                channel.transport.loseConnection()
+
+    def connection_closed(self, timeout: float) -> defer.Deferred:
+        """Fires when the next connection closes, or after ``timeout`` seconds."""
+        waiter: defer.Deferred = defer.Deferred()
+        self.http_factory.close_waiters.append(waiter)
+        waiter.addTimeout(max(timeout, 0.0), reactor, onTimeoutCancel=lambda *_: None)
+        return waiter
+
+    def stop(self) -> None:
+        self.bridge.stop()
+        if self.access_log is not None:
+            self.access_log.close()
+
+
+def _adopt(fd: int, factory: Any) -> Any:
+    """Listen on an already-bound socket (``--fd``, systemd socket activation)."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as probe:
+            family = probe.family
+    except OSError as exc:
+        raise OSError(f"file descriptor {fd} is not a socket: {exc}") from exc
+    return reactor.adoptStreamPort(fd, family, factory)
