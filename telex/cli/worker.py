@@ -85,10 +85,6 @@ def run(args: argparse.Namespace) -> int:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
         raise UsageError(str(exc)) from None
-    if spec.startswith("memory:"):
-        logging.getLogger("telex.worker").warning(
-            "memory:// lives in this process only; no server will reach this worker (use redis://)"
-        )
     try:
         worker = Worker(
             layer,
@@ -100,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except (RoutingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+
+    if spec.startswith("memory:"):
+        logging.getLogger("telex.worker").warning(
+            "memory:// lives in this process only; no server will reach this worker (use redis://)"
+        )
 
     stop = threading.Event()
 

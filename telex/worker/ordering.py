@@ -104,7 +104,7 @@ def skip_stalled(channel_layer: Any, timeout: float) -> list[tuple[str, int, int
     skipped = channel_layer.ordering_skip_stalled(timeout)
     for key, expected, resumed in skipped:
         logger.warning(
-            "ordering: %s waited %.0f s for message order %d, which never arrived; skipped to order %d",
+            "ordering: %s waited %g s for message order %d, which never arrived; skipped to order %d",
             key.removeprefix(ORDERING_PREFIX),
             timeout,
             expected,

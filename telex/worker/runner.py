@@ -85,8 +85,7 @@ class Worker:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._wake_channels: list[str] = []
-        if get_default_channel_layer() is None:
-            set_default_channel_layer(self.channel_layer)
+        self._owns_default_layer = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -106,6 +105,10 @@ class Worker:
         if "telex.ordering" in getattr(self.channel_layer, "extensions", ()):
             sweeper = threading.Thread(target=self._sweep, name="telex-worker-ordering", daemon=False)
             self._threads.append(sweeper)
+        if get_default_channel_layer() is None:
+            # Channel()/Group() in the project's own threads find this layer.
+            set_default_channel_layer(self.channel_layer)
+            self._owns_default_layer = True
         for thread in self._threads:
             thread.start()
         logger.info("worker listening on %s with %d thread(s)", ", ".join(self.channels), self.threads)
@@ -121,6 +124,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._owns_default_layer and get_default_channel_layer() is self.channel_layer:
+            set_default_channel_layer(None)
         running = [thread.name for thread in self._threads if thread.is_alive()]
         if running:
             logger.warning("still running after %.1f s: %s", timeout, ", ".join(running))
