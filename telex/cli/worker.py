@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             only_channels=args.only_channels,
             exclude_channels=args.exclude_channels,
-            ordering_timeout=args.ordering_timeout or ORDERING_TIMEOUT,
+            ordering_timeout=ORDERING_TIMEOUT if args.ordering_timeout is None else args.ordering_timeout,
         )
     except (RoutingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
