@@ -176,6 +176,7 @@ class AsgiRequest(http.Request):
         local = self.context.local_response(self, self.asgi_path)
         if isinstance(local, Deferred):
             self._response_started = True
+            self._request_sent = True  # answered here: nothing goes to the layer
             local.addCallback(lambda response: self._lost or self._finish_local(*response))
             return
         if local is not None:

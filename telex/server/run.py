@@ -8,6 +8,7 @@ stop the embedded workers; exit 0. A second signal exits at once (status 1).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -117,7 +118,8 @@ def serve(
 
     reactor.callWhenRunning(begin)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
-    reactor.run()
+    _install_signal_handlers()
+    reactor.run(installSignalHandlers=False)
     if state["error"]:
         raise ServeError(state["error"])
     return 0
@@ -140,12 +142,29 @@ def _describe(port: Any) -> str:
     return f"unix:{getattr(host, 'name', host)}"
 
 
-def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
-    def exit_now(signum: int, frame: Any) -> None:
-        os._exit(1)
+def _install_signal_handlers() -> None:
+    """First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (status 1).
 
-    signal.signal(signal.SIGINT, exit_now)
-    signal.signal(signal.SIGTERM, exit_now)
+    Registered on the asyncio loop, which wakes through its self-pipe: with
+    plain ``signal.signal`` a signal delivered to a consumer thread would
+    wait until the reactor next woke up for some other reason.
+    """
+    loop = asyncio.get_event_loop()
+    stopping = []
+
+    def on_signal(signum: int) -> None:
+        if stopping:
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        stopping.append(signum)
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        reactor.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
     _notify_systemd(b"STOPPING=1")
     logger.info("shutting down: no new connections; %d in flight", server.in_flight())
     return defer.ensureDeferred(_drain(server, worker, settings))

@@ -189,4 +189,7 @@ def _adopt(fd: int, factory: Any) -> Any:
             family = probe.family
     except OSError as exc:
         raise OSError(f"file descriptor {fd} is not a socket: {exc}") from exc
+    # Twisted requires a non-blocking socket; inherited ones usually are not,
+    # and a blocking accept() would stall the whole reactor.
+    os.set_blocking(fd, False)
     return reactor.adoptStreamPort(fd, family, factory)

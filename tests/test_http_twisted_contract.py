@@ -1,0 +1,55 @@
+"""The twisted.web details Telex's HTTP adapter relies on, pinned.
+
+If a Twisted upgrade changes one of these, this file fails first and names
+what moved; ``docs/http.md`` lists the same details and why each is needed.
+"""
+
+import inspect
+
+from twisted.web import _http2, http
+
+
+def test_http_channel_calls_got_length_after_all_headers():
+    source = inspect.getsource(http.HTTPChannel.allHeadersReceived)
+    assert "gotLength" in source
+
+
+def test_http_channel_keeps_the_request_line_until_the_body_is_complete():
+    # AsgiRequest._head_complete reads these while a streamed body arrives.
+    line_source = inspect.getsource(http.HTTPChannel.lineReceived)
+    assert "self._command = command" in line_source
+    assert "self._path = request" in line_source
+    assert "self._version = version" in line_source
+    done_source = inspect.getsource(http.HTTPChannel.allContentReceived)
+    assert "del self._command, self._path, self._version" in done_source
+    assert "req.requestReceived(command, path, version)" in done_source
+
+
+def test_http_channel_feeds_body_chunks_to_handle_content_chunk():
+    source = inspect.getsource(http.HTTPChannel._maybeChooseTransferDecoder)
+    assert "handleContentChunk" in source
+
+
+def test_http_channel_exposes_its_network_producer_for_read_pausing():
+    source = inspect.getsource(http.HTTPChannel.connectionMade)
+    assert "self._networkProducer" in source
+
+
+def test_http_channel_rejects_a_second_length_header():
+    # Content-Length together with Transfer-Encoding is refused (no smuggling).
+    source = inspect.getsource(http.HTTPChannel._maybeChooseTransferDecoder)
+    assert "if self._transferDecoder is not None" in source
+
+
+def test_the_generic_protocol_switches_to_http2_and_shares_the_request_factory():
+    assert hasattr(http, "_GenericHTTPChannelProtocol")
+    source = inspect.getsource(http._GenericHTTPChannelProtocol)
+    assert "H2Connection" in source and "requestFactory" in source
+
+
+def test_h2_stream_calls_the_same_request_hooks_and_can_pause():
+    source = inspect.getsource(_http2.H2Stream)
+    for name in ("gotLength", "handleContentChunk", "requestReceived"):
+        assert name in source
+    assert callable(_http2.H2Stream.pauseProducing) and callable(_http2.H2Stream.resumeProducing)
+    assert "self.command" in source and "self.path" in source
