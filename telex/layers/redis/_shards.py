@@ -35,7 +35,12 @@ class Shard:
         # No retries inside redis-py: re-sending a command whose reply was lost
         # could deliver a message twice, and the spec wants at most once.
         # Stale pooled connections are still replaced when they are checked out.
-        return {"retry": Retry(NoBackoff(), 0), "socket_keepalive": True, **options}
+        options = {"retry": Retry(NoBackoff(), 0), **options}
+        if self.identity.startswith("unix:"):
+            options.pop("socket_connect_timeout", None)  # TCP-only options
+        else:
+            options.setdefault("socket_keepalive", True)
+        return options
 
     def sync_client(self, options: dict[str, Any]) -> redis.Redis:
         kwargs = self._connection_options(options)

@@ -476,8 +476,9 @@ class RedisChannelLayer(BaseChannelLayer):
             clients, self._sync_clients = self._sync_clients, [None] * len(self.shards)
         for client in clients:
             if client is not None:
-                client.redis.close()
-                client.redis.connection_pool.disconnect()
+                # Commands still running in other threads finish; their
+                # connections close when the pool is collected.
+                client.redis.connection_pool.disconnect(inuse_connections=False)
 
     # -- telex.store extension ---------------------------------------------------
 
