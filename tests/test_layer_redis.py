@@ -484,3 +484,41 @@ def test_receive_twisted_runs_on_the_asyncio_reactor_and_cancels_safely(redis_se
         check=True,
     ).stdout
     assert output.strip() == "[('wake', {'n': 1}), ('wake', {'n': 2})]"
+
+
+THREAD_REACTOR_CANCEL_SCRIPT = r"""
+import sys
+from twisted.internet import reactor, defer
+from telex.layers import get_channel_layer
+
+layer = get_channel_layer(sys.argv[1])
+result = []
+
+@defer.inlineCallbacks
+def main():
+    # On a reactor without asyncio the wait runs in a thread; a message it
+    # takes after the Deferred was cancelled goes back to the channel.
+    waiting = layer.receive_twisted(["wake"])
+    waiting.addErrback(lambda failure: failure.trap(defer.CancelledError))
+    waiting.cancel()
+    layer.send("wake", {"n": 1})
+    result.append((yield layer.receive_twisted(["wake"])))
+    reactor.stop()
+
+reactor.callWhenRunning(main)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+print(result)
+"""
+
+
+def test_receive_twisted_in_a_thread_gives_back_what_it_took_after_cancellation(redis_server):
+    output = subprocess.run(
+        [sys.executable, "-c", THREAD_REACTOR_CANCEL_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    assert output.strip() == "[('wake', {'n': 1})]"

@@ -299,7 +299,9 @@ class RedisChannelLayer(BaseChannelLayer):
         On Twisted's asyncio reactor (what ``telex serve`` runs) this is
         ``receive_async`` on the reactor's loop: no thread per call, and
         cancelling the Deferred cancels the wait without losing a message.
-        On other reactors a blocking receive runs in the reactor's thread pool.
+        On other reactors a blocking receive runs in the reactor's thread pool;
+        a message it takes after the Deferred was cancelled goes back to the
+        head of its channel (with a fresh expiry).
         """
         from twisted.internet import defer, reactor, threads
 
@@ -310,7 +312,22 @@ class RedisChannelLayer(BaseChannelLayer):
         loop = getattr(reactor, "_asyncioEventloop", None)  # set by AsyncioSelectorReactor
         if loop is not None:
             return defer.Deferred.fromFuture(asyncio.ensure_future(self.receive_async(names), loop=loop))
-        return threads.deferToThread(self.receive, names, True)
+        cancelled = []
+        result: defer.Deferred = defer.Deferred(lambda _: cancelled.append(True))
+
+        def deliver(received: tuple[Any, Any]) -> None:
+            if not cancelled:
+                result.callback(received)
+            elif received[0] is not None:
+                channel, message = received
+                reactor.callInThread(self._push_front, channel, self._codec.seal(self._codec.pack(message)))
+
+        def fail(failure: Any) -> None:
+            if not cancelled:
+                result.errback(failure)
+
+        threads.deferToThread(self.receive, names, True).addCallbacks(deliver, fail)
+        return result
 
     # -- groups extension ------------------------------------------------------
 
@@ -590,18 +607,25 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _take(self, plan: tuple[tuple[int, list[str]], ...], count: int) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []
+        unavailable = []
         for shard, keys in self._rotated(plan):
             script = self._client(shard).scripts["receive"]
             # Bounded: each pass pops at least one entry or finds the queues empty.
             for _ in range(64):
                 wanted = count - len(found)
-                with self._errors(shard):
-                    entries = script(keys=keys, args=[_now_ms(), wanted])
+                try:
+                    with self._errors(shard):
+                        entries = script(keys=keys, args=[_now_ms(), wanted])
+                except RedisUnavailable as exc:
+                    unavailable.append(exc)  # the other shards may still have messages
+                    break
                 found += self._decode_all(entries)
                 if len(found) >= count or len(entries) < wanted:
                     break
             if len(found) >= count:
                 break
+        if unavailable and not found:
+            raise unavailable[0]
         return found
 
     async def _take_async(self, state: _LoopState, plan: tuple[tuple[int, list[str]], ...]) -> Any:
