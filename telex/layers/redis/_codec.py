@@ -38,10 +38,6 @@ class Codec:
             # The first key encrypts; every key decrypts (rotation).
             self._fernet = MultiFernet([Fernet(derive_fernet_key(key)) for key in keys])
 
-    @property
-    def encrypted(self) -> bool:
-        return self._fernet is not None
-
     def pack(self, message: dict) -> bytes:
         """msgpack bytes of a message (the size limit applies to these)."""
         return msgpack.packb(message, use_bin_type=True)
