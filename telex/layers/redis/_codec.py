@@ -1,0 +1,70 @@
+"""Message encoding: msgpack with bin type, optional Fernet encryption, entry framing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterable
+
+import msgpack
+
+logger = logging.getLogger("telex.layers.redis")
+
+#: Width of the deadline (Unix milliseconds) at the start of a stored entry.
+DEADLINE_DIGITS = 13
+
+
+def derive_fernet_key(key: str | bytes) -> bytes:
+    """The Fernet key asgi_redis derives from a configured string, so settings carry over."""
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    return base64.urlsafe_b64encode(hashlib.sha256(key).digest())
+
+
+class Codec:
+    """Turns checked messages into stored payloads and back.
+
+    msgpack with ``use_bin_type=True``/``raw=False`` keeps ``bytes`` and
+    ``str`` distinct (the spec's Strings and Unicode section).
+    """
+
+    def __init__(self, symmetric_encryption_keys: Iterable[str | bytes] | None = None) -> None:
+        self._fernet = None
+        keys = list(symmetric_encryption_keys or [])
+        if keys:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            # The first key encrypts; every key decrypts (rotation).
+            self._fernet = MultiFernet([Fernet(derive_fernet_key(key)) for key in keys])
+
+    def pack(self, message: dict) -> bytes:
+        """msgpack bytes of a message (the size limit applies to these)."""
+        return msgpack.packb(message, use_bin_type=True)
+
+    def seal(self, packed: bytes) -> bytes:
+        return packed if self._fernet is None else self._fernet.encrypt(packed)
+
+    def decode(self, payload: bytes, where: str) -> dict | None:
+        """The message in ``payload``, or None (logged) if no key decrypts it."""
+        if self._fernet is not None:
+            from cryptography.fernet import InvalidToken
+
+            try:
+                payload = self._fernet.decrypt(payload)
+            except InvalidToken:
+                logger.warning(
+                    "dropped a message on %r that none of the symmetric_encryption_keys decrypts", where
+                )
+                return None
+        return msgpack.unpackb(payload, raw=False)
+
+
+def deadline_prefix(deadline_ms: int) -> bytes:
+    return b"%013d" % deadline_ms
+
+
+def split_entry(entry: bytes) -> tuple[int, str, bytes]:
+    """(deadline_ms, channel, payload) of a stored entry."""
+    space = entry.index(b" ", DEADLINE_DIGITS)
+    return int(entry[:DEADLINE_DIGITS]), entry[DEADLINE_DIGITS:space].decode("ascii"), entry[space + 1 :]

@@ -1,0 +1,207 @@
+"""The Lua scripts of the Redis layer: each step that must be atomic is one script.
+
+Stored entry format (one list element per message, the message stored once):
+``DEADLINE CHANNEL " " PAYLOAD`` where DEADLINE is 13 ASCII digits (Unix time
+in milliseconds at which the message expires), CHANNEL the full channel name
+(needed for ``prefix!local`` names, which share one list) and PAYLOAD the
+msgpack (optionally Fernet-encrypted) message. A space cannot occur in a
+channel name, so the first space after the deadline ends the name.
+
+Times come from the caller's clock (``ARGV``), not Redis ``TIME``: that keeps
+scripts deterministic and saves a command per call; hosts need NTP-synced clocks.
+"""
+
+from __future__ import annotations
+
+# Push ``entry`` onto ``key`` unless the list is at capacity. Expired messages
+# never count against capacity: when the push overflows, expired heads are
+# dropped and the push is tried again. RPUSH returns the new length, so the
+# common (not full) case costs RPUSH + PEXPIRE and nothing else.
+_PUSH = """
+local function push(key, entry, capacity, now, ttl)
+  if redis.call('RPUSH', key, entry) > capacity then
+    redis.call('RPOP', key)
+    local dropped = 0
+    while dropped < capacity do
+      local head = redis.call('LINDEX', key, 0)
+      if not head or tonumber(string.sub(head, 1, 13)) > now then break end
+      redis.call('LPOP', key)
+      dropped = dropped + 1
+    end
+    if dropped == 0 or redis.call('LLEN', key) >= capacity then return 0 end
+    redis.call('RPUSH', key, entry)
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return 1
+end
+"""
+
+#: KEYS[1] queue list. ARGV: entry, capacity, now_ms, key ttl_ms. → 1 sent, 0 full.
+SEND = (
+    _PUSH
+    + """
+return push(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+"""
+)
+
+#: KEYS: member queue lists on this shard. ARGV: now_ms, ttl_ms, deadline (13
+#: digits), payload, then (channel, capacity) per key. Full members are skipped.
+#: → number of members reached.
+GROUP_PUSH = (
+    _PUSH
+    + """
+local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local sent = 0
+for i, key in ipairs(KEYS) do
+  sent = sent + push(key, deadline .. ARGV[3 + 2 * i] .. ' ' .. payload, tonumber(ARGV[4 + 2 * i]), now, ttl)
+end
+return sent
+"""
+)
+
+#: One round trip for a whole group when there is one shard and no capacity
+#: overrides (the common set-up): the script derives each member's queue and
+#: capacity itself. KEYS[1] group zset. ARGV: now_ms, ttl_ms, deadline,
+#: payload, queue key prefix, capacity, process-local capacity.
+GROUP_SEND_LOCAL = (
+    _PUSH
+    + """
+local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local sent = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local bang = string.find(member, '!', 1, true)
+  local queue, capacity = member, tonumber(ARGV[6])
+  if bang then queue, capacity = string.sub(member, 1, bang), tonumber(ARGV[7]) end
+  sent = sent + push(ARGV[5] .. queue, deadline .. member .. ' ' .. payload, capacity, now, ttl)
+end
+return sent
+"""
+)
+
+#: KEYS[1] group zset. ARGV: now_ms. → live members (expired ones removed).
+GROUP_MEMBERS = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+#: KEYS: queue lists. ARGV: now_ms, max messages. → up to that many entries,
+#: oldest head first across the keys (a busy channel cannot starve a quiet
+#: one); expired entries met on the way are dropped.
+RECEIVE = """
+local now, want = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+if #KEYS == 1 then
+  while #out < want do
+    local entry = redis.call('LPOP', KEYS[1])
+    if not entry then break end
+    if tonumber(string.sub(entry, 1, 13)) > now then out[#out + 1] = entry end
+  end
+  return out
+end
+local heads = {}
+for i = 1, #KEYS do heads[i] = redis.call('LINDEX', KEYS[i], 0) end
+while #out < want do
+  local best, best_deadline = nil, nil
+  for i = 1, #KEYS do
+    local head = heads[i]
+    if head then
+      local deadline = tonumber(string.sub(head, 1, 13))
+      if not best or deadline < best_deadline then best, best_deadline = i, deadline end
+    end
+  end
+  if not best then break end
+  redis.call('LPOP', KEYS[best])
+  if best_deadline > now then out[#out + 1] = heads[best] end
+  if #out < want then heads[best] = redis.call('LINDEX', KEYS[best], 0) end
+end
+return out
+"""
+
+# -- telex.ordering ---------------------------------------------------------------
+# Per sequence K: hash PREFIX o:K (field "next" = next expected order, field
+# "p<order>" = parked record "QUEUEKEY\nCHANNEL\nPAYLOAD"), zset PREFIX op:K
+# (parked order -> parked time), and one zset PREFIX ostall per shard
+# (K -> oldest parked time) so skip_stalled finds stalled sequences without SCAN.
+# QUEUEKEY is empty when the channel's queue lives on another shard: the
+# script then returns the message and the caller pushes it there.
+
+_REQUEUE = """
+local function requeue(state, parked, order, now, expiry_ms)
+  local record = redis.call('HGET', state, 'p' .. order)
+  if not record then return false end
+  redis.call('HDEL', state, 'p' .. order)
+  redis.call('ZREM', parked, order)
+  local a = string.find(record, '\\n', 1, true)
+  local b = string.find(record, '\\n', a + 1, true)
+  local queue = string.sub(record, 1, a - 1)
+  local channel, payload = string.sub(record, a + 1, b - 1), string.sub(record, b + 1)
+  if queue == '' then return {channel, payload} end
+  -- Requeued at the front: it was admitted once already, so capacity is not
+  -- charged again and it does not wait behind newer messages.
+  redis.call('LPUSH', queue, string.format('%013d', now + expiry_ms) .. channel .. ' ' .. payload)
+  redis.call('PEXPIRE', queue, expiry_ms + 1000)
+  return false
+end
+local function restall(parked, stall, key)
+  local oldest = redis.call('ZRANGE', parked, 0, 0, 'WITHSCORES')
+  if oldest[2] then redis.call('ZADD', stall, oldest[2], key) else redis.call('ZREM', stall, key) end
+end
+"""
+
+#: KEYS: state, parked, stall. ARGV: order, record, now_ms, state ttl_ms, K.
+ORDERING_CLAIM = """
+local order = tonumber(ARGV[1])
+local expected = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+if order == expected then return 'run' end
+if order < expected then return 'drop' end
+redis.call('HSET', KEYS[1], 'next', expected, 'p' .. order, ARGV[2])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], order)
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+redis.call('ZADD', KEYS[3], oldest[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 'park'
+"""
+
+#: KEYS: state, parked, stall. ARGV: order, now_ms, expiry_ms, state ttl_ms, K.
+#: → nil, or {channel, payload} to push on another shard.
+ORDERING_ADVANCE = (
+    _REQUEUE
+    + """
+local expected = math.max(tonumber(redis.call('HGET', KEYS[1], 'next') or '0'), tonumber(ARGV[1]) + 1)
+redis.call('HSET', KEYS[1], 'next', expected)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local moved = requeue(KEYS[1], KEYS[2], expected, tonumber(ARGV[2]), tonumber(ARGV[3]))
+restall(KEYS[2], KEYS[3], ARGV[5])
+return moved
+"""
+)
+
+#: KEYS[1] stall zset. ARGV: cutoff_ms, now_ms, expiry_ms, state ttl_ms, key prefix.
+#: → {K, expected, resumed, channel or nil, payload or nil} per skipped sequence.
+ORDERING_SKIP_STALLED = (
+    _REQUEUE
+    + """
+local out = {}
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  local state, parked = ARGV[5] .. 'o:' .. key, ARGV[5] .. 'op:' .. key
+  local lowest = nil
+  for _, order in ipairs(redis.call('ZRANGE', parked, 0, -1)) do
+    order = tonumber(order)
+    if not lowest or order < lowest then lowest = order end
+  end
+  if lowest then
+    local expected = tonumber(redis.call('HGET', state, 'next') or '0')
+    redis.call('HSET', state, 'next', lowest)
+    redis.call('PEXPIRE', state, ARGV[4])
+    local moved = requeue(state, parked, lowest, tonumber(ARGV[2]), tonumber(ARGV[3]))
+    restall(parked, KEYS[1], key)
+    out[#out + 1] = {key, expected, lowest, moved and moved[1] or false, moved and moved[2] or false}
+  else
+    redis.call('ZREM', KEYS[1], key)
+  end
+end
+return out
+"""
+)

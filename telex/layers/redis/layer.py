@@ -1,0 +1,941 @@
+"""The Redis channel layer: one list per queue, one Lua script per step.
+
+Data layout (``docs/redis-layer.md`` explains the choices):
+
+* ``PREFIX q:QUEUE`` — a list of entries ``DEADLINE CHANNEL PAYLOAD`` (see
+  ``_scripts``). QUEUE is the channel name, or ``prefix!`` for process-specific
+  channels, which share one ordered list per process.
+* ``PREFIX g:GROUP`` — a sorted set: member channel → membership deadline.
+* ``PREFIX s:KEY`` — ``telex.store`` values; ``PREFIX o:``/``op:``/``ostall`` —
+  ``telex.ordering`` state.
+* ``PREFIX alive`` — the marker ``check_data_lost`` looks for.
+* ``PREFIX x:RANDOM`` — short-lived keys that end one blocked ``BLPOP``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from ..base import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PROCESS_LOCAL_CAPACITY,
+    BaseChannelLayer,
+    CapacitySpec,
+    ChannelFull,
+    check_message,
+    non_local_name,
+)
+from . import _scripts
+from ._codec import Codec, deadline_prefix, split_entry
+from ._shards import Shard, ShardRing, shard_from_entry, split_url
+
+__all__ = ["RedisChannelLayer", "RedisUnavailable"]
+
+logger = logging.getLogger("telex.layers.redis")
+
+_SCRIPTS = {
+    "send": _scripts.SEND,
+    "receive": _scripts.RECEIVE,
+    "group_push": _scripts.GROUP_PUSH,
+    "group_send_local": _scripts.GROUP_SEND_LOCAL,
+    "group_members": _scripts.GROUP_MEMBERS,
+    "ordering_claim": _scripts.ORDERING_CLAIM,
+    "ordering_advance": _scripts.ORDERING_ADVANCE,
+    "ordering_skip_stalled": _scripts.ORDERING_SKIP_STALLED,
+}
+
+# redis-py's errors for a server that is down, restarting or unreachable.
+_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# Outage pacing for blocking receives: first pause, and the cap.
+_BACKOFF_START = 0.05
+_BACKOFF_CAP = 2.0
+
+# A receive over the same channels is planned once; servers and workers
+# listen on a handful of channel lists, request-body readers on one each.
+_PLAN_CACHE_SIZE = 2048
+
+
+class RedisUnavailable(ConnectionError):
+    """A Redis shard cannot be reached. The layer reconnects by itself on a later call."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Client:
+    """A redis-py client for one shard with its scripts registered (EVALSHA, loaded on demand)."""
+
+    __slots__ = ("redis", "scripts")
+
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self.scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+
+
+class _LoopState:
+    """Async clients bound to one event loop, and the push-backs still running on it."""
+
+    def __init__(self, clients: list[_Client]) -> None:
+        self.clients = clients
+        self.pending: set[asyncio.Task[Any]] = set()
+
+
+class RedisChannelLayer(BaseChannelLayer):
+    """An ASGI 1 channel layer on one or more Redis (6.2+) or Valkey servers.
+
+    Keyword names follow Channels 1.x's asgi_redis, so existing settings carry
+    over; the storage format does not, so never share a ``prefix`` with it.
+    """
+
+    extensions = [
+        "groups",
+        "flush",
+        "statistics",
+        "twisted",
+        "asyncio",
+        "telex.store",
+        "telex.ordering",
+    ]
+
+    def __init__(
+        self,
+        hosts: Iterable[Any] | str | None = None,
+        *,
+        prefix: str = "telex:",
+        expiry: float = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: CapacitySpec | None = None,
+        process_local_capacity: int = DEFAULT_PROCESS_LOCAL_CAPACITY,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        symmetric_encryption_keys: Iterable[str | bytes] | None = None,
+        blocking_timeout: float = 5.0,
+        socket_timeout: float = 10.0,
+        socket_connect_timeout: float = 5.0,
+        connection_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+            process_local_capacity=process_local_capacity,
+            max_message_size=max_message_size,
+        )
+        if blocking_timeout <= 0:
+            raise ValueError(f"blocking_timeout must be positive, got {blocking_timeout!r}")
+        if socket_timeout <= blocking_timeout:
+            # A blocked BLPOP would otherwise be cut off by the client's own timeout.
+            raise ValueError(
+                f"socket_timeout ({socket_timeout}) must be longer than blocking_timeout ({blocking_timeout})"
+            )
+        if isinstance(hosts, str):
+            hosts = [hosts]
+        self.shards: list[Shard] = [shard_from_entry(entry) for entry in hosts or [("localhost", 6379)]]
+        identities = [shard.identity for shard in self.shards]
+        if len(set(identities)) != len(identities):
+            raise ValueError(f"hosts lists the same Redis twice: {identities}")
+        self.hosts = identities
+        self.prefix = prefix
+        self.blocking_timeout = blocking_timeout
+        self._options = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            **(connection_kwargs or {}),
+        }
+        self._codec = Codec(symmetric_encryption_keys)
+        self._ring = ShardRing(identities)
+        self._expiry_ms = int(expiry * 1000)
+        self._ttl_ms = self._expiry_ms + 1000  # queue keys outlive their newest message
+        self._group_expiry_ms = int(group_expiry * 1000)
+        self._round_robin = itertools.count()
+        self._lock = threading.Lock()
+        self._sync_clients: list[_Client | None] = [None] * len(self.shards)
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._thread = threading.local()
+        self._plans: dict[tuple[str, ...], tuple[tuple[int, list[str]], ...]] = {}
+        self._down: set[int] = set()
+        self._backoff = _BACKOFF_START
+        self._armed = [False] * len(self.shards)
+        self._marker_token = self.random_suffix()
+        self._messages_count = 0
+        self._channel_full_count = 0
+        self._channel_counts: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisChannelLayer:
+        """Build a layer from ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``.
+
+        Query parameters set the options (``?capacity=200&prefix=myapp:``);
+        ``symmetric_encryption_keys`` takes a comma-separated list. Several
+        shards: ``redis://:password@host1:6379,host2:6379/0``.
+        """
+        from .. import LayerSpecError, parse_options
+
+        try:
+            shards, query = split_url(url)
+        except ValueError as exc:
+            raise LayerSpecError(str(exc)) from exc
+        # ``db`` was consumed with the hosts; the rest are the layer's options.
+        query = "&".join(item for item in query.split("&") if item and not item.startswith("db="))
+        scheme = url.partition("://")[0].lower()
+        options = parse_options(query, _URL_OPTIONS, scheme)
+        keys = options.pop("symmetric_encryption_keys", None)
+        connection = {key: options.pop(key) for key in _CONNECTION_URL_OPTIONS if key in options}
+        hosts = [shard.url if shard.sentinel is None else shard.sentinel for shard in shards]
+        try:
+            return cls(
+                hosts=hosts,
+                symmetric_encryption_keys=keys.split(",") if keys else None,
+                connection_kwargs=connection or None,
+                **options,
+            )
+        except ValueError as exc:
+            raise LayerSpecError(f"{url}: {exc}") from exc
+
+    # -- core API --------------------------------------------------------------
+
+    def send(self, channel: str, message: dict) -> None:
+        self.check_channel_name(channel)
+        payload = self._encode(channel, message)
+        queue = non_local_name(channel)
+        now = _now_ms()
+        entry = deadline_prefix(now + self._expiry_ms) + channel.encode("ascii") + b" " + payload
+        capacity = self.get_capacity(channel)
+        key = self._queue_key(queue)
+        unavailable = None
+        for shard in self._send_shards(queue):
+            try:
+                with self._errors(shard):
+                    sent = self._client(shard).scripts["send"](
+                        keys=[key], args=[entry, capacity, now, self._ttl_ms]
+                    )
+            except RedisUnavailable as exc:
+                unavailable = exc  # a normal channel may still go to another shard
+                continue
+            if sent:
+                self._count(queue, 0)
+                return
+        if unavailable is not None:
+            raise unavailable
+        self._count(queue, 1)
+        raise ChannelFull(f"channel {channel!r} is at capacity ({capacity})")
+
+    def receive(self, channels: Iterable[str], block: bool = False) -> tuple[Any, Any]:
+        """Take one message; with ``block=True`` wait inside Redis up to ``blocking_timeout``.
+
+        A blocking receive never raises for an outage: it logs, pauses with
+        backoff and returns ``(None, None)``, so worker loops survive restarts.
+        """
+        plan = self._plan(channels)
+        try:
+            found = self._take(plan, 1)
+            if found or not block:
+                return found[0] if found else (None, None)
+            if len(plan) == 1:
+                return self._blpop(*plan[0])
+            # Several shards: wait on all at once, on this thread's own loop.
+            return self._thread_loop().run_until_complete(self._wait_here(plan))
+        except RedisUnavailable:
+            if not block:
+                raise
+            time.sleep(self._next_pause())
+            return None, None
+
+    def receive_batch(self, channels: Iterable[str], max_messages: int = 100) -> list[tuple[str, Any]]:
+        """Take up to ``max_messages`` waiting messages without blocking, one round trip per shard.
+
+        For readers that drain a busy queue (an interface server's ``prefix!``).
+        """
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be positive, got {max_messages!r}")
+        return self._take(self._plan(channels), max_messages)
+
+    def new_channel(self, pattern: str) -> str:
+        # 72 random bits make a clash negligible, so no round trip checks it.
+        self.check_new_channel_pattern(pattern)
+        return pattern + self.random_suffix()
+
+    # -- asyncio and twisted extensions ---------------------------------------
+
+    async def receive_async(self, channels: Iterable[str]) -> tuple[Any, Any]:
+        """Await a message on the running loop; Redis does the waiting (BLPOP).
+
+        Cancelling it never loses a message: whatever was popped when the
+        cancellation arrived is pushed back to the head of its queue before
+        the next receive on this loop starts.
+        """
+        plan = self._plan(channels)
+        state = self._loop_state()
+        if state.pending:
+            await asyncio.gather(*state.pending, return_exceptions=True)
+        try:
+            found = await self._take_async(state, plan)
+            if found is not None:
+                return found
+            return await self._wait(state, plan)
+        except RedisUnavailable:
+            await asyncio.sleep(self._next_pause())
+            return None, None
+
+    def receive_twisted(self, channels: Iterable[str]):  # -> Deferred
+        """A Deferred firing with ``(channel, message)`` or ``(None, None)``.
+
+        On Twisted's asyncio reactor (what ``telex serve`` runs) this is
+        ``receive_async`` on the reactor's loop: no thread per call, and
+        cancelling the Deferred cancels the wait without losing a message.
+        On other reactors a blocking receive runs in the reactor's thread pool;
+        a message it takes after the Deferred was cancelled goes back to the
+        head of its channel (with a fresh expiry).
+        """
+        from twisted.internet import defer, reactor, threads
+
+        if isinstance(channels, str):
+            raise TypeError("receive_twisted() takes a list of channel names, not one str")
+        names = list(channels)
+        self._plan(names)  # name errors surface here, not in the Deferred
+        loop = getattr(reactor, "_asyncioEventloop", None)  # set by AsyncioSelectorReactor
+        if loop is not None:
+            return defer.Deferred.fromFuture(asyncio.ensure_future(self.receive_async(names), loop=loop))
+        cancelled = []
+        result: defer.Deferred = defer.Deferred(lambda _: cancelled.append(True))
+
+        def deliver(received: tuple[Any, Any]) -> None:
+            if not cancelled:
+                result.callback(received)
+            elif received[0] is not None:
+                channel, message = received
+                reactor.callInThread(self._push_front, channel, self._codec.seal(self._codec.pack(message)))
+
+        def fail(failure: Any) -> None:
+            if not cancelled:
+                result.errback(failure)
+
+        threads.deferToThread(self.receive, names, True).addCallbacks(deliver, fail)
+        return result
+
+    # -- groups extension ------------------------------------------------------
+
+    def group_add(self, group: str, channel: str) -> None:
+        self.check_group_name(group)
+        self.check_channel_name(channel)
+        shard = self._ring.shard_of(group)
+        key = self._key("g:", group)
+        with self._errors(shard):
+            pipe = self._client(shard).redis.pipeline(transaction=False)
+            pipe.zadd(key, {channel: _now_ms() + self._group_expiry_ms})
+            pipe.pexpire(key, self._group_expiry_ms + 1000)
+            pipe.execute()
+
+    def group_discard(self, group: str, channel: str) -> None:
+        self.check_group_name(group)
+        self.check_channel_name(channel)
+        shard = self._ring.shard_of(group)
+        with self._errors(shard):
+            self._client(shard).redis.zrem(self._key("g:", group), channel)
+
+    def group_channels(self, group: str) -> list[str]:
+        self.check_group_name(group)
+        shard = self._ring.shard_of(group)
+        with self._errors(shard):
+            members = self._client(shard).scripts["group_members"](
+                keys=[self._key("g:", group)], args=[_now_ms()]
+            )
+        return [member.decode("ascii") for member in members]
+
+    def send_group(self, group: str, message: dict) -> None:
+        """Send to every member; full members are skipped, as the spec requires.
+
+        One round trip with one shard and no ``channel_capacity`` overrides;
+        otherwise one to read the members plus one per shard holding members.
+        """
+        self.check_group_name(group)
+        payload = self._encode(group, message)
+        group_shard = self._ring.shard_of(group)
+        now = _now_ms()
+        deadline = deadline_prefix(now + self._expiry_ms)
+        if len(self.shards) == 1 and not self.channel_capacity:
+            with self._errors(0):
+                self._client(0).scripts["group_send_local"](
+                    keys=[self._key("g:", group)],
+                    args=[
+                        now,
+                        self._ttl_ms,
+                        deadline,
+                        payload,
+                        self._key("q:", ""),
+                        self.capacity,
+                        self.process_local_capacity,
+                    ],
+                )
+            return
+        by_shard: dict[int, tuple[list[str], list[Any]]] = {}
+        for channel in self.group_channels(group):
+            queue = non_local_name(channel)
+            # Normal channels are read from every shard, so any shard will do.
+            shard = self._ring.shard_of(queue) if _pinned(queue) else group_shard
+            keys, pairs = by_shard.setdefault(shard, ([], []))
+            keys.append(self._queue_key(queue))
+            pairs += [channel, self.get_capacity(channel)]
+        for shard, (keys, pairs) in by_shard.items():
+            with self._errors(shard):
+                self._client(shard).scripts["group_push"](
+                    keys=keys, args=[now, self._ttl_ms, deadline, payload, *pairs]
+                )
+
+    # -- flush and statistics extensions --------------------------------------
+
+    def flush(self) -> None:
+        """Delete this layer's keys (its prefix only) on every shard, using SCAN, never KEYS.
+
+        Other processes' :meth:`check_data_lost` will report the loss, which is right:
+        their group memberships are gone.
+        """
+        for shard in range(len(self.shards)):
+            client = self._client(shard).redis
+            with self._errors(shard):
+                batch = []
+                for key in client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        client.unlink(*batch)
+                        batch = []
+                if batch:
+                    client.unlink(*batch)
+        self._armed = [False] * len(self.shards)
+
+    def global_statistics(self) -> dict[str, Any]:
+        """Counts are this process's sends; pending and age are read from every shard (SCAN)."""
+        pending, oldest = 0, None
+        for shard in range(len(self.shards)):
+            client = self._client(shard).redis
+            with self._errors(shard):
+                keys = list(client.scan_iter(match=_glob_escape(self._key("q:", "")) + "*", count=1000))
+                shard_pending, shard_oldest = self._queue_stats(client, keys)
+            pending += shard_pending
+            if shard_oldest is not None and (oldest is None or shard_oldest < oldest):
+                oldest = shard_oldest
+        return {
+            "messages_count": self._messages_count,
+            "messages_pending": pending,
+            "messages_max_age": self._age(oldest),
+            "channel_full_count": self._channel_full_count,
+        }
+
+    def channel_statistics(self, channel: str) -> dict[str, Any]:
+        self.check_channel_name(channel)
+        queue = non_local_name(channel)
+        pending, oldest = 0, None
+        for shard in self._shards_of(queue):
+            with self._errors(shard):
+                shard_pending, shard_oldest = self._queue_stats(
+                    self._client(shard).redis, [self._queue_key(queue)]
+                )
+            pending += shard_pending
+            if shard_oldest is not None and (oldest is None or shard_oldest < oldest):
+                oldest = shard_oldest
+        messages, full = self._channel_counts.get(queue, (0, 0))
+        return {
+            "messages_count": messages,
+            "messages_pending": pending,
+            "messages_max_age": self._age(oldest),
+            "channel_full_count": full,
+        }
+
+    # -- Redis health -----------------------------------------------------------
+
+    def check_data_lost(self) -> bool:
+        """True once after any shard lost this layer's data since the previous call.
+
+        The first call arms the check (it writes a marker key per shard); a
+        later call that finds a marker gone means Redis restarted without
+        persistence, was flushed or failed over to an empty replica: group
+        memberships are gone, and a server should close its WebSockets (1012).
+        Raises :class:`RedisUnavailable` while a shard is down.
+        """
+        lost = False
+        for shard in range(len(self.shards)):
+            with self._errors(shard):
+                created = self._client(shard).redis.set(self._key("alive", ""), self._marker_token, nx=True)
+            lost |= self._note_marker(shard, bool(created))
+        return lost
+
+    async def check_data_lost_async(self) -> bool:
+        """:meth:`check_data_lost` on the running loop, for servers on the asyncio reactor."""
+        state = self._loop_state()
+        lost = False
+        for shard in range(len(self.shards)):
+            with self._errors(shard):
+                created = await state.clients[shard].redis.set(
+                    self._key("alive", ""), self._marker_token, nx=True
+                )
+            lost |= self._note_marker(shard, bool(created))
+        return lost
+
+    def close(self) -> None:
+        """Close this layer's synchronous connections (async ones close with their loop)."""
+        with self._lock:
+            clients, self._sync_clients = self._sync_clients, [None] * len(self.shards)
+        for client in clients:
+            if client is not None:
+                # Commands still running in other threads finish; their
+                # connections close when the pool is collected.
+                client.redis.connection_pool.disconnect(inuse_connections=False)
+
+    # -- telex.store extension ---------------------------------------------------
+
+    def store_get(self, key: str) -> dict | None:
+        """The dict saved under ``key``, or None if absent, expired or undecryptable."""
+        shard = self._ring.shard_of(key)
+        with self._errors(shard):
+            raw = self._client(shard).redis.get(self._key("s:", key))
+        return None if raw is None else self._codec.decode(raw, key)
+
+    def store_set(self, key: str, value: dict, ttl: float | None = None) -> None:
+        """Save ``value`` under ``key`` for ``ttl`` seconds (default: group_expiry)."""
+        payload = self._encode(key, value)
+        shard = self._ring.shard_of(key)
+        milliseconds = max(1, int((self.group_expiry if ttl is None else ttl) * 1000))
+        with self._errors(shard):
+            self._client(shard).redis.set(self._key("s:", key), payload, px=milliseconds)
+
+    def store_delete(self, key: str) -> None:
+        shard = self._ring.shard_of(key)
+        with self._errors(shard):
+            self._client(shard).redis.delete(self._key("s:", key))
+
+    # -- telex.ordering extension ------------------------------------------------
+
+    def ordering_claim(self, key: str, order: int, channel: str, message: dict) -> str:
+        """Atomically (one script): ``"run"``, ``"park"`` (stored) or ``"drop"``."""
+        self.check_channel_name(channel)
+        payload = self._encode(channel, message)
+        shard = self._ring.shard_of(key)
+        queue = non_local_name(channel)
+        # The requeue happens inside the script when the queue may live on this
+        # shard; otherwise the script hands the message back for the caller.
+        local = not _pinned(queue) or self._ring.shard_of(queue) == shard
+        record = (
+            (self._queue_key(queue) if local else "").encode() + b"\n" + channel.encode() + b"\n" + payload
+        )
+        with self._errors(shard):
+            verdict = self._client(shard).scripts["ordering_claim"](
+                keys=self._ordering_keys(key),
+                args=[order, record, _now_ms(), self._group_expiry_ms, key],
+            )
+        return verdict.decode()
+
+    def ordering_advance(self, key: str, order: int) -> None:
+        """Mark ``order`` done and requeue the next parked message, in one script."""
+        shard = self._ring.shard_of(key)
+        with self._errors(shard):
+            moved = self._client(shard).scripts["ordering_advance"](
+                keys=self._ordering_keys(key),
+                args=[order, _now_ms(), self._expiry_ms, self._group_expiry_ms, key],
+            )
+        if moved:
+            self._push_front(moved[0].decode(), moved[1])
+
+    def ordering_skip_stalled(self, older_than: float) -> list[tuple[str, int, int]]:
+        """Give up on missing messages of sequences stalled over ``older_than`` seconds."""
+        skipped = []
+        now = _now_ms()
+        for shard in range(len(self.shards)):
+            with self._errors(shard):
+                rows = self._client(shard).scripts["ordering_skip_stalled"](
+                    keys=[self._key("ostall", "")],
+                    args=[
+                        now - int(older_than * 1000),
+                        now,
+                        self._expiry_ms,
+                        self._group_expiry_ms,
+                        self.prefix,
+                    ],
+                )
+            for key, expected, resumed, channel, payload in rows:
+                if channel:
+                    self._push_front(channel.decode(), payload)
+                skipped.append((key.decode(), int(expected), int(resumed)))
+        return skipped
+
+    # -- receiving internals -------------------------------------------------------
+
+    def _plan(self, channels: Iterable[str]) -> tuple[tuple[int, list[str]], ...]:
+        """Which queue keys to read on which shard, for a receive over ``channels``."""
+        if isinstance(channels, str):
+            raise TypeError("receive() takes a list of channel names, not one str")
+        names = tuple(channels)
+        plan = self._plans.get(names)
+        if plan is not None:
+            return plan
+        by_shard: dict[int, list[str]] = {}
+        for name in names:
+            self.check_channel_name(name, receive=True)
+            key = self._queue_key(name)
+            for shard in self._shards_of(name):
+                keys = by_shard.setdefault(shard, [])
+                if key not in keys:
+                    keys.append(key)
+        plan = tuple(by_shard.items())
+        if len(self._plans) < _PLAN_CACHE_SIZE:
+            self._plans[names] = plan
+        return plan
+
+    def _rotated(self, plan: tuple[tuple[int, list[str]], ...]) -> Iterator[tuple[int, list[str]]]:
+        # Start at a different shard each time so no shard is always read first.
+        if len(plan) == 1:
+            yield plan[0]
+            return
+        start = next(self._round_robin) % len(plan)
+        yield from plan[start:]
+        yield from plan[:start]
+
+    def _take(self, plan: tuple[tuple[int, list[str]], ...], count: int) -> list[tuple[str, Any]]:
+        found: list[tuple[str, Any]] = []
+        unavailable = []
+        for shard, keys in self._rotated(plan):
+            script = self._client(shard).scripts["receive"]
+            # Bounded: each pass pops at least one entry or finds the queues empty.
+            for _ in range(64):
+                wanted = count - len(found)
+                try:
+                    with self._errors(shard):
+                        entries = script(keys=keys, args=[_now_ms(), wanted])
+                except RedisUnavailable as exc:
+                    unavailable.append(exc)  # the other shards may still have messages
+                    break
+                found += self._decode_all(entries)
+                if len(found) >= count or len(entries) < wanted:
+                    break
+            if len(found) >= count:
+                break
+        if unavailable and not found:
+            raise unavailable[0]
+        return found
+
+    async def _take_async(self, state: _LoopState, plan: tuple[tuple[int, list[str]], ...]) -> Any:
+        for shard, keys in self._rotated(plan):
+            script = state.clients[shard].scripts["receive"]
+            for _ in range(64):
+                popping = asyncio.ensure_future(self._pop_entries(shard, script, keys))
+                try:
+                    entries = await asyncio.shield(popping)
+                except asyncio.CancelledError:
+                    self._push_back_when_done(state, popping)
+                    raise
+                found = self._decode_all([entry for _, _, entry in entries])
+                if found:
+                    return found[0]
+                if not entries:
+                    break
+        return None
+
+    async def _pop_entries(self, shard: int, script: Any, keys: list[str]) -> list[tuple[int, bytes, bytes]]:
+        with self._errors(shard):
+            entries = await script(keys=keys, args=[_now_ms(), 1])
+        return [(shard, b"", entry) for entry in entries]
+
+    def _blpop(self, shard: int, keys: list[str]) -> tuple[Any, Any]:
+        client = self._client(shard).redis
+        deadline = time.monotonic() + self.blocking_timeout
+        while (remaining := deadline - time.monotonic()) > 0.001:
+            with self._errors(shard):
+                reply = client.blpop(keys, timeout=_blpop_timeout(remaining))
+            if reply is None:
+                break
+            found = self._decode_all([reply[1]])
+            if found:
+                return found[0]
+        return None, None
+
+    async def _wait_here(self, plan: tuple[tuple[int, list[str]], ...]) -> tuple[Any, Any]:
+        return await self._wait(self._loop_state(), plan)
+
+    async def _wait(self, state: _LoopState, plan: tuple[tuple[int, list[str]], ...]) -> tuple[Any, Any]:
+        """Block on every shard at once with BLPOP; the first message wins, others go back.
+
+        Each BLPOP also watches a fresh key of its own, ``x:RANDOM``: pushing
+        to it ends that BLPOP early, so no wait outlives this call and any
+        message it popped meanwhile is pushed back before we return.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.blocking_timeout
+        while (remaining := deadline - loop.time()) > 0.001:
+            waits: dict[asyncio.Task[Any], tuple[int, str]] = {}
+            for shard, keys in plan:
+                wake_key = self._key("x:", self.random_suffix())
+                blpop = state.clients[shard].redis.blpop([*keys, wake_key], timeout=_blpop_timeout(remaining))
+                waits[loop.create_task(blpop)] = (shard, wake_key)
+            collecting = None
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                collecting = loop.create_task(self._collect(state, waits))
+                popped = await asyncio.shield(collecting)
+            except asyncio.CancelledError:
+                self._push_back_when_done(state, collecting or loop.create_task(self._collect(state, waits)))
+                raise
+            result = None
+            for index, (_, _, entry) in enumerate(popped):
+                found = self._decode_all([entry])
+                if found:
+                    result = found[0]
+                    if index + 1 < len(popped):
+                        await self._push_back(state, popped[index + 1 :])
+                    break
+            if result is not None:
+                return result
+        return None, None
+
+    async def _collect(
+        self, state: _LoopState, waits: dict[asyncio.Task[Any], tuple[int, str]]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """End every BLPOP of ``waits`` and return what they popped, first finished first."""
+        for task, (shard, wake_key) in waits.items():
+            if not task.done():
+                try:
+                    pipe = state.clients[shard].redis.pipeline(transaction=False)
+                    pipe.lpush(wake_key, b"")
+                    pipe.pexpire(wake_key, 10_000)
+                    await pipe.execute()
+                except _UNAVAILABLE:
+                    pass  # that BLPOP fails on its own connection too
+        finished = [task for task in waits if task.done()]
+        await asyncio.wait(waits)
+        finished += [task for task in waits if task not in finished]
+        popped, failure = [], None
+        for task in finished:
+            shard, wake_key = waits[task]
+            if task.exception() is not None:
+                failure = (shard, task.exception())
+                continue
+            reply = task.result()
+            if reply is not None and reply[0] != wake_key.encode():
+                popped.append((shard, reply[0], reply[1]))
+        if failure is not None and not popped:
+            with self._errors(failure[0]):
+                raise failure[1]
+        return popped
+
+    def _push_back_when_done(self, state: _LoopState, task: asyncio.Future[Any]) -> None:
+        """After a cancellation: return whatever ``task`` pops to the head of its queue."""
+
+        async def push_back() -> None:
+            try:
+                popped = await task
+            except (RedisUnavailable, asyncio.CancelledError):
+                return  # nothing was popped, or it is gone with the connection
+            await self._push_back(state, popped)
+
+        pusher = asyncio.ensure_future(push_back())
+        state.pending.add(pusher)
+        pusher.add_done_callback(state.pending.discard)
+
+    async def _push_back(self, state: _LoopState, popped: list[tuple[int, bytes, bytes]]) -> None:
+        # LPUSH restores each message at the head with its original deadline,
+        # so FIFO holds for the single reader of a `?` or `!` queue.
+        for shard, key, entry in reversed(popped):
+            queue_key = key or self._queue_key(non_local_name(split_entry(entry)[1]))
+            try:
+                await state.clients[shard].redis.lpush(queue_key, entry)
+            except _UNAVAILABLE:
+                logger.warning("could not return a message to %s after a cancelled receive", queue_key)
+
+    def _decode_all(self, entries: list[bytes]) -> list[tuple[str, Any]]:
+        now = _now_ms()
+        found = []
+        for entry in entries:
+            deadline, channel, payload = split_entry(entry)
+            if deadline <= now:
+                continue  # expired while a BLPOP was delivering it
+            message = self._codec.decode(payload, channel)
+            if message is not None:
+                found.append((channel, message))
+        return found
+
+    # -- other internals -------------------------------------------------------------
+
+    def _encode(self, where: str, message: dict) -> bytes:
+        """Check types, encode, check the encoded size (before encryption), encrypt."""
+        check_message(message)
+        packed = self._codec.pack(message)
+        self.check_message_size(where, len(packed))
+        return self._codec.seal(packed)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}{name}"
+
+    def _queue_key(self, queue: str) -> str:
+        return f"{self.prefix}q:{queue}"
+
+    def _ordering_keys(self, key: str) -> list[str]:
+        return [self._key("o:", key), self._key("op:", key), self._key("ostall", "")]
+
+    def _shards_of(self, queue: str) -> Iterable[int]:
+        """Shards a queue may live on: its pinned one, or all for a normal channel."""
+        if _pinned(queue):
+            return (self._ring.shard_of(queue),)
+        return range(len(self.shards))
+
+    def _send_shards(self, queue: str) -> Iterable[int]:
+        if _pinned(queue) or len(self.shards) == 1:
+            return (self._ring.shard_of(queue),)
+        # Normal channels spread round-robin; a full shard passes to the next.
+        start = next(self._round_robin) % len(self.shards)
+        return [(start + offset) % len(self.shards) for offset in range(len(self.shards))]
+
+    def _push_front(self, channel: str, payload: bytes) -> None:
+        queue = non_local_name(channel)
+        shard = self._ring.shard_of(queue)
+        entry = deadline_prefix(_now_ms() + self._expiry_ms) + channel.encode() + b" " + payload
+        with self._errors(shard):
+            pipe = self._client(shard).redis.pipeline(transaction=False)
+            pipe.lpush(self._queue_key(queue), entry)
+            pipe.pexpire(self._queue_key(queue), self._ttl_ms)
+            pipe.execute()
+
+    def _client(self, shard: int) -> _Client:
+        client = self._sync_clients[shard]
+        if client is None:
+            with self._lock:
+                client = self._sync_clients[shard]
+                if client is None:
+                    client = self._sync_clients[shard] = _Client(
+                        self.shards[shard].sync_client(self._options)
+                    )
+        return client
+
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            clients = [_Client(shard.async_client(self._options)) for shard in self.shards]
+            state = self._loops[loop] = _LoopState(clients)
+        return state
+
+    def _thread_loop(self) -> asyncio.AbstractEventLoop:
+        loop = getattr(self._thread, "loop", None)
+        if loop is None:
+            loop = self._thread.loop = asyncio.new_event_loop()
+        return loop
+
+    @contextlib.contextmanager
+    def _errors(self, shard: int) -> Iterator[None]:
+        """Turn redis-py's connection errors into :class:`RedisUnavailable` naming the shard."""
+        try:
+            yield
+        except RedisUnavailable:
+            raise
+        except _UNAVAILABLE as exc:
+            if shard not in self._down:
+                self._down.add(shard)
+                logger.warning("Redis %s is unavailable (%s); retrying with backoff", self.hosts[shard], exc)
+            raise RedisUnavailable(f"Redis {self.hosts[shard]} is unavailable: {exc}") from exc
+        if self._down:
+            self._mark_up(shard)
+
+    def _mark_up(self, shard: int) -> None:
+        if shard in self._down:
+            self._down.discard(shard)
+            self._backoff = _BACKOFF_START
+            logger.warning("Redis %s is reachable again", self.hosts[shard])
+
+    def _next_pause(self) -> float:
+        pause = min(self._backoff, self.blocking_timeout)
+        self._backoff = min(self._backoff * 2, _BACKOFF_CAP)
+        return pause
+
+    def _note_marker(self, shard: int, created: bool) -> bool:
+        lost = created and self._armed[shard]
+        if lost:
+            logger.warning(
+                "Redis %s lost the channel layer's data (restart without persistence, flush or failover); "
+                "group memberships are gone",
+                self.hosts[shard],
+            )
+        self._armed[shard] = True
+        return lost
+
+    def _count(self, queue: str, full: int) -> None:
+        if full:
+            self._channel_full_count += 1
+        else:
+            self._messages_count += 1
+        counts = self._channel_counts.get(queue)
+        if counts is None:
+            if len(self._channel_counts) >= 10_000:
+                return  # per-channel counts for the first 10,000 queues only: bounded memory
+            counts = self._channel_counts[queue] = [0, 0]
+        counts[full] += 1
+
+    def _queue_stats(self, client: Any, keys: list[str]) -> tuple[int, int | None]:
+        pending, oldest = 0, None
+        for start in range(0, len(keys), 500):
+            pipe = client.pipeline(transaction=False)
+            for key in keys[start : start + 500]:
+                pipe.llen(key)
+                pipe.lindex(key, 0)
+            replies = pipe.execute()
+            for length, head in zip(replies[::2], replies[1::2], strict=True):
+                pending += length
+                if head is not None:
+                    deadline = split_entry(head)[0]
+                    if oldest is None or deadline < oldest:
+                        oldest = deadline
+        return pending, oldest
+
+    def _age(self, deadline_ms: int | None) -> float:
+        if deadline_ms is None:
+            return 0.0
+        return max(0.0, (_now_ms() - (deadline_ms - self._expiry_ms)) / 1000)
+
+    def __repr__(self) -> str:
+        return f"<RedisChannelLayer hosts={self.hosts} prefix={self.prefix!r} expiry={self.expiry}>"
+
+
+def _pinned(queue: str) -> bool:
+    """`!` queues are pinned by their non-local part, `?` channels by their whole name."""
+    return "!" in queue or "?" in queue
+
+
+def _blpop_timeout(seconds: float) -> float:
+    # BLPOP's 0 means "forever"; Redis 6 takes fractional seconds.
+    return max(round(seconds, 3), 0.01)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+# Query parameters of a layer URL and their types.
+_URL_OPTIONS: dict[str, type] = {
+    "prefix": str,
+    "expiry": float,
+    "group_expiry": int,
+    "capacity": int,
+    "process_local_capacity": int,
+    "max_message_size": int,
+    "blocking_timeout": float,
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "symmetric_encryption_keys": str,
+    "ssl_cert_reqs": str,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+}
+_CONNECTION_URL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")

@@ -1,0 +1,524 @@
+"""The Redis layer against the layer contract, plus the rules that are its own.
+
+Every test runs on real redis-server processes (``tests/support/redis_server.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+from telex.layers import ChannelFull, LayerSpecError, get_channel_layer
+from telex.layers.redis import RedisChannelLayer, RedisUnavailable
+from tests.layer_contract import LayerContract, check_receive_twisted_woken_by_thread, wait_until
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_prefixes = itertools.count()
+
+
+def unique_prefix() -> str:
+    return f"test{os.getpid()}.{next(_prefixes)}:"
+
+
+@pytest.fixture
+def layers():
+    """Build layers and close their connections after the test."""
+    made: list[RedisChannelLayer] = []
+
+    def make(**kwargs) -> RedisChannelLayer:
+        kwargs.setdefault("prefix", unique_prefix())
+        layer = RedisChannelLayer(**kwargs)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        layer.close()
+
+
+@pytest.fixture
+def make_layer(redis_server, layers):
+    def make(**kwargs) -> RedisChannelLayer:
+        return layers(hosts=[redis_server.url], **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def sharded(redis_shards, layers):
+    def make(**kwargs) -> RedisChannelLayer:
+        return layers(hosts=[server.url for server in redis_shards], **kwargs)
+
+    return make
+
+
+def raw(server: RedisServer) -> redis.Redis:
+    return redis.Redis(host=server.host, port=server.port)
+
+
+def keys_on(server: RedisServer, layer: RedisChannelLayer) -> set[str]:
+    return {key.decode() for key in raw(server).scan_iter(match=layer.prefix + "*")}
+
+
+def commands_called(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(
+        value["calls"] for name, value in stats.items() if name not in ("cmdstat_info", "cmdstat_config")
+    )
+
+
+class TestRedisLayer(LayerContract):
+    pass
+
+
+# -- storage ---------------------------------------------------------------------
+
+
+def test_a_send_is_one_evalsha_that_stores_the_message_once(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url])
+    layer.send("warm", {})  # loads the script (NOSCRIPT → SCRIPT LOAD) once
+    layer.receive(["warm"])
+    client = raw(fresh_redis_server)
+    client.config_resetstat()
+    layer.send("http.request", {"path": "/", "body": b"x"})
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_rpush"]["calls"] == 1
+    assert "cmdstat_set" not in stats
+    assert client.llen(layer.prefix + "q:http.request") == 1
+
+
+def test_a_send_and_receive_costs_at_most_five_redis_commands(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url])
+    layer.send("warm", {})
+    layer.receive(["warm"])
+    client = raw(fresh_redis_server)
+    client.config_resetstat()
+    for i in range(100):
+        layer.send("http.request", {"i": i})
+        assert layer.receive(["http.request"]) == ("http.request", {"i": i})
+    assert commands_called(client) / 100 <= 5
+
+
+def test_capacity_is_exact_with_senders_in_several_processes(redis_server, make_layer):
+    layer = make_layer(capacity=60)
+    sender = (
+        "import sys\n"
+        "from telex.layers import ChannelFull\n"
+        "from telex.layers.redis import RedisChannelLayer\n"
+        "layer = RedisChannelLayer(hosts=[sys.argv[1]], prefix=sys.argv[2], capacity=60)\n"
+        "sent = 0\n"
+        "for i in range(50):\n"
+        "    try:\n"
+        "        layer.send('contended', {'i': i})\n"
+        "        sent += 1\n"
+        "    except ChannelFull:\n"
+        "        pass\n"
+        "print(sent)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", sender, redis_server.url, layer.prefix],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(4)
+    ]
+    sent = [int(process.communicate(timeout=60)[0]) for process in processes]
+    assert sum(sent) == 60
+    assert raw(redis_server).llen(layer.prefix + "q:contended") == 60
+    with pytest.raises(ChannelFull):
+        layer.send("contended", {})
+
+
+def test_expired_messages_do_not_count_against_capacity(make_layer):
+    layer = make_layer(capacity=2, expiry=0.3)
+    layer.send("c", {"old": 1})
+    layer.send("c", {"old": 2})
+    with pytest.raises(ChannelFull):
+        layer.send("c", {"new": 0})
+    time.sleep(0.4)  # time itself is what is tested
+    layer.send("c", {"new": 1})
+    layer.send("c", {"new": 2})
+    assert [layer.receive(["c"])[1] for _ in range(3)] == [{"new": 1}, {"new": 2}, None]
+
+
+def test_receive_batch_takes_several_messages_in_one_round_trip(make_layer):
+    layer = make_layer()
+    for i in range(5):
+        layer.send("proc!a", {"i": i})
+    assert layer.receive_batch(["proc!"], max_messages=3) == [("proc!a", {"i": i}) for i in range(3)]
+    assert layer.receive_batch(["proc!"], max_messages=10) == [("proc!a", {"i": i}) for i in range(3, 5)]
+
+
+def test_flush_removes_only_keys_under_its_own_prefix(redis_server, make_layer):
+    mine, theirs = make_layer(), make_layer()
+    raw(redis_server).set("unrelated", "kept")
+    for layer in (mine, theirs):
+        layer.send("c", {})
+        layer.group_add("g", "c")
+        layer.store_set("s", {"v": 1})
+    mine.flush()
+    assert keys_on(redis_server, mine) == set()
+    assert theirs.receive(["c"]) == ("c", {})
+    assert theirs.group_channels("g") == ["c"]
+    assert theirs.store_get("s") == {"v": 1}
+    assert raw(redis_server).get("unrelated") == b"kept"
+
+
+def test_group_members_expire_one_by_one(make_layer):
+    layer = make_layer(group_expiry=1)
+    layer.group_add("g", "early")
+    time.sleep(0.6)  # time itself is what is tested
+    layer.group_add("g", "late")
+    assert wait_until(lambda: layer.group_channels("g") == ["late"], timeout=3)
+
+
+def test_send_group_is_one_round_trip_whatever_its_size(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url])
+    for i in range(200):
+        layer.group_add("big", f"member{i}")
+    layer.send("full", {})
+    layer.send_group("warm", {})
+    client = raw(fresh_redis_server)
+    client.config_resetstat()
+    layer.send_group("big", {"text": "hi"})
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_rpush"]["calls"] == 200
+    assert layer.receive(["member199"]) == ("member199", {"text": "hi"})
+
+
+# -- URLs and options -------------------------------------------------------------
+
+
+def test_url_options_and_database():
+    layer = RedisChannelLayer.from_url(
+        "redis://:secret@127.0.0.1:6390/3?capacity=5&prefix=app:&expiry=30&symmetric_encryption_keys=a,b"
+    )
+    assert layer.hosts == ["127.0.0.1:6390/3"]
+    assert (layer.capacity, layer.prefix, layer.expiry) == (5, "app:", 30)
+    assert layer.shards[0].url == "redis://:secret@127.0.0.1:6390/3"
+
+
+def test_url_with_a_comma_separated_host_list_makes_shards():
+    layer = RedisChannelLayer.from_url("rediss://:pw@a:1,b:2,c/1")
+    assert layer.hosts == ["a:1/1", "b:2/1", "c:6379/1"]
+    assert all(shard.url.startswith("rediss://:pw@") for shard in layer.shards)
+
+
+def test_sentinel_url_and_hosts_entry_name_the_master():
+    layer = get_channel_layer("redis+sentinel://s1:26379,s2/mymaster/2")
+    assert layer.hosts == ["sentinel:mymaster/2"]
+    assert layer.shards[0].sentinel["sentinels"] == [("s1", 26379), ("s2", 26379)]
+    layer = RedisChannelLayer(hosts=[{"sentinels": [("s", 26379)], "master_name": "m"}])
+    assert layer.hosts == ["sentinel:m/0"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost/0?colour=blue", "unknown option 'colour'"),
+        ("redis://localhost/0?capacity=many", "capacity='many'.*must be int"),
+        ("redis://localhost/0?blocking_timeout=20", "socket_timeout .* must be longer"),
+        ("redis+sentinel://s1/", "needs the master name"),
+    ],
+)
+def test_bad_urls_fail_with_a_message_naming_the_problem(url, message):
+    with pytest.raises(LayerSpecError, match=message):
+        get_channel_layer(url)
+
+
+def test_unix_socket_url_with_database():
+    with RedisServer(unix_socket=True) as server:
+        layer = get_channel_layer(f"unix://{server.unix_socket}?db=2&prefix=u:")
+        try:
+            layer.send("c", {"via": "unix"})
+            assert redis.Redis(unix_socket_path=server.unix_socket, db=2).llen("u:q:c") == 1
+            assert layer.receive(["c"]) == ("c", {"via": "unix"})
+        finally:
+            layer.close()
+
+
+# -- sharding ---------------------------------------------------------------------
+
+
+def test_normal_channels_spread_over_every_shard_and_receivers_read_all(redis_shards, sharded):
+    layer = sharded(capacity=1000)
+    for i in range(30):
+        layer.send("spread", {"i": i})
+    counts = [raw(server).llen(layer.prefix + "q:spread") for server in redis_shards]
+    assert all(count == 10 for count in counts)
+    received = [layer.receive(["spread"])[1]["i"] for _ in range(30)]
+    assert sorted(received) == list(range(30))
+    assert layer.receive(["spread"]) == (None, None)
+
+
+def test_pinned_channels_and_groups_land_on_the_same_shard_in_every_process(redis_shards, sharded):
+    layer = sharded()
+    reordered = RedisChannelLayer(
+        hosts=[server.url for server in reversed(redis_shards)], prefix=layer.prefix
+    )
+    names = [f"daphne.response.{i}!" for i in range(30)] + [f"http.request.body?{i}" for i in range(30)]
+    for name in names:
+        layer.send(name + ("x" if name.endswith("!") else ""), {"n": name})
+    homes = {}
+    for index, server in enumerate(redis_shards):
+        for key in keys_on(server, layer):
+            homes[key.removeprefix(layer.prefix + "q:")] = layer.hosts[index]
+    assert set(homes) == set(names)
+    assert len(set(homes.values())) == 3  # they spread over all three
+    for name in names:
+        assert reordered.hosts[reordered._ring.shard_of(name)] == homes[name]
+        assert reordered.receive([name])[1] == {"n": name}
+    reordered.close()
+
+
+def test_process_specific_channels_stay_in_order_across_shards(sharded):
+    layer = sharded()
+    for i in range(20):
+        layer.send(f"proc.A!{i % 3}", {"i": i})
+    assert [layer.receive(["proc.A!", "other"])[1]["i"] for _ in range(20)] == list(range(20))
+
+
+def test_blocking_receive_waits_on_every_shard_at_once(redis_shards, sharded):
+    layer = sharded()
+    names = ["a?1", "b?2", "c?3", "d?4", "e?5", "f?6"]
+    shards = {layer._ring.shard_of(name) for name in names}
+    assert len(shards) > 1
+    for name in names:
+        result: list = []
+        started = time.monotonic()
+        thread = threading.Thread(target=lambda out=result: out.append(layer.receive(names, block=True)))
+        thread.start()
+        assert wait_until(lambda: sum(raw(s).info("clients")["blocked_clients"] for s in redis_shards) >= 2)
+        layer.send(name, {"to": name})
+        thread.join(5)
+        assert result == [(name, {"to": name})]
+        assert time.monotonic() - started < layer.blocking_timeout
+    # No BLPOP outlives its receive.
+    assert wait_until(lambda: sum(raw(s).info("clients")["blocked_clients"] for s in redis_shards) == 0)
+
+
+def test_send_group_reaches_members_on_every_shard(sharded):
+    layer = sharded()
+    members = [f"member{i}?x" for i in range(12)] + ["plain", "proc!one"]
+    for member in members:
+        layer.group_add("room", member)
+    layer.send_group("room", {"hello": True})
+    for member in members:
+        assert layer.receive([non_local(member)]) == (member, {"hello": True})
+
+
+def non_local(name: str) -> str:
+    return name[: name.index("!") + 1] if "!" in name else name
+
+
+def test_ordering_requeues_to_a_channel_pinned_on_another_shard(sharded):
+    layer = sharded()
+    key = "order.sock"
+    home = layer._ring.shard_of(key)
+    channel = next(f"reply{i}?" for i in range(50) if layer._ring.shard_of(f"reply{i}?") != home)
+    assert layer.ordering_claim(key, 1, channel, {"order": 1}) == "park"
+    layer.ordering_advance(key, 0)
+    assert layer.receive([channel]) == (channel, {"order": 1})
+
+
+# -- cancellation -------------------------------------------------------------------
+
+
+async def blocked(servers: list[RedisServer], count: int) -> None:
+    """Wait (bounded) until Redis reports ``count`` blocked clients."""
+    for _ in range(500):
+        if sum(raw(server).info("clients")["blocked_clients"] for server in servers) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("receive never blocked in Redis")
+
+
+@pytest.mark.parametrize("topology", ["one", "three"])
+def test_a_receive_cancelled_after_redis_popped_loses_no_message(
+    topology, redis_server, redis_shards, layers
+):
+    servers = [redis_server] if topology == "one" else redis_shards
+    layer = layers(hosts=[server.url for server in servers])
+    sender = layers(hosts=[server.url for server in servers], prefix=layer.prefix)
+
+    async def main():
+        for n in range(5):
+            task = asyncio.ensure_future(layer.receive_async(["other", "proc!"]))
+            await blocked(servers, len(servers))
+            # Redis serves the blocked BLPOP before this send returns, so the
+            # message is popped; the reply is still unread when we cancel.
+            sender.send("proc!x", {"n": n})
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await layer.receive_async(["other", "proc!"]) == ("proc!x", {"n": n})
+        return layer.receive(["proc!"])
+
+    assert asyncio.run(main()) == (None, None)
+
+
+# -- encryption -------------------------------------------------------------------
+
+
+def test_encrypted_messages_round_trip_and_are_unreadable_in_redis(redis_server, make_layer):
+    layer = make_layer(symmetric_encryption_keys=["secret"])
+    layer.send("c", {"text": "very-private-words", "bytes": b"raw-private-bytes"})
+    stored = raw(redis_server).lindex(layer.prefix + "q:c", 0)
+    assert b"private" not in stored
+    assert layer.receive(["c"]) == ("c", {"text": "very-private-words", "bytes": b"raw-private-bytes"})
+    layer.store_set("session", {"user": "private-name"})
+    assert b"private" not in raw(redis_server).get(layer.prefix + "s:session")
+    assert layer.store_get("session") == {"user": "private-name"}
+
+
+def test_rotated_keys_decrypt_messages_sealed_with_the_old_key(make_layer):
+    old = make_layer(symmetric_encryption_keys=["old"])
+    new = make_layer(symmetric_encryption_keys=["new", "old"], prefix=old.prefix)
+    old.send("c", {"n": 1})
+    assert new.receive(["c"]) == ("c", {"n": 1})
+
+
+def test_a_message_no_key_decrypts_is_dropped_with_a_log_line(make_layer, caplog):
+    writer = make_layer(symmetric_encryption_keys=["one"])
+    reader = make_layer(symmetric_encryption_keys=["two"], prefix=writer.prefix)
+    writer.send("c", {"lost": True})
+    reader.send("c", {"kept": True})
+    with caplog.at_level(logging.WARNING, logger="telex.layers.redis"):
+        assert reader.receive(["c"]) == ("c", {"kept": True})
+    assert "none of the symmetric_encryption_keys decrypts" in caplog.text
+
+
+# -- outages ------------------------------------------------------------------------
+
+
+def test_the_layer_reconnects_after_redis_restarts(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url], blocking_timeout=1, socket_connect_timeout=1)
+    layer.send("c", {"before": True})
+    assert layer.receive(["c"]) == ("c", {"before": True})
+    fresh_redis_server.kill()
+    with pytest.raises(RedisUnavailable, match=r"127\.0\.0\.1:\d+/0 is unavailable"):
+        layer.send("c", {})
+    with pytest.raises(RedisUnavailable):
+        layer.receive(["c"])
+    # Worker loops call blocking receives: those pause and return, never raise.
+    assert layer.receive(["c"], block=True) == (None, None)
+    assert asyncio.run(layer.receive_async(["c"])) == (None, None)
+    fresh_redis_server.start()
+    layer.send("c", {"after": True})
+    assert layer.receive(["c"], block=True) == ("c", {"after": True})
+
+
+def test_a_redis_that_lost_its_data_is_detected_once(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url])
+    assert layer.check_data_lost() is False  # arms the check
+    assert layer.check_data_lost() is False
+    fresh_redis_server.kill()
+    with pytest.raises(RedisUnavailable):
+        layer.check_data_lost()
+    fresh_redis_server.start()
+    assert layer.check_data_lost() is True
+    assert layer.check_data_lost() is False
+    assert asyncio.run(layer.check_data_lost_async()) is False
+
+
+# -- twisted ------------------------------------------------------------------------
+
+
+def test_receive_twisted_is_woken_by_a_send_from_another_thread(redis_server):
+    check_receive_twisted_woken_by_thread(f"{redis_server.url}?prefix={unique_prefix()}", ROOT)
+
+
+ASYNCIO_REACTOR_SCRIPT = r"""
+import sys, threading
+from twisted.internet import asyncioreactor
+asyncioreactor.install()
+from twisted.internet import reactor, defer
+from telex.layers import get_channel_layer
+
+layer = get_channel_layer(sys.argv[1])
+result = []
+
+@defer.inlineCallbacks
+def main():
+    # A cancelled wait on the reactor's loop gives its message back.
+    waiting = layer.receive_twisted(["wake"])
+    layer.send("wake", {"n": 1})
+    waiting.cancel()
+    waiting.addErrback(lambda failure: failure.trap(defer.CancelledError))
+    result.append((yield layer.receive_twisted(["wake"])))
+    threading.Timer(0.1, layer.send, args=("wake", {"n": 2})).start()
+    result.append((yield layer.receive_twisted(["wake"])))
+    reactor.stop()
+
+reactor.callWhenRunning(main)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+print(result)
+"""
+
+
+def test_receive_twisted_runs_on_the_asyncio_reactor_and_cancels_safely(redis_server):
+    output = subprocess.run(
+        [sys.executable, "-c", ASYNCIO_REACTOR_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    assert output.strip() == "[('wake', {'n': 1}), ('wake', {'n': 2})]"
+
+
+THREAD_REACTOR_CANCEL_SCRIPT = r"""
+import sys
+from twisted.internet import reactor, defer
+from telex.layers import get_channel_layer
+
+layer = get_channel_layer(sys.argv[1])
+result = []
+
+@defer.inlineCallbacks
+def main():
+    # On a reactor without asyncio the wait runs in a thread; a message it
+    # takes after the Deferred was cancelled goes back to the channel.
+    waiting = layer.receive_twisted(["wake"])
+    waiting.addErrback(lambda failure: failure.trap(defer.CancelledError))
+    waiting.cancel()
+    layer.send("wake", {"n": 1})
+    result.append((yield layer.receive_twisted(["wake"])))
+    reactor.stop()
+
+reactor.callWhenRunning(main)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+print(result)
+"""
+
+
+def test_receive_twisted_in_a_thread_gives_back_what_it_took_after_cancellation(redis_server):
+    output = subprocess.run(
+        [sys.executable, "-c", THREAD_REACTOR_CANCEL_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    assert output.strip() == "[('wake', {'n': 1})]"
