@@ -1,0 +1,5 @@
+NAME = "http-hello"
+
+
+def run(ctx):
+    return []

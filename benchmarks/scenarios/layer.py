@@ -1,0 +1,5 @@
+NAME = "layer"
+
+
+def run(ctx):
+    return []

@@ -1,0 +1,5 @@
+NAME = "ws-echo"
+
+
+def run(ctx):
+    return []

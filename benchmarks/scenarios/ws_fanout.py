@@ -1,0 +1,5 @@
+NAME = "ws-fanout"
+
+
+def run(ctx):
+    return []

@@ -1,0 +1,5 @@
+NAME = "ws-idle"
+
+
+def run(ctx):
+    return []
