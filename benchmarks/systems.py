@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from tests.support.redis_server import RedisServer
 
 from . import envs
 from .harness import BenchError, Proc, Processes, Skip, child_env, free_port, wait_for_port
-from .results_model import DAPHNE, TELEX_MEMORY, TELEX_REDIS, TWISTED_BARE, Context
+from .results_model import DAPHNE, TELEX_MEMORY, TELEX_REDIS, TWISTED_BARE, Context, Row
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 TELEX_ROUTING = "benchmarks.telex_app:routing"
@@ -151,3 +151,22 @@ def running(system: str, ctx: Context, procs: Processes) -> Iterator[Server]:
         procs.procs.clear()
         if redis is not None:
             redis.stop()
+
+
+def each_system(
+    ctx: Context, scenario: str, cases: list[str], measure: Callable[[Server, Processes], list[Row]]
+) -> list[Row]:
+    """Run ``measure`` against every system in turn; a system that cannot run gets skipped rows."""
+    rows: list[Row] = []
+    with Processes(ctx.log_dir) as procs:
+        for system in SYSTEMS:
+            mine: list[Row] = []
+            try:
+                with running(system, ctx, procs) as server:
+                    mine.extend(measure(server, procs))
+            except (Skip, BenchError) as exc:
+                reason = str(exc) if isinstance(exc, Skip) else f"error: {exc}"
+                done = {row.case for row in mine}
+                mine.extend(Row(scenario, case, system, skipped=reason) for case in cases if case not in done)
+            rows.extend(mine)
+    return rows
