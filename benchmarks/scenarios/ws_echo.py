@@ -40,6 +40,13 @@ def run(ctx: Context) -> list[Row]:
             note = server.note
             if server.system == DAPHNE and sockets == 1:
                 note = f"Daphne polls its reply channel every 50 ms when idle; {note}"
+            if metrics["closed_by_server"]:
+                closed = sum(metrics["closed_by_server"].values())
+                codes = ", ".join(metrics["closed_by_server"])
+                note = (
+                    f"{closed} sockets closed by the server (code {codes}), {metrics['messages']:,} of "
+                    f"{metrics['planned']:,} echoed; {note}"
+                )
             rows.append(Row(NAME, case, server.system, "msgs_per_s", "msg/s", metrics, note=note))
         return rows
 

@@ -39,6 +39,8 @@ def run(ctx: Context) -> list[Row]:
                 timeout=ctx.pick(70, 260),
             )
             received = f"received {metrics['received']:,}/{sockets:,} within {wait:.0f} s"
+            if metrics["refused"]:
+                received += f" ({metrics['refused']:,} handshakes refused)"
             note = f"{received}; {CAPACITIES[server.system]}"
             rows.append(
                 Row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from ..harness import BenchError, Processes, rss_kb, wait_for_line
@@ -42,8 +43,10 @@ def run(ctx: Context) -> list[Row]:
         if client.wait(60) != 0:
             raise BenchError(f"ws-idle client failed: {client.tail()}")
         per_socket = (after - before) / opened
+        refused = json.loads(wait_for_line(client, "{", 10))["refused"]
         metrics = {
             "sockets": opened,
+            "refused": refused,
             "rss_before_kb": before,
             "rss_after_kb": after,
             "kb_per_socket": per_socket,
@@ -57,7 +60,9 @@ def run(ctx: Context) -> list[Row]:
                 "KiB/socket",
                 metrics,
                 higher_is_better=False,
-                note=f"interface server process only; {server.note}".rstrip("; "),
+                note=f"interface server process only; {refused} handshakes refused; {server.note}".rstrip(
+                    "; "
+                ),
             )
         ]
 
