@@ -1,0 +1,104 @@
+"""Redis channel layer micro-benchmark, for Telex's layer or asgi_redis 1.4.3.
+
+Runs under whichever interpreter has the layer (asgi_redis lives in the
+Daphne stack's virtualenv), so it imports nothing from the benchmarks
+package. Protocol with the harness: print ``READY`` once set up and warmed
+up, wait for a line on stdin, measure, print one JSON line, wait for another line on stdin, then check
+deliveries. The harness reads Redis's ``INFO commandstats`` at the two waits,
+so only the measured work is counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+# Shaped like an http.request message, the commonest thing a layer carries.
+MESSAGE = {
+    "reply_channel": "http.response!abcdefghijkl",
+    "http_version": "1.1",
+    "method": "GET",
+    "path": "/chat/room",
+    "query_string": b"",
+    "headers": [[b"host", b"127.0.0.1:8000"], [b"user-agent", b"bench"], [b"accept", b"*/*"]],
+    "body": b"",
+}
+
+
+def make_layer(impl: str, url: str, port: int):
+    if impl == "telex":
+        from telex.layers.redis import RedisChannelLayer
+
+        return RedisChannelLayer.from_url(url)
+    from asgi_redis import RedisChannelLayer
+
+    return RedisChannelLayer(hosts=[("127.0.0.1", port)], prefix="bench:")
+
+
+def send_receive(layer, channel: str, receive_on: str, count: int, block: bool) -> None:
+    send, receive, names = layer.send, layer.receive, [receive_on]
+    for _ in range(count):
+        send(channel, MESSAGE)
+        got, _ = receive(names, block=block)
+        if got is None:
+            raise RuntimeError(f"message sent to {channel} was not received")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--impl", choices=["telex", "asgi_redis"], required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--case", choices=["worker", "reply", "group"], required=True)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=1000)
+    args = parser.parse_args()
+    layer = make_layer(args.impl, args.url, args.port)
+
+    if args.case == "worker":
+        # A worker's path: a normal channel, receive(block=True) with a message waiting.
+        channel = receive_on = "http.request"
+        block = True
+    elif args.case == "reply":
+        # An interface server's path: a process-specific reply channel, polled.
+        channel, receive_on = "http.response!abcdefghijkl", "http.response!"
+        block = False
+    if args.case in ("worker", "reply"):
+        send_receive(layer, channel, receive_on, 200, block)
+    else:
+        members = [f"bench.member{index}" for index in range(args.members)]
+        for member in members:
+            layer.group_add("bench", member)
+
+    print("READY", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    if args.case in ("worker", "reply"):
+        send_receive(layer, channel, receive_on, args.count, block)
+        elapsed = time.perf_counter() - start
+        result = {"messages": args.count, "seconds": elapsed, "msgs_per_s": args.count / elapsed}
+    else:
+        for _ in range(args.count):
+            layer.send_group("bench", {"text": "hello"})
+        elapsed = time.perf_counter() - start
+        result = {
+            "messages": args.count * args.members,
+            "group_sends": args.count,
+            "seconds": elapsed,
+            "ms_per_group_send": elapsed / args.count * 1000,
+            "msgs_per_s": args.count * args.members / elapsed,
+        }
+    print(json.dumps(result), flush=True)
+    sys.stdin.readline()
+    if args.case == "group":
+        received = 0
+        for member in members:
+            while layer.receive([member], block=False)[0] is not None:
+                received += 1
+        print(json.dumps({"received": received}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

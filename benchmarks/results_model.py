@@ -1,0 +1,55 @@
+"""One measured figure set (a table row) and the run context scenarios get."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# System names used in rows; ratios compare TELEX_* rows against the others.
+TELEX_MEMORY = "telex memory://"
+TELEX_REDIS = "telex redis"
+TELEX_LAYER = "telex layer"
+DAPHNE = "daphne 1.4.2 stack"
+ASGI_REDIS = "asgi_redis 1.4.3"
+TWISTED_BARE = "twisted bare (upper bound)"
+
+
+@dataclass
+class Row:
+    scenario: str
+    case: str
+    system: str
+    primary: str = ""  # the metric the ratio column compares
+    unit: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: bool = True
+    note: str = ""
+    skipped: str | None = None
+
+    @property
+    def is_telex(self) -> bool:
+        return self.system.startswith("telex")
+
+    def value(self) -> float | None:
+        value = self.metrics.get(self.primary)
+        return float(value) if isinstance(value, int | float) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    quick: bool
+    log_dir: Path
+    cache_dir: Path
+    deadline: float  # time.monotonic() by which the whole run must end
+    info: dict[str, Any] = field(default_factory=dict)  # peer versions and modes, for the JSON
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        return quick if self.quick else full
