@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from telex.routing import route
-
 from telex import Group
+from telex.routing import route
 
 HELLO = {"status": 200, "headers": [[b"content-type", b"text/plain"]], "content": b"Hello world"}
 

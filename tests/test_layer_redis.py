@@ -522,3 +522,15 @@ def test_receive_twisted_in_a_thread_gives_back_what_it_took_after_cancellation(
         check=True,
     ).stdout
     assert output.strip() == "[('wake', {'n': 1})]"
+
+
+def test_send_async_sends_in_order_on_the_running_loop(redis_server):
+    layer = RedisChannelLayer.from_url(redis_server.url + "?prefix=sendasync")
+
+    async def main():
+        for i in range(20):
+            await layer.send_async("ordered", {"i": i})
+
+    asyncio.run(main())
+    assert [layer.receive(["ordered"])[1]["i"] for _ in range(20)] == list(range(20))
+    layer.close()

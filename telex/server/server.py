@@ -8,13 +8,14 @@ whose reply channel it names — the only place replies enter the server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.internet.endpoints import serverFromString
 
 from ..layers.base import BaseChannelLayer
@@ -134,6 +135,9 @@ class Server:
     def start(self) -> defer.Deferred:
         """Start the reply reader and listen on every endpoint."""
         self.bridge.start_reading([self.reply_prefix], self.dispatch)
+        if callable(getattr(self.layer, "check_data_lost_async", None)) and self.bridge.kind == "asyncio":
+            self._data_watch = task.LoopingCall(self._check_data_lost)
+            self._data_watch.start(self.settings.layer_check_interval, now=True)
         listening = [
             serverFromString(reactor, spec).listen(self.http_factory) for spec in self.settings.endpoints
         ]
@@ -142,6 +146,19 @@ class Server:
         result = defer.gatherResults(listening, consumeErrors=True)
         result.addCallback(self.ports.extend)
         return result
+
+    async def _check_data_lost(self) -> None:
+        """Spec (Persistence): a layer that lost its data lost every group
+        membership; close the WebSockets (1012) so clients reconnect and rejoin."""
+        try:
+            lost = await defer.Deferred.fromFuture(asyncio.ensure_future(self.layer.check_data_lost_async()))
+        except Exception as exc:  # unreachable now; the layer reconnects by itself
+            logger.debug("data-loss check failed: %s", exc)
+            return
+        if lost:
+            logger.error("the channel layer lost its data (restart without persistence?): closing WebSockets")
+            if self.websocket is not None:
+                self.websocket.close_all(1012)
 
     def stop_listening(self) -> defer.Deferred:
         ports, self.ports = self.ports, []
@@ -177,6 +194,9 @@ class Server:
         return waiter
 
     def stop(self) -> None:
+        watch = getattr(self, "_data_watch", None)
+        if watch is not None and watch.running:
+            watch.stop()
         self.bridge.stop()
         if self.access_log is not None:
             self.access_log.close()

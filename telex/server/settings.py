@@ -89,6 +89,9 @@ class ServerSettings:
     allowed_origins: list[str] = field(default_factory=list)
 
     # -- lifecycle and operations ------------------------------------------------------
+    #: Seconds between checks that the layer still holds its data (layers
+    #: offering ``check_data_lost_async``, such as Redis).
+    layer_check_interval: float = 5.0
     #: Seconds in-flight HTTP responses get to finish after SIGTERM.
     graceful_timeout: float = 30.0
     #: Path answered by the server itself with layer health; None: off.

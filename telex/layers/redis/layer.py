@@ -211,26 +211,48 @@ class RedisChannelLayer(BaseChannelLayer):
     # -- core API --------------------------------------------------------------
 
     def send(self, channel: str, message: dict) -> None:
-        self.check_channel_name(channel)
-        payload = self._encode(channel, message)
-        queue = non_local_name(channel)
-        now = _now_ms()
-        entry = deadline_prefix(now + self._expiry_ms) + channel.encode("ascii") + b" " + payload
-        capacity = self.get_capacity(channel)
-        key = self._queue_key(queue)
+        queue, key, args = self._send_args(channel, message)
         unavailable = None
         for shard in self._send_shards(queue):
             try:
                 with self._errors(shard):
-                    sent = self._client(shard).scripts["send"](
-                        keys=[key], args=[entry, capacity, now, self._ttl_ms]
-                    )
+                    sent = self._client(shard).scripts["send"](keys=[key], args=args)
             except RedisUnavailable as exc:
                 unavailable = exc  # a normal channel may still go to another shard
                 continue
             if sent:
                 self._count(queue, 0)
                 return
+        self._refuse_send(channel, queue, args[1], unavailable)
+
+    async def send_async(self, channel: str, message: dict) -> None:
+        """``send`` on the running loop's asyncio clients: what the server uses,
+        so a send never blocks the reactor and needs no thread."""
+        queue, key, args = self._send_args(channel, message)
+        state = self._loop_state()
+        unavailable = None
+        for shard in self._send_shards(queue):
+            try:
+                with self._errors(shard):
+                    sent = await state.clients[shard].scripts["send"](keys=[key], args=args)
+            except RedisUnavailable as exc:
+                unavailable = exc
+                continue
+            if sent:
+                self._count(queue, 0)
+                return
+        self._refuse_send(channel, queue, args[1], unavailable)
+
+    def _send_args(self, channel: str, message: dict) -> tuple[str, str, list[Any]]:
+        """The queue, its key and the send script's arguments (entry, capacity, now, ttl)."""
+        self.check_channel_name(channel)
+        payload = self._encode(channel, message)
+        queue = non_local_name(channel)
+        now = _now_ms()
+        entry = deadline_prefix(now + self._expiry_ms) + channel.encode("ascii") + b" " + payload
+        return queue, self._queue_key(queue), [entry, self.get_capacity(channel), now, self._ttl_ms]
+
+    def _refuse_send(self, channel: str, queue: str, capacity: int, unavailable: Exception | None) -> None:
         if unavailable is not None:
             raise unavailable
         self._count(queue, 1)
