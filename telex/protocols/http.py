@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.web import http
 from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
@@ -692,6 +692,7 @@ class _Refuse503(Protocol):
         self.transport.loseConnection()
 
 
+@implementer(IProtocolNegotiationFactory)
 class HttpFactory(http.HTTPFactory):
     """Builds HTTP/1.1 (and, over TLS with ALPN, HTTP/2) connections for Telex."""
 
@@ -726,6 +727,12 @@ class HttpFactory(http.HTTPFactory):
         for waiter in waiters:
             if not waiter.called:
                 waiter.callback(None)
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN, for TLS listeners made by Twisted (``-e ssl:...``): without
+        this, Twisted's ALPN callback finds no common protocol and fails the
+        handshake of every client that offers ALPN (browsers, curl)."""
+        return [b"h2", b"http/1.1"]
 
     def log(self, request: Any) -> None:
         if self.access_log is not None:
