@@ -611,7 +611,8 @@ class TelexHTTPChannel(http.HTTPChannel):
 
 
 class TelexH2Connection(H2Connection):
-    """An HTTP/2 connection whose idle timeout spares streams awaiting the application.
+    """An HTTP/2 connection whose idle timeout spares streams awaiting the
+    application, and really closes over TLS.
 
     Twisted's HTTP/2 idle timer only counts frames, so a long-poll stream
     would be cut off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops
@@ -624,6 +625,10 @@ class TelexH2Connection(H2Connection):
             self.resetTimeout()
             return
         super().timeoutConnection()
+        # Twisted's TLS transport puts off its close until its producer (this
+        # connection) unregisters: without this, an idle HTTP/2 connection
+        # over TLS got its GOAWAY but stayed open another ``abortTimeout`` (15 s).
+        self.transport.unregisterProducer()
 
 
 class _ConnectionProtocol(http._GenericHTTPChannelProtocol):
