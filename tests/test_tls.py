@@ -108,9 +108,24 @@ def test_tls_below_1_2_is_refused(pki):
         tls12.maximum_version = ssl.TLSVersion.TLSv1_2
         with handshake(server.port, tls12) as sock:
             assert sock.version() == "TLSv1.2"
-            assert "GCM" in sock.cipher()[0] or "CHACHA20" in sock.cipher()[0]  # AEAD only
         with handshake(server.port, client_context(pki)) as sock:
             assert sock.version() == "TLSv1.3"
+
+
+def test_tls_1_2_admits_only_forward_secret_aead_ciphers(pki):
+    with TelexServer(RAW, *tls_flags(pki)) as server:
+        for weak in ("AES256-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA"):
+            client = client_context(pki)
+            client.maximum_version = ssl.TLSVersion.TLSv1_2
+            client.set_ciphers(weak)
+            with pytest.raises(ssl.SSLError):
+                handshake(server.port, client)
+        client = client_context(pki)
+        client.maximum_version = ssl.TLSVersion.TLSv1_2
+        with handshake(server.port, client) as sock:
+            assert sock.cipher()[0].startswith("ECDHE-") and (
+                "GCM" in sock.cipher()[0] or "CHACHA20" in sock.cipher()[0]
+            )
 
 
 def test_ssl_flags_can_come_from_the_environment(pki):
