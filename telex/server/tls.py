@@ -159,4 +159,4 @@ class TLSListeners:
 
 def is_tls_port(port: Any) -> bool:
     """Whether a listening port serves TLS (for the start-up log line)."""
-    return isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory) or type(port).__name__ == "SSLPort"
+    return isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory)
