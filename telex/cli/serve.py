@@ -127,6 +127,16 @@ def add_parser(subparsers: Any) -> None:
         help="Twisted endpoint string, repeatable (tcp:8000:interface=0.0.0.0, unix:/run/telex.sock, "
         "ssl:443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0)",
     )
+    tls = parser.add_argument_group("TLS (serves -b/-p with HTTPS, HTTP/2 by ALPN; see docs/tls-http2.md)")
+    opt.parser = tls
+    opt.add("--ssl-certfile", default=None, help="server certificate (PEM), chain after it; turns TLS on")
+    opt.add("--ssl-keyfile", default=None, help="private key (PEM) (default: in --ssl-certfile)")
+    opt.add("--ssl-keyfile-password", default=None, help="password of an encrypted --ssl-keyfile")
+    opt.add(
+        "--ssl-ca-certs",
+        default=None,
+        help="CA certificates (PEM): clients must present a certificate they signed",
+    )
     app = parser.add_argument_group("application")
     opt.parser = app
     opt.add(
@@ -256,25 +266,43 @@ def add_parser(subparsers: Any) -> None:
     opt.add("-v", "--verbosity", type=int, default=1, help="0 errors, 1 info, 2 debug and tracebacks, 3 all")
 
 
-def endpoints_from_args(args: argparse.Namespace) -> list[str]:
-    """Twisted endpoint strings for -b/-p/-u and -e, as Daphne 1.x builds them."""
+def endpoints_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Twisted endpoint strings for -b/-p/-u and -e, as Daphne 1.x builds them:
+    (plain endpoints, endpoints to serve with TLS from the --ssl-* files)."""
     endpoints = list(args.endpoints)
+    tls_endpoints = []
     if args.unix_socket:
         endpoints.append("unix:" + args.unix_socket.replace(":", r"\:"))
-    if args.host is not None or args.port is not None or not (endpoints or args.file_descriptor is not None):
+    tls_wanted = args.ssl_certfile is not None
+    if (
+        args.host is not None
+        or args.port is not None
+        or tls_wanted
+        or not (endpoints or args.file_descriptor is not None)
+    ):
         host = args.host or "127.0.0.1"
         port = 8000 if args.port is None else args.port
         kind = "tcp6" if ":" in host else "tcp"
-        endpoints.append(f"{kind}:port={port}:interface={host.strip('[]').replace(':', chr(92) + ':')}")
-    return endpoints
+        spec = f"{kind}:port={port}:interface={host.strip('[]').replace(':', chr(92) + ':')}"
+        (tls_endpoints if tls_wanted else endpoints).append(spec)
+    return endpoints, tls_endpoints
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from ..server.settings import ServerSettings
 
     protocols = [p for value in args.ws_protocols for p in _list(value)]
+    for flag in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):
+        if getattr(args, flag) is not None and args.ssl_certfile is None:
+            raise UsageError(f"--{flag.replace('_', '-')} needs --ssl-certfile")
+    endpoints, tls_endpoints = endpoints_from_args(args)
     settings = ServerSettings(
-        endpoints=endpoints_from_args(args),
+        endpoints=endpoints,
+        tls_endpoints=tls_endpoints,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_keyfile_password=args.ssl_keyfile_password,
+        ssl_ca_certs=args.ssl_ca_certs,
         adopt_fds=[] if args.file_descriptor is None else [args.file_descriptor],
         root_path=args.root_path,
         proxy_headers=args.proxy_headers,

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.web import http
+from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
 from zope.interface import implementer
 
 from . import http_messages as msgs
@@ -43,6 +44,15 @@ logger = logging.getLogger("telex.http")
 BODY_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+
+#: What an HTTP/2 client sends first (RFC 9113, 3.4); no HTTP/1 request starts so.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Connection-specific headers that HTTP/2 forbids (RFC 9113, 8.2.2); the h2
+#: library refuses to send a response carrying them, so they are dropped.
+_H2_FORBIDDEN_HEADERS = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
 
 
 def _address(address: Any) -> list[Any] | None:
@@ -332,7 +342,11 @@ class AsgiRequest(http.Request):
             self._timeout_call.cancel()
         self.setResponseCode(reply.status)
         has_length = False
+        h2 = not isinstance(self.channel, http.HTTPChannel)
         for name, value in reply.headers:
+            if h2 and name in _H2_FORBIDDEN_HEADERS:
+                logger.debug("dropping %r header on HTTP/2 %s", name, self.reply_channel)
+                continue
             self.responseHeaders.addRawHeader(name, value)
             has_length = has_length or name == b"content-length"
         if (
@@ -450,10 +464,10 @@ class AsgiRequest(http.Request):
         self.setResponseCode(status, reason)
         self.responseHeaders.setRawHeaders(b"content-type", [b"text/html; charset=utf-8"])
         self.responseHeaders.setRawHeaders(b"content-length", [str(len(body)).encode()])
-        if close or not self._body_complete:
+        if (close or not self._body_complete) and isinstance(self.channel, http.HTTPChannel):
+            # HTTP/2 ends just this stream (and forbids the header).
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
-            if isinstance(self.channel, http.HTTPChannel):
-                self.channel.persistent = False
+            self.channel.persistent = False
         self.context.count("telex_http_responses_total", status=str(status))
         self.write(body)
         self._response_complete = True
@@ -597,8 +611,38 @@ class TelexHTTPChannel(http.HTTPChannel):
         super().connectionLost(reason)
 
 
+class TelexH2Connection(H2Connection):
+    """An HTTP/2 connection whose idle timeout spares streams awaiting the
+    application, and really closes over TLS.
+
+    Twisted's HTTP/2 idle timer only counts frames, so a long-poll stream
+    would be cut off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops
+    that timer while a request is in progress. Streams whose request went to
+    the application are bounded by ``http_timeout`` instead.
+    """
+
+    def timeoutConnection(self) -> None:
+        if any(getattr(stream._request, "_request_sent", False) for stream in self.streams.values()):
+            self.resetTimeout()
+            return
+        super().timeoutConnection()
+        # Twisted's TLS transport puts off its close until its producer (this
+        # connection) unregisters: without this, an idle HTTP/2 connection
+        # over TLS got its GOAWAY but stayed open another ``abortTimeout`` (15 s).
+        self.transport.unregisterProducer()
+
+
 class _ConnectionProtocol(http._GenericHTTPChannelProtocol):
-    """Twisted's HTTP/1.1-or-HTTP/2 (by ALPN) switch, counting connections."""
+    """HTTP/1.1, or HTTP/2 by ALPN or by the prior-knowledge preface (h2c).
+
+    Twisted's switch only looks at ALPN. This one also recognises a
+    cleartext connection that starts with the HTTP/2 preface, which RFC 9113
+    reserves so that no HTTP/1 request can look like it; the bytes are
+    buffered only until they can no longer be the preface (the first packet,
+    in practice).
+    """
+
+    _sniffed = b""
 
     # The proxy forwards makeConnection to the wrapped channel, whose own
     # connectionMade runs; so the count is kept here.
@@ -609,6 +653,37 @@ class _ConnectionProtocol(http._GenericHTTPChannelProtocol):
     def connectionLost(self, reason: Any) -> None:
         self.factory.connection_lost(self)
         super().connectionLost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._negotiatedProtocol is None:
+            protocol = getattr(self._channel.transport, "negotiatedProtocol", None)
+            if protocol is None:  # cleartext, or TLS without ALPN
+                data = self._sniffed + data
+                if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+                    self._sniffed = data
+                    return
+                self._sniffed = b""
+                protocol = b"h2" if data.startswith(H2_PREFACE) else b"http/1.1"
+            if protocol == b"h2":
+                self._switch_to_h2()
+            self._negotiatedProtocol = protocol
+        self._channel.dataReceived(data)
+
+    def _switch_to_h2(self) -> None:
+        """Replace the HTTP/1.1 channel by an HTTP/2 one, as Twisted does on ALPN."""
+        old = self._channel
+        producer = old._networkProducer
+        producer.unregisterProducer()
+        old.setTimeout(None)
+        self._channel = TelexH2Connection()
+        self._channel.requestFactory = self._requestFactory
+        self._channel.site = self._site
+        self._channel.factory = self._factory
+        self._channel.timeOut = self._timeOut
+        self._channel.callLater = self._callLater
+        self._channel.makeConnection(old.transport)
+        # The H2 connection is the transport's producer now, for back pressure.
+        producer.registerProducer(self._channel, True)
 
 
 class _Refuse503(Protocol):
@@ -623,6 +698,7 @@ class _Refuse503(Protocol):
         self.transport.loseConnection()
 
 
+@implementer(IProtocolNegotiationFactory)
 class HttpFactory(http.HTTPFactory):
     """Builds HTTP/1.1 (and, over TLS with ALPN, HTTP/2) connections for Telex."""
 
@@ -657,6 +733,12 @@ class HttpFactory(http.HTTPFactory):
         for waiter in waiters:
             if not waiter.called:
                 waiter.callback(None)
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN, for TLS listeners made by Twisted (``-e ssl:...``): without
+        this, Twisted's ALPN callback finds no common protocol and fails the
+        handshake of every client that offers ALPN (browsers, curl)."""
+        return [b"h2", b"http/1.1"]
 
     def log(self, request: Any) -> None:
         if self.access_log is not None:

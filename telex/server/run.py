@@ -4,6 +4,9 @@ Shutdown (SIGTERM or SIGINT): stop accepting; close idle connections; let
 in-flight HTTP responses finish for up to ``graceful_timeout``; close
 WebSockets with 1001 (their ``websocket.disconnect`` messages are sent);
 stop the embedded workers; exit 0. A second signal exits at once (status 1).
+
+SIGHUP re-reads the TLS certificates (docs/tls-http2.md); open connections
+are not touched.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..layers import LayerSpecError, get_channel_layer
 from .bridge import ThreadedBridge
 from .server import Server
 from .settings import ServerSettings
+from .tls import is_tls_port
 
 logger = logging.getLogger("telex.server")
 
@@ -110,6 +114,9 @@ def serve(
         reactor.stop()
 
     def begin() -> None:
+        # The handler runs between bytecodes of the reactor thread: hand the
+        # reload to the reactor rather than doing it in the middle of its work.
+        signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(server.tls.reload))
         try:
             server.start().addCallbacks(started, failed)
         except (ValueError, OSError) as exc:  # bad endpoint string, bad --fd
@@ -135,11 +142,14 @@ def _attach_websocket(server: Server) -> None:
 
 def _describe(port: Any) -> str:
     host = port.getHost()
+    scheme = "https" if is_tls_port(port) else "http"
     if hasattr(host, "port"):
         return (
-            f"http://{host.host}:{host.port}" if ":" not in host.host else f"http://[{host.host}]:{host.port}"
+            f"{scheme}://{host.host}:{host.port}"
+            if ":" not in host.host
+            else f"{scheme}://[{host.host}]:{host.port}"
         )
-    return f"unix:{getattr(host, 'name', host)}"
+    return f"unix:{getattr(host, 'name', host)}" + (" (TLS)" if scheme == "https" else "")
 
 
 def _install_signal_handlers() -> None:

@@ -27,6 +27,7 @@ from .accesslog import AccessLog
 from .bridge import OrderedSender, make_bridge
 from .metrics import Metrics
 from .settings import ServerSettings
+from .tls import CertificateFiles, TLSListeners
 
 logger = logging.getLogger("telex.server")
 
@@ -67,6 +68,7 @@ class Server:
         self.http_factory = HttpFactory(self, self.access_log)
         self.websocket: Any = None  # set by the WebSocket support when available
         self.ports: list[Any] = []
+        self.tls = TLSListeners()
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
 
     # -- ServerContext -----------------------------------------------------------
@@ -141,6 +143,16 @@ class Server:
         listening = [
             serverFromString(reactor, spec).listen(self.http_factory) for spec in self.settings.endpoints
         ]
+        if self.settings.tls_endpoints:
+            files = CertificateFiles(
+                self.settings.ssl_certfile or "",
+                self.settings.ssl_keyfile,
+                self.settings.ssl_keyfile_password,
+                self.settings.ssl_ca_certs,
+            )
+            listening += [
+                self.tls.listen(spec, files, self.http_factory) for spec in self.settings.tls_endpoints
+            ]
         for fd in self.settings.adopt_fds:
             self.ports.append(_adopt(fd, self.http_factory))
         result = defer.gatherResults(listening, consumeErrors=True)

@@ -23,6 +23,19 @@ class ServerSettings:
     endpoints: list[str] = field(default_factory=list)
     #: File descriptors of already-bound listening sockets to adopt (``--fd``).
     adopt_fds: list[int] = field(default_factory=list)
+    #: Endpoint strings served with TLS from the ``ssl_*`` files below: the -b/-p
+    #: listener when ``--ssl-certfile`` is given.
+    tls_endpoints: list[str] = field(default_factory=list)
+
+    # -- TLS (docs/tls-http2.md) --------------------------------------------------
+    #: Server certificate (PEM), optionally followed by its intermediate chain.
+    ssl_certfile: str | None = None
+    #: Private key (PEM); None: it is in ``ssl_certfile``.
+    ssl_keyfile: str | None = None
+    #: Password of an encrypted private key.
+    ssl_keyfile_password: str | None = None
+    #: CA certificates (PEM); when set, clients must present a certificate they signed.
+    ssl_ca_certs: str | None = None
 
     # -- the application side --------------------------------------------------
     #: ``root_path`` put into every request message (like WSGI's SCRIPT_NAME).

@@ -95,6 +95,27 @@ def handle(channel: str, message: dict) -> None:
         parked = _parked.pop("/stream-wait")
         _send(parked["reply_channel"], {"content": b"tail", "more_content": False})
         _reply(message, body=b"released")
+    elif path == "/hold":
+        # Head now (naming the reply channel), the end on /release-held?KEY:
+        # many of these on one HTTP/2 connection show the multiplexing.
+        key = message["query_string"].decode()
+        _reply(message, body=message["reply_channel"].encode() + b";", more_content=True)
+        _parked["hold:" + key] = message
+    elif path == "/release-held":
+        key = message["query_string"].decode()
+        _send(_parked.pop("hold:" + key)["reply_channel"], {"content": key.encode(), "more_content": False})
+        _reply(message, body=b"released")
+    elif path == "/body-held":
+        _parked["body-held"] = message  # its body is not read until /release-body
+    elif path == "/release-body":
+        _reply(message, body=b"released")
+        held = _parked.pop("body-held")
+        _reply(held, body=_read_body(held))
+    elif path == "/hop-headers":
+        _reply(
+            message,
+            headers=[[b"connection", b"keep-alive"], [b"keep-alive", b"timeout=5"], [b"x-kept", b"1"]],
+        )
     elif path == "/big":
         size = int(message["query_string"] or b"1048576")
         _reply(message, body=b"x" * size)

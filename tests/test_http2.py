@@ -1,0 +1,329 @@
+"""HTTP/2 over the channel layer (www.rst, HTTP), with real HTTP/2 clients.
+
+One server process serves TLS (HTTP/2 by ALPN) on its -b/-p port and
+cleartext (HTTP/2 by prior knowledge, h2c) on a second endpoint. Most tests
+drive the ``h2`` library directly over a socket, to see streams, resets and
+flow-control windows; ``httpx`` and ``h2load`` (when installed) are the
+off-the-shelf clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import httpx
+import pytest
+from twisted.internet.testing import StringTransport
+
+from tests.support.certs import make_ca, make_server_cert
+from tests.support.processes import TelexServer
+from tests.support.redis_server import free_port
+
+RAW = "tests.apps.raw_http:channel_layer"
+KEEP_ALIVE = 1.0
+
+
+class H2Client:
+    """A blocking HTTP/2 client on the ``h2`` state machine; every wait is bounded."""
+
+    def __init__(self, sock: socket.socket, scheme: str) -> None:
+        self.sock = sock
+        self.scheme = scheme
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.conn.initiate_connection()
+        self.headers: dict[int, dict[bytes, bytes]] = {}
+        self.data: dict[int, bytearray] = {}
+        self.ended: list[int] = []  # stream ids, in the order their responses ended
+        self.reset: dict[int, int] = {}
+        self.pushes = 0
+        self.terminated = False
+        self.flush()
+
+    def flush(self) -> None:
+        self.sock.sendall(self.conn.data_to_send())
+
+    def request(self, path: str, method: str = "GET", body: bytes = b"", length: int | None = None) -> int:
+        """Open a stream; with ``length``, the body is sent later by ``send``."""
+        stream = self.conn.get_next_available_stream_id()
+        headers = [(b":method", method.encode()), (b":path", path.encode())]
+        headers += [(b":scheme", self.scheme.encode()), (b":authority", b"127.0.0.1")]
+        if length is not None:
+            headers.append((b"content-length", str(length).encode()))
+        self.conn.send_headers(stream, headers, end_stream=not body and length is None)
+        self.data[stream] = bytearray()
+        self.flush()
+        if body:
+            self.send(stream, body, end=True)
+        return stream
+
+    def send(self, stream: int, body: bytes, end: bool, stall: float = 10.0) -> int:
+        """Send as much of ``body`` as flow control allows; returns bytes sent.
+
+        Stops when all is sent, or when the window stayed shut ``stall`` seconds.
+        """
+        sent = 0
+        deadline = time.monotonic() + 60
+        while sent < len(body):
+            assert time.monotonic() < deadline, "the upload made no progress for a minute"
+            window = min(self.conn.local_flow_control_window(stream), self.conn.max_outbound_frame_size)
+            if window <= 0:
+                try:
+                    self.pump(stall)  # for a WINDOW_UPDATE
+                except TimeoutError:
+                    return sent
+                continue
+            piece = body[sent : sent + window]
+            sent += len(piece)
+            self.conn.send_data(stream, piece, end_stream=end and sent == len(body))
+            self.flush()
+        return sent
+
+    def pump(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        for event in self.conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                self.headers[event.stream_id] = dict(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                self.data[event.stream_id] += event.data
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.ended.append(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                self.reset[event.stream_id] = event.error_code
+            elif isinstance(event, h2.events.PushedStreamReceived):
+                self.pushes += 1
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.terminated = True
+        self.flush()
+
+    def wait(self, predicate, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting on the HTTP/2 connection")
+            self.pump(remaining)
+
+    def get(self, path: str, **kwargs) -> tuple[int, bytes]:
+        stream = self.request(path, **kwargs)
+        self.wait(lambda: stream in self.ended or stream in self.reset)
+        return int(self.headers[stream][b":status"]), bytes(self.data[stream])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("h2pki"))
+    ca = make_ca()
+    ca_path = os.path.join(directory, "ca.crt")
+    with open(ca_path, "wb") as handle:
+        handle.write(ca.cert_pem())
+    cert, key = make_server_cert(ca).write(directory, "server")
+    return {"ca": ca_path, "cert": cert, "key": key}
+
+
+@pytest.fixture(scope="module")
+def server(pki):
+    """TLS on ``server.port``; cleartext (h2c) on ``server.clear_port``."""
+    clear_port = free_port()
+    process = TelexServer(
+        RAW,
+        "-e",
+        f"tcp:{clear_port}:interface=127.0.0.1",
+        "--ssl-certfile",
+        pki["cert"],
+        "--ssl-keyfile",
+        pki["key"],
+        "--request-body-chunk-size",
+        "64k",
+        "--max-request-body-size",
+        "16m",
+        "--keep-alive-timeout",
+        str(KEEP_ALIVE),
+        "-v",
+        "2",
+        env={"RAW_APP_BODY_CAPACITY": "2"},
+    )
+    process.clear_port = clear_port
+    with process:
+        yield process
+
+
+def tls_context(pki, alpn=("h2",)) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki["ca"])
+    context.set_alpn_protocols(list(alpn))
+    return context
+
+
+@pytest.fixture
+def client(server, pki):
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock = tls_context(pki).wrap_socket(raw, server_hostname="127.0.0.1")
+    assert sock.selected_alpn_protocol() == "h2"
+    connection = H2Client(sock, "https")
+    yield connection
+    connection.close()
+
+
+def message_of(body: bytes) -> dict:
+    return json.loads(body)
+
+
+# -- negotiation -----------------------------------------------------------------
+
+
+def test_http2_over_tls_is_chosen_by_alpn_and_reported_as_version_2(server, pki):
+    with httpx.Client(http2=True, verify=tls_context(pki, alpn=("h2", "http/1.1"))) as http:
+        response = http.get(f"https://127.0.0.1:{server.port}/message")
+    assert response.http_version == "HTTP/2"
+    message = message_of(response.content)
+    assert message["http_version"] == "2" and message["scheme"] == "https"
+    assert message["server"] == ["127.0.0.1", server.port]
+
+
+def test_cleartext_http2_with_prior_knowledge_is_served(server):
+    with httpx.Client(http1=False, http2=True) as http:
+        response = http.get(f"http://127.0.0.1:{server.clear_port}/message")
+    assert response.http_version == "HTTP/2"
+    message = message_of(response.content)
+    assert message["http_version"] == "2" and message["scheme"] == "http"
+
+
+def test_the_h2c_preface_is_recognised_even_a_byte_at_a_time():
+    from telex.layers import InMemoryChannelLayer
+    from telex.protocols.http import H2_PREFACE, TelexH2Connection, TelexHTTPChannel
+    from telex.server.server import Server
+    from telex.server.settings import ServerSettings
+
+    factory = Server(ServerSettings(), InMemoryChannelLayer()).http_factory
+    h2c, webdav = factory.buildProtocol(None), factory.buildProtocol(None)
+    h2c.makeConnection(StringTransport())
+    webdav.makeConnection(StringTransport())
+    for byte in H2_PREFACE:
+        h2c.dataReceived(bytes([byte]))
+    for byte in b"PROPFIND / HTTP/1.1\r\n":  # shares "PR" with the preface
+        webdav.dataReceived(bytes([byte]))
+    assert isinstance(h2c._channel, TelexH2Connection)
+    assert isinstance(webdav._channel, TelexHTTPChannel) and webdav._channel._command == b"PROPFIND"
+
+
+# -- streams ----------------------------------------------------------------------
+
+
+def test_concurrent_streams_get_their_own_reply_channels_and_interleaved_responses(client):
+    count = 20
+    streams = [client.request(f"/hold?{i}") for i in range(count)]
+    # Every response has started before any has finished: they are multiplexed.
+    client.wait(lambda: all(client.data[s].endswith(b";") for s in streams))
+    assert not client.ended
+    reply_channels = {bytes(client.data[s]) for s in streams}
+    assert len(reply_channels) == count
+    # Finished in the opposite order to the one they were opened in.
+    for i in reversed(range(count)):
+        assert client.get(f"/release-held?{i}") == (200, b"released")
+        client.wait(lambda i=i: streams[i] in client.ended)
+        assert client.data[streams[i]].endswith(b";" + str(i).encode())
+    held_endings = [s for s in client.ended if s in streams]
+    assert held_endings == list(reversed(streams))
+
+
+def test_a_large_upload_streams_through_body_channel_under_flow_control(client):
+    payload = os.urandom(4 * 1024 * 1024)
+    stream = client.request("/body-held", method="POST", length=len(payload))
+    # The application reads nothing yet (its body channel holds two chunks), so
+    # the server must stop opening the flow-control window.
+    sent = client.send(stream, payload, end=True, stall=0.5)
+    assert sent < 1024 * 1024, f"{sent} bytes accepted while the application was not reading"
+    assert client.get("/release-body") == (200, b"released")
+    client.send(stream, payload[sent:], end=True)
+    client.wait(lambda: stream in client.ended, timeout=30)
+    assert json.loads(client.data[stream]) == {
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "streamed": True,
+    }
+
+
+def test_a_reset_stream_sends_http_disconnect_and_spares_the_connection(client):
+    stream = client.request("/hold?reset")
+    client.wait(lambda: client.data[stream].endswith(b";"))
+    reply_channel = client.data[stream][:-1].decode()
+    client.conn.reset_stream(stream, error_code=h2.errors.ErrorCodes.CANCEL)
+    client.flush()
+    deadline = time.monotonic() + 10
+    while True:  # on the same connection: it survives its stream's reset
+        disconnects = json.loads(client.get("/disconnects")[1])
+        if any(d["reply_channel"] == reply_channel for d in disconnects):
+            break
+        assert time.monotonic() < deadline, "no http.disconnect for the reset stream"
+    assert [d["path"] for d in disconnects if d["reply_channel"] == reply_channel] == ["/hold"]
+
+
+def test_a_body_over_the_limit_is_refused_413_on_its_stream_only(client):
+    stream = client.request("/body", method="POST", length=17 * 1024 * 1024)
+    client.wait(lambda: stream in client.ended or stream in client.reset)
+    assert client.headers[stream][b":status"] == b"413"
+    assert client.get("/still-here") == (200, b"Hello world! You asked for /still-here")
+
+
+def test_connection_specific_response_headers_are_dropped_on_http2(client, server):
+    stream = client.request("/hop-headers")
+    client.wait(lambda: stream in client.ended)
+    headers = client.headers[stream]
+    assert headers[b":status"] == b"200" and headers[b"x-kept"] == b"1"
+    assert b"connection" not in headers and b"keep-alive" not in headers
+
+
+def test_server_push_is_dropped_and_logged_at_debug(client, server):
+    assert client.get("/push-then-response") == (200, b"after push")
+    assert client.pushes == 0
+    server.wait_for("dropping Server Push on")
+
+
+def test_a_stream_awaiting_the_application_outlives_the_idle_timeout(client):
+    stream = client.request("/hold?patient")
+    client.wait(lambda: client.data[stream].endswith(b";"))
+    time.sleep(2.5 * KEEP_ALIVE)  # the idle timeout is what is tested
+    assert client.get("/release-held?patient") == (200, b"released")
+    client.wait(lambda: stream in client.ended)
+    assert not client.terminated
+
+
+def test_an_idle_http2_connection_is_closed_after_the_keep_alive_timeout(client):
+    assert client.get("/")[0] == 200
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        client.wait(lambda: False, timeout=10 * KEEP_ALIVE)
+    assert client.terminated  # GOAWAY first
+    assert time.monotonic() - started < 5 * KEEP_ALIVE
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (Debian nghttp2-client) is not installed")
+@pytest.mark.parametrize("tls", [True, False], ids=["h2", "h2c"])
+def test_h2load_completes_every_request(server, tls):
+    url = f"https://127.0.0.1:{server.port}/" if tls else f"http://127.0.0.1:{server.clear_port}/"
+    result = subprocess.run(
+        ["h2load", "-n", "400", "-c", "4", "-m", "20", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "400 succeeded" in result.stdout, result.stdout + result.stderr
