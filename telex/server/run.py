@@ -114,9 +114,6 @@ def serve(
         reactor.stop()
 
     def begin() -> None:
-        # The handler runs between bytecodes of the reactor thread: hand the
-        # reload to the reactor rather than doing it in the middle of its work.
-        signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(server.tls.reload))
         try:
             server.start().addCallbacks(started, failed)
         except (ValueError, OSError) as exc:  # bad endpoint string, bad --fd
@@ -125,7 +122,7 @@ def serve(
 
     reactor.callWhenRunning(begin)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
-    _install_signal_handlers()
+    _install_signal_handlers(server)
     reactor.run(installSignalHandlers=False)
     if state["error"]:
         raise ServeError(state["error"])
@@ -152,8 +149,9 @@ def _describe(port: Any) -> str:
     return f"unix:{getattr(host, 'name', host)}" + (" (TLS)" if scheme == "https" else "")
 
 
-def _install_signal_handlers() -> None:
+def _install_signal_handlers(server: Server) -> None:
     """First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (status 1).
+    SIGHUP: re-read the TLS certificates.
 
     Registered on the asyncio loop, which wakes through its self-pipe: with
     plain ``signal.signal`` a signal delivered to a consumer thread would
@@ -172,6 +170,7 @@ def _install_signal_handlers() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, server.tls.reload)
 
 
 def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
