@@ -1,0 +1,139 @@
+"""Telex as a new user meets it: README's command in a fresh virtualenv, and a browser.
+
+These are the slowest tests (an install from PyPI, a real Chromium); they are
+marked ``slow`` for local runs with ``-m 'not slow'``, and CI always runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import threading
+
+import pytest
+import websockets
+
+from tests.support.browser import Browser, find_chromium, in_ci
+from tests.support.processes import ROOT, TelexServer
+from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def readme_commands() -> list[str]:
+    """The indented command lines of README's set-up section, in order."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
+        text = readme.read()
+    section = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.startswith("    ") and line.strip()]
+
+
+def copy_checkout(destination: str) -> None:
+    """What a fresh clone holds: tracked files and new ones git does not ignore."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, listed):
+        source = os.path.join(ROOT, name)
+        if os.path.isfile(source):
+            target = os.path.join(destination, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(source, target)
+
+
+async def chat_from_two_clients(port: int) -> tuple[str, str]:
+    url = f"ws://127.0.0.1:{port}/chat/"
+    async with websockets.connect(url) as first, websockets.connect(url) as second:
+        await first.send("hello from the first client")
+        return (
+            await asyncio.wait_for(first.recv(), 10),
+            await asyncio.wait_for(second.recv(), 10),
+        )
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
+    install_and_demo, install_and_test = readme_commands()
+    assert (
+        "pip install ." in install_and_demo and "telex serve --routing telex.demo:routing" in install_and_demo
+    )
+    assert "pip install -e '.[test,redis]'" in install_and_test
+    test_command = install_and_test.rsplit("&&", 1)[1].strip().replace(".venv/bin/", "")
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as script:
+        ci = script.read()
+    assert test_command in ci
+
+
+def test_readme_first_command_installs_and_serves_the_chat_in_a_fresh_virtualenv(tmp_path):
+    checkout = tmp_path / "telex"
+    copy_checkout(str(checkout))
+    command = readme_commands()[0]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEX_", "PYTHON", "VIRTUAL_ENV"))}
+    env["TELEX_PORT"] = str(port)  # README's command as written; only the port differs
+    process = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def collect():
+        for line in process.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=collect, daemon=True).start()
+    try:
+        assert ready.wait(300) and process.poll() is None, "".join(lines[-40:])
+        import urllib.request
+
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
+        assert b"Telex chat" in page
+        assert asyncio.run(chat_from_two_clients(port)) == ("hello from the first client",) * 2
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def test_the_demo_chat_works_between_two_browser_tabs(tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        if in_ci():
+            pytest.fail("Chromium is missing in CI: .ci/run should have installed Debian's chromium")
+        pytest.skip("Chromium is not installed (Debian package 'chromium'); CI installs it")
+    with TelexServer("--routing", "telex.demo:routing") as server:
+        browser = Browser(binary)
+        try:
+            first = browser.open_tab(server.url + "/")
+            second = browser.open_tab(server.url + "/")
+            for tab in (first, second):
+                assert tab.wait_for("document.getElementById('status').textContent === 'connected'")
+            first.evaluate(
+                "document.getElementById('text').value = 'hello from tab one';"
+                "document.getElementById('form').requestSubmit(); true"
+            )
+            seen = (
+                "[...document.querySelectorAll('#log .message')]"
+                ".some(p => p.textContent === 'hello from tab one')"
+            )
+            assert first.wait_for(seen) and second.wait_for(seen)
+            second.screenshot(str(tmp_path / "second-tab.png"))
+        finally:
+            browser.close()
