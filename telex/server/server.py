@@ -67,6 +67,9 @@ class Server:
         self.websocket: Any = None  # set by the WebSocket support when available
         self.ports: list[Any] = []
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
+        self.metrics.gauges["telex_open_websockets"] = lambda: (
+            self.websocket.open_count if self.websocket else 0
+        )
 
     # -- ServerContext -----------------------------------------------------------
 
