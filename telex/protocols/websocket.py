@@ -278,13 +278,15 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             client=client,
             server=_address(http_request.getHost()),
         )
-        self._handshake = Deferred()
+        # Kept locally: an in-process layer may refuse the send synchronously,
+        # answering (and clearing _handshake) before this method returns.
+        handshake = self._handshake = Deferred()
         self._connect_call = reactor.callLater(
             self.settings.websocket_connect_timeout, self._connect_timed_out
         )
         self._connect_sent = True
         self._sender.send("websocket.connect", message).addErrback(self._connect_refused)
-        return self._handshake
+        return handshake
 
     def _connect_refused(self, failure: Any) -> None:
         self._connect_sent = False  # the application never saw this connection

@@ -16,9 +16,9 @@ Connect paths: ``/echo`` (accept; echo every message), ``/reject``
 stop consuming ``websocket.receive`` until ``GET /unstall``).
 
 Text commands on an accepted socket: ``close`` (``close: True``),
-``close:CODE``, ``empty-text``, ``empty-bytes``, ``big:N`` (N bytes back),
-``flood:N:SIZE`` (N binary messages of SIZE bytes), ``send-then-close``.
-Anything else is echoed with its type kept.
+``close:CODE``, ``whoami`` (the reply channel back), ``empty-text``,
+``empty-bytes``, ``big:N`` (N bytes back), ``flood:N:SIZE`` (N binary messages of SIZE bytes), ``send-then-close``.
+Anything else is echoed with its type kept; on ``/autobahn`` everything is.
 """
 
 from __future__ import annotations
@@ -109,7 +109,11 @@ def on_connect(message: dict) -> None:
 def on_receive(message: dict) -> None:
     reply = message["reply_channel"]
     text = message["text"]
-    if text == "close":
+    if message["path"] == "/autobahn":  # a pure echo for the conformance suite
+        _send(reply, {"text": text} if text is not None else {"bytes": message["bytes"]})
+    elif text == "whoami":
+        _send(reply, {"text": reply})
+    elif text == "close":
         _send(reply, {"close": True})
     elif text is not None and text.startswith("close:"):
         _send(reply, {"close": int(text.split(":", 1)[1])})
