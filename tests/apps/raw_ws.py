@@ -17,7 +17,8 @@ stop consuming ``websocket.receive`` until ``GET /unstall``).
 
 Text commands on an accepted socket: ``close`` (``close: True``),
 ``close:CODE``, ``whoami`` (the reply channel back), ``empty-text``,
-``empty-bytes``, ``big:N`` (N bytes back), ``flood:N:SIZE`` (N binary messages of SIZE bytes), ``send-then-close``.
+``empty-bytes``, ``big:N`` (N bytes back), ``flood:N:SIZE`` (N binary messages of SIZE
+bytes), ``send-then-close``.
 Anything else is echoed with its type kept; on ``/autobahn`` everything is.
 """
 
