@@ -94,13 +94,11 @@ def test_websocket_connect_carries_every_spec_key(server):
 def test_connect_headers_are_lowercased_with_duplicates_kept_and_underscore_names_dropped(server):
     client = RawClient(server.port)
     client.send(
-        handshake_request(
-            "/echo", (("X-Dup", "one"), ("X_Spoof", "1"), ("X-DUP", "two")), port=server.port
-        )
+        handshake_request("/echo", (("X-Dup", "one"), ("X_Spoof", "1"), ("X-DUP", "two")), port=server.port)
     )
     assert client.read_head().startswith(b"HTTP/1.1 101")
     client.send(frame(b"whoami"))
-    reply_channel = client.read_frame()[1].decode()
+    reply_channel = client.read_message().decode()
     client.close()
     (message,) = [e for e in events_for(server.port, reply_channel) if e["channel"] == "websocket.connect"]
     headers = message["headers"]
@@ -228,7 +226,7 @@ def test_frames_sent_before_the_accept_are_held_and_forwarded_after_it_in_order(
     # Handshake and frames in ONE send: they arrive in the same read.
     client.send(handshake_request("/slow-accept?0.3", port=server.port) + pipelined + frame(b"whoami"))
     assert client.read_head().startswith(b"HTTP/1.1 101")
-    echoed = [client.read_frame()[1].decode() for _ in range(6)]
+    echoed = [client.read_message().decode() for _ in range(6)]
     assert echoed[:5] == [f"early-{i}" for i in range(5)]
     reply_channel = echoed[5]
     client.close()
@@ -341,7 +339,7 @@ def test_a_lost_connection_disconnects_with_1006(server):
     client.send(handshake_request("/echo", port=server.port))
     client.read_head()
     client.send(frame(b"whoami"))
-    reply_channel = client.read_frame()[1].decode()
+    reply_channel = client.read_message().decode()
     client.close()  # no close frame
     disconnect = wait_for_event(
         server.port, lambda e: e["channel"] == "websocket.disconnect" and e["reply_channel"] == reply_channel

@@ -87,6 +87,16 @@ class RawClient:
             if not self._fill():
                 raise ConnectionError("closed before a complete frame")
 
+    def read_message(self) -> bytes:
+        """The payload of the next data frame; pings and pongs are skipped, never answered."""
+        for _ in range(1000):
+            opcode, payload = self.read_frame()
+            if opcode in (1, 2):
+                return payload
+            if opcode == 8:
+                raise ConnectionError(f"closed by the server: {payload!r}")
+        raise AssertionError("no data frame within 1000 frames")
+
     def read_close_code(self) -> int | None:
         """Read frames until a close frame; its code."""
         for _ in range(1000):
