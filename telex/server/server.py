@@ -70,6 +70,9 @@ class Server:
         self.ports: list[Any] = []
         self.tls = TLSListeners()
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
+        self.metrics.gauges["telex_open_websockets"] = lambda: (
+            self.websocket.open_count if self.websocket else 0
+        )
 
     # -- ServerContext -----------------------------------------------------------
 

@@ -1,0 +1,600 @@
+"""WebSocket connections ⇄ ASGI messages, on Autobahn's Twisted protocol.
+
+A WebSocket starts as an HTTP/1.1 request on the ordinary endpoints. When
+``AsgiRequest`` sees ``Upgrade: websocket`` it calls :meth:`WebSocketSupport.upgrade`,
+which takes the connection away from ``twisted.web`` (Twisted's
+``HTTPChannel._protocolUpgradeForWebsockets``), hands its transport to an
+Autobahn protocol and replays the handshake request into it, followed by
+any bytes the client pipelined after the request. Autobahn validates the
+handshake and calls ``onConnect``; the answer waits for the application.
+The Twisted and Autobahn details relied on are listed in ``docs/websocket.md``
+and pinned by ``tests/test_websocket_contract.py``.
+
+Flow of one connection::
+
+    handshake in ──► websocket.connect (order 0) ── reply: accept ──► 101
+                                                 └─ reject/timeout ──► 403
+    frames held until the accept ──► websocket.receive (order 1, 2, …)
+    reply channel ──► frames to the client, close
+    socket closed ──► websocket.disconnect (order one past the last receive), once
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.web import http
+from zope.interface import implementer
+
+from . import http_messages
+from . import websocket_messages as msgs
+from .http import _address, _trusted
+from .proxy import apply_proxy_headers
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+logger = logging.getLogger("telex.websocket")
+
+#: Retry schedule (seconds) for a websocket.receive refused with ChannelFull
+#: (spec, Receive: "you may retry"); about one second in all, then close 1013.
+RECEIVE_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.35)
+
+#: Seconds Autobahn's own opening-handshake timer waits beyond
+#: ``websocket_connect_timeout``: Telex answers 403 first; this only catches
+#: a connection that somehow got no answer at all.
+HANDSHAKE_TIMEOUT_MARGIN = 10.0
+
+#: Bytes a client may send before the accept (held, in order) before Telex
+#: stops reading from its socket until the application answers.
+HELD_BEFORE_ACCEPT_LIMIT = 64 * 1024
+
+#: Received messages waiting for the layer (one send at a time, in order)
+#: beyond which Telex stops reading from the socket until they are sent.
+INBOUND_PAUSE_MESSAGES = 100
+INBOUND_PAUSE_BYTES = 1024 * 1024
+
+#: Disconnect code for a connection that ends without a close frame (RFC 6455 7.1.5).
+ABNORMAL_CLOSURE = 1006
+#: Disconnect code for a close frame that carried no code (RFC 6455 7.1.5).
+NO_STATUS_RECEIVED = 1005
+
+
+class WebSocketSupport:
+    """The server's WebSocket side: upgrades, the open connections, shutdown."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.connections: set[AsgiWebSocketProtocol] = set()
+        self.open_count = 0
+        lifetime = self.settings.websocket_timeout
+        if lifetime is None:
+            # Spec (Persistence): connections should not outlive the layer's
+            # group expiry, or their group memberships silently lapse.
+            lifetime = getattr(getattr(context, "layer", None), "group_expiry", 86400)
+        self.lifetime: float | None = lifetime if lifetime > 0 else None
+        self.factory = TelexWebSocketFactory(self)
+
+    def upgrade(self, request: Any) -> bool:
+        """Take over ``request``'s connection; True means it is ours now."""
+        channel = request.channel
+        if not isinstance(channel, http.HTTPChannel) or channel.transport is None:
+            return False
+        if request._expected_length:
+            # A handshake with a body would leave the body to be parsed as frames.
+            channel._closing = True
+            _write_refusal(channel.transport, 400, "A WebSocket handshake request must not have a body.")
+            channel.transport.loseConnection()
+            return True
+        # Bytes the client sent after the handshake request: still in the line
+        # buffer (we are inside HTTPChannel.dataReceived) or, for data that
+        # arrived while the request was being handled, in _dataBuffer.
+        early = b"".join(channel._dataBuffer) + channel.clearLineBuffer()
+        channel._dataBuffer = []
+        # The HTTP channel no longer produces for this transport.
+        channel.transport.unregisterProducer()
+        protocol = self.factory.buildProtocol(channel.transport.getPeer())
+        protocol.http_request = request
+        self.connections.add(protocol)
+        channel._protocolUpgradeForWebsockets(protocol)
+        protocol.dataReceived(_handshake_bytes(request) + early)
+        return True
+
+    def close_all(self, code: int) -> None:
+        """Close every WebSocket: 1001 at shutdown, 1012 when the layer lost data.
+
+        Open sockets get a close frame with ``code`` (their
+        ``websocket.disconnect`` messages follow as they close); handshakes
+        still waiting for the application are answered 503.
+        """
+        for protocol in list(self.connections):
+            protocol.close_now(code)
+
+
+def _handshake_bytes(request: Any) -> bytes:
+    """The request head as the client sent it, for Autobahn to parse."""
+    lines = [b" ".join((request.method, request.uri, request.clientproto))]
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        lines.extend(name + b": " + value for value in values)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _write_refusal(transport: Any, status: int, detail: str) -> None:
+    reason, body = http_messages.error_page(status, detail)
+    transport.write(
+        b"HTTP/1.1 %d %s\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8\r\n"
+        b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body)
+    )
+
+
+class TelexWebSocketFactory(WebSocketServerFactory):
+    """Autobahn's factory, configured from ``ServerSettings``."""
+
+    def __init__(self, support: WebSocketSupport) -> None:
+        super().__init__(server=None)
+        self.support = support
+        self.protocol = AsgiWebSocketProtocol
+        settings = support.settings
+        self.setProtocolOptions(
+            webStatus=False,
+            # Protocol errors are answered with a close frame carrying the
+            # code (1002, 1007, 1009), not a silent TCP drop.
+            failByDrop=False,
+            openHandshakeTimeout=settings.websocket_connect_timeout + HANDSHAKE_TIMEOUT_MARGIN,
+            autoPingInterval=settings.ping_interval,
+            autoPingTimeout=settings.ping_timeout,
+            maxMessagePayloadSize=settings.websocket_max_message_size,
+            maxFramePayloadSize=settings.websocket_max_frame_size,
+            perMessageCompressionAccept=_accept_deflate if settings.websocket_compression else lambda _: None,
+        )
+
+
+def _accept_deflate(offers: list[Any]) -> Any:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+@implementer(IPushProducer)
+class _OutputGate:
+    """Registered with the transport: tells the protocol when its buffer is full."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: AsgiWebSocketProtocol) -> None:
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self.protocol.output_paused = True
+
+    def resumeProducing(self) -> None:
+        self.protocol.output_paused = False
+        self.protocol.flush_output()
+
+    def stopProducing(self) -> None:
+        self.protocol.output_paused = True
+
+
+class AsgiWebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket, translated to and from ASGI messages."""
+
+    factory: TelexWebSocketFactory
+    http_request: Any = None
+
+    def connectionMade(self) -> None:
+        support = self.factory.support
+        self.support = support
+        self.context = support.context
+        self.settings = support.settings
+        self.reply_channel: str | None = None
+        self.asgi_path: str = self.http_request.asgi_path
+        self.client_host: str = getattr(self.http_request.getClientAddress(), "host", None) or "-"
+        self.started_at = time.monotonic()
+        self.output_paused = False
+        self._sender = self.context.make_sender()
+        self._handshake: Deferred | None = None  # pending while the application decides
+        self._subprotocol: str | None = None
+        self._connect_call: Any = None
+        self._lifetime_call: Any = None
+        self._connect_sent = False
+        self._opened = False
+        self._closed = False
+        self._close_frame_received = False
+        self._disconnect_sent = False
+        self._held_in: list[bytes] = []  # raw bytes received while the handshake is pending
+        self._held_in_size = 0
+        self._reading_paused = False
+        self._inbound: deque[tuple[bytes, bool]] = deque()  # messages waiting for the layer
+        self._inbound_size = 0
+        self._inbound_busy = False
+        self._pumping = False
+        self._forwarding = True
+        self._delivered = 0  # websocket.receive messages the layer accepted
+        self._outbound: deque[bytes | str | int] = deque()  # frames (or a close code) held for a slow reader
+        self._outbound_size = 0
+        super().connectionMade()
+
+    # -- bytes in ------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._handshake is not None:
+            # Autobahn re-parses its buffer for a request head on every read
+            # while connecting; frames held here cannot be mistaken for one.
+            self._held_in.append(data)
+            self._held_in_size += len(data)
+            if self._held_in_size > HELD_BEFORE_ACCEPT_LIMIT:
+                self._pause_reading()
+            return
+        super().dataReceived(data)
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._closed:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    # -- the handshake ---------------------------------------------------------------
+
+    def onConnect(self, request: Any) -> Deferred:
+        """Autobahn validated the handshake: ask the application (spec, Connection)."""
+        http_request = self.http_request
+        origin = (http_request.requestHeaders.getRawHeaders(b"origin") or [None])[0]
+        origin_text = origin.decode("latin-1") if origin is not None else None
+        if not msgs.origin_allowed(origin_text, self.settings.allowed_origins):
+            logger.info("refusing WebSocket from origin %r: not in --allowed-origins", origin_text)
+            raise ConnectionDeny(403, "This origin is not allowed.")
+        headers = http_messages.asgi_headers(http_request.requestHeaders.getAllRawHeaders())
+        client = _address(http_request.getClientAddress())
+        scheme = "wss" if http_request.isSecure() else "ws"
+        if self.settings.proxy_headers and _trusted(self.context, client):
+            client, scheme = apply_proxy_headers(client, scheme, headers, websocket=True)
+        self.client_host = client[0] if client else "-"
+        self.asgi_path = http_request.asgi_path
+        self._subprotocol = msgs.choose_subprotocol(request.protocols, self.settings.ws_protocols)
+        self.reply_channel = self.context.new_reply_channel(self.handle_reply)
+        message = msgs.connect_message(
+            reply_channel=self.reply_channel,
+            scheme=scheme,
+            path=self.asgi_path,
+            query_string=http_messages.split_target(http_request.uri)[1],
+            root_path=self.settings.root_path,
+            headers=headers,
+            client=client,
+            server=_address(http_request.getHost()),
+        )
+        # Kept locally: an in-process layer may refuse the send synchronously,
+        # answering (and clearing _handshake) before this method returns.
+        handshake = self._handshake = Deferred()
+        self._connect_call = reactor.callLater(
+            self.settings.websocket_connect_timeout, self._connect_timed_out
+        )
+        self._connect_sent = True
+        self._sender.send("websocket.connect", message).addErrback(self._connect_refused)
+        return handshake
+
+    def _connect_refused(self, failure: Any) -> None:
+        self._connect_sent = False  # the application never saw this connection
+        if failure.check(self.context.channel_full):
+            # Spec (Connection): ChannelFull → HTTP 503 (or close 1013).
+            logger.warning("websocket.connect channel is full; answering 503 for %s", self.asgi_path)
+            self._refuse(503, "The server is too busy to take this connection; try again shortly.")
+        elif failure.check(self.context.message_too_large):
+            logger.warning("websocket.connect for %s is too large for the channel layer", self.asgi_path)
+            self._refuse(431, "The handshake request is too large for the channel layer.")
+        else:
+            logger.error("could not send websocket.connect: %s", failure.getErrorMessage())
+            self.context.count("telex_layer_errors_total")
+            self._refuse(503, "The channel layer is unavailable.")
+
+    def _connect_timed_out(self) -> None:
+        self._connect_call = None
+        logger.warning(
+            "no answer to websocket.connect on %s within %gs; answering 403",
+            self.reply_channel,
+            self.settings.websocket_connect_timeout,
+        )
+        self._refuse(403, "The application did not accept the connection in time.")
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Answer the pending handshake with ``status``; Autobahn then closes."""
+        handshake, self._handshake = self._handshake, None
+        self._cancel(self._connect_call)
+        if handshake is None:
+            return
+        handshake.errback(ConnectionDeny(status, detail))
+
+    def _accept(self) -> None:
+        handshake, self._handshake = self._handshake, None
+        self._cancel(self._connect_call)
+        assert handshake is not None
+        held, self._held_in, self._held_in_size = b"".join(self._held_in), [], 0
+        # Autobahn writes the 101, opens, and forwards the frames that came
+        # with the handshake request; the frames held since follow, in order.
+        handshake.callback(self._subprotocol)
+        self._resume_reading()
+        if held and not self._closed:
+            super().dataReceived(held)
+
+    def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
+        """Autobahn puts its diagnostic into the status line; send a plain response."""
+        _write_refusal(self.transport, code, reason)
+        self._log_access("WSREJECT", code)
+
+    def onOpen(self) -> None:
+        self._opened = True
+        self.support.open_count += 1
+        transport = self.transport
+        if getattr(transport, "producer", None) is None:
+            transport.registerProducer(_OutputGate(self), True)
+        if self.support.lifetime is not None:
+            self._lifetime_call = reactor.callLater(self.support.lifetime, self._lifetime_over)
+        self._log_access("WSCONNECT", 101)
+
+    def _lifetime_over(self) -> None:
+        self._lifetime_call = None
+        logger.info(
+            "closing WebSocket %s: its lifetime (%gs) is over", self.reply_channel, self.support.lifetime
+        )
+        self._close(1001)
+
+    # -- replies from the application ------------------------------------------------
+
+    def handle_reply(self, message: dict) -> None:
+        """A Send/Close/Accept message arrived on this connection's reply channel."""
+        if self._closed:
+            return
+        try:
+            reply = msgs.parse_reply(message)
+        except msgs.MalformedReply as exc:
+            logger.error("ignoring a malformed message on %s: %s", self.reply_channel, exc)
+            self.context.count("telex_malformed_replies_total")
+            return
+        if reply.unknown_keys:
+            logger.warning(
+                "ignoring unknown keys %s in a message on %s",
+                ", ".join(reply.unknown_keys),
+                self.reply_channel,
+            )
+        if reply.close_note:
+            logger.warning("on %s: %s", self.reply_channel, reply.close_note)
+        if self._handshake is not None:
+            decision = msgs.handshake_decision(reply)
+            if decision == msgs.UNDECIDED:
+                logger.warning(
+                    "a message on %s neither accepts nor rejects the pending handshake; ignored",
+                    self.reply_channel,
+                )
+                return
+            if decision == msgs.REJECT:
+                self._refuse(403, "The application refused the connection.")
+                return
+            self._accept()
+        if self.state != WebSocketProtocol.STATE_OPEN:
+            return
+        if reply.data is not None:
+            self._send(reply.data)
+        if reply.close is not None:
+            self._send(reply.close)
+
+    def _send(self, item: bytes | str | int) -> None:
+        """Queue a frame (bytes/str) or a close (int) behind any held output."""
+        if self.output_paused or self._outbound:
+            self._outbound.append(item)
+            if not isinstance(item, int):
+                self._outbound_size += len(item)
+                if self._outbound_size > self.settings.max_pending_output:
+                    self._slow_reader()
+            return
+        self._write(item)
+
+    def flush_output(self) -> None:
+        while self._outbound and not self.output_paused and self.state == WebSocketProtocol.STATE_OPEN:
+            item = self._outbound.popleft()
+            if not isinstance(item, int):
+                self._outbound_size -= len(item)
+            self._write(item)
+
+    def _write(self, item: bytes | str | int) -> None:
+        if isinstance(item, int):
+            self._close(item)
+            return
+        is_binary = isinstance(item, bytes)
+        payload = item if is_binary else item.encode("utf-8")
+        # Autobahn applies maxMessagePayloadSize to outgoing messages too;
+        # the limit is meant for what clients send, not for the application.
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
+            self.sendMessage(payload, isBinary=is_binary)
+        finally:
+            self.maxMessagePayloadSize = limit
+        self.context.count("telex_websocket_messages_out_total")
+
+    def _slow_reader(self) -> None:
+        logger.warning(
+            "closing WebSocket %s with 1008: the client is not reading (%d bytes unsent, limit %d)",
+            self.reply_channel,
+            self._outbound_size,
+            self.settings.max_pending_output,
+        )
+        self.context.count("telex_slow_clients_closed_total")
+        self._outbound.clear()
+        self._outbound_size = 0
+        self._close(1008)
+
+    def _close(self, code: int) -> None:
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            # sendClose() refuses the 1xxx codes a server needs (1001, 1008,
+            # 1011, 1013); the frame-level call takes any valid code.
+            self.sendCloseFrame(code=code, isReply=False)
+
+    def close_now(self, code: int) -> None:
+        """Shutdown or data loss: close at once, dropping held output."""
+        if self._handshake is not None:
+            self._refuse(503, "The server is restarting; try again shortly.")
+            return
+        self._outbound.clear()
+        self._outbound_size = 0
+        self._close(code)
+
+    # -- messages from the client -------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.context.count("telex_websocket_messages_in_total")
+        if not self._forwarding:
+            return
+        self._inbound.append((payload, isBinary))
+        self._inbound_size += len(payload)
+        if len(self._inbound) > INBOUND_PAUSE_MESSAGES or self._inbound_size > INBOUND_PAUSE_BYTES:
+            self._pause_reading()
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send queued messages to websocket.receive one at a time, in order."""
+        if self._pumping:
+            return  # a send completed synchronously inside the loop below
+        self._pumping = True
+        try:
+            while self._inbound and not self._inbound_busy and self._forwarding:
+                payload, is_binary = self._inbound[0]
+                assert self.reply_channel is not None
+                message = msgs.receive_message(
+                    self.reply_channel, self.asgi_path, payload, is_binary, self._delivered + 1
+                )
+                self._inbound_busy = True
+                self._send_receive(message, 0)
+        finally:
+            self._pumping = False
+        if not self._inbound or not self._forwarding:
+            self._maybe_disconnect()
+
+    def _send_receive(self, message: dict, attempt: int) -> None:
+        self._sender.send("websocket.receive", message).addCallbacks(
+            self._receive_sent, self._receive_refused, errbackArgs=(message, attempt)
+        )
+
+    def _receive_sent(self, _: object) -> None:
+        self._inbound_busy = False
+        payload, _ = self._inbound.popleft()
+        self._inbound_size -= len(payload)
+        self._delivered += 1
+        if (
+            self._reading_paused
+            and self._handshake is None
+            and (
+                len(self._inbound) <= INBOUND_PAUSE_MESSAGES // 2
+                and self._inbound_size <= INBOUND_PAUSE_BYTES // 2
+            )
+        ):
+            self._resume_reading()
+        self._pump()
+
+    def _receive_refused(self, failure: Any, message: dict, attempt: int) -> None:
+        if failure.check(self.context.channel_full) and attempt < len(RECEIVE_RETRY_DELAYS):
+            reactor.callLater(RECEIVE_RETRY_DELAYS[attempt], self._send_receive, message, attempt + 1)
+            return
+        if failure.check(self.context.channel_full):
+            # Spec (Receive): if it still does not send, close with 1013.
+            logger.warning("websocket.receive stayed full for %s; closing with 1013", self.reply_channel)
+            code = 1013
+        elif failure.check(self.context.message_too_large):
+            logger.warning(
+                "a message from %s is too large for the channel layer; closing with 1009", self.reply_channel
+            )
+            code = 1009
+        else:
+            logger.error("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
+            self.context.count("telex_layer_errors_total")
+            code = 1011
+        self._stop_forwarding()
+        self._close(code)
+        self._maybe_disconnect()
+
+    def _stop_forwarding(self) -> None:
+        self._forwarding = False
+        self._inbound_busy = False
+        self._inbound.clear()
+        self._inbound_size = 0
+        self._resume_reading()
+
+    # -- the end ------------------------------------------------------------------------
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        self._close_frame_received = True
+        return super().onCloseFrame(code, reasonRaw)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel(self._connect_call)
+        self._cancel(self._lifetime_call)
+        self._handshake = None  # the client left while the application decided
+        self.support.connections.discard(self)
+        if self._opened:
+            self.support.open_count -= 1
+        self.disconnect_code = self._disconnect_code()
+        if self.reply_channel is not None:
+            self.context.release_reply_channel(self.reply_channel)
+        if self._opened:
+            self._log_access("WSDISCONNECT", self.disconnect_code)
+        self._maybe_disconnect()
+
+    def _disconnect_code(self) -> int:
+        """The code for websocket.disconnect.
+
+        Whoever closed first decides: the server's own close code when it
+        started the closing handshake (application close, protocol error,
+        limits, shutdown), else the client's. No closing handshake at all
+        (a lost connection, a ping timeout, a refused handshake) is 1006.
+        """
+        if self.closedByMe and self.localCloseCode is not None:
+            return self.localCloseCode
+        if self._close_frame_received:
+            return self.remoteCloseCode if self.remoteCloseCode is not None else NO_STATUS_RECEIVED
+        return ABNORMAL_CLOSURE
+
+    def _maybe_disconnect(self) -> None:
+        """websocket.disconnect, once, after every receive before it (spec, Disconnection)."""
+        if (
+            not self._closed
+            or self._disconnect_sent
+            or self._inbound_busy
+            or (self._inbound and self._forwarding)
+        ):
+            return
+        self._disconnect_sent = True
+        if not self._connect_sent or self.reply_channel is None:
+            return
+        message = msgs.disconnect_message(
+            self.reply_channel, self.disconnect_code, self.asgi_path, self._delivered + 1
+        )
+        # Spec (Disconnection): on ChannelFull give up; consumption is optional.
+        self._sender.send("websocket.disconnect", message).addErrback(lambda _: None)
+
+    def _log_access(self, event: str, code: int) -> None:
+        access_log = getattr(self.context, "access_log", None)
+        if access_log is not None:
+            access_log.log_websocket(
+                self.client_host, self.asgi_path, event, code, time.monotonic() - self.started_at
+            )
+
+    @staticmethod
+    def _cancel(call: Any) -> None:
+        if call is not None and call.active():
+            call.cancel()

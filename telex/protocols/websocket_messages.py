@@ -1,0 +1,181 @@
+"""WebSocket ⇄ ASGI message shapes, built and validated in one place (www.rst, WebSocket).
+
+Pure functions and values: no sockets, no reactor. ``websocket.py`` calls
+them; tests can drive them directly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+#: Close codes a server may put on the wire (RFC 6455 7.4.1 and the IANA
+#: registry): 1004-1006 and 1015 are reserved and never sent in a frame.
+_SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+
+#: Keys of Send/Close/Accept; anything else is logged and ignored.
+REPLY_KEYS = frozenset(("bytes", "text", "close", "accept"))
+
+
+class MalformedReply(ValueError):
+    """A Send/Close/Accept message that breaks www.rst; the text says what is wrong."""
+
+
+def connect_message(
+    *,
+    reply_channel: str,
+    scheme: str,
+    path: str,
+    query_string: bytes,
+    root_path: str,
+    headers: list[list[bytes]],
+    client: list[Any] | None,
+    server: list[Any] | None,
+) -> dict[str, Any]:
+    """``websocket.connect`` (www.rst, Connection), every key present.
+
+    The spec types ``root_path`` as a byte string here (a unicode string in
+    ``http.request``); Telex follows the WebSocket section to the letter.
+    """
+    return {
+        "reply_channel": reply_channel,
+        "scheme": scheme,
+        "path": path,
+        "query_string": query_string,
+        "root_path": root_path.encode("utf-8"),
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "order": 0,
+    }
+
+
+def receive_message(
+    reply_channel: str, path: str, payload: bytes, is_binary: bool, order: int
+) -> dict[str, Any]:
+    """``websocket.receive`` (www.rst, Receive): one of ``bytes``/``text`` is None."""
+    return {
+        "reply_channel": reply_channel,
+        "path": path,
+        "bytes": payload if is_binary else None,
+        "text": None if is_binary else payload.decode("utf-8"),
+        "order": order,
+    }
+
+
+def disconnect_message(reply_channel: str, code: int, path: str, order: int) -> dict[str, Any]:
+    """``websocket.disconnect`` (www.rst, Disconnection)."""
+    return {"reply_channel": reply_channel, "code": code, "path": path, "order": order}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A parsed Send/Close/Accept message.
+
+    ``data`` is the frame to send (``bytes`` for a binary frame, ``str`` for a
+    text frame, None for none; empty values are frames too). ``close`` is the
+    close code (1000 for ``close: True``) or None.
+    """
+
+    accept: bool | None
+    data: bytes | str | None
+    close: int | None
+    unknown_keys: tuple[str, ...] = ()
+    #: Why ``close`` differs from what the message asked for, if it does.
+    close_note: str | None = None
+
+
+def parse_reply(message: dict[str, Any]) -> Reply:
+    """Validate a Send/Close/Accept message (www.rst, Send/Close/Accept).
+
+    Raises MalformedReply for wrong types and for both ``bytes`` and ``text``
+    present (the spec: ignore the message entirely).
+    """
+    binary, text = message.get("bytes"), message.get("text")
+    if binary is not None and text is not None:
+        raise MalformedReply("both 'bytes' and 'text' are set; the spec says to ignore such a message")
+    if binary is not None and type(binary) is not bytes:
+        raise MalformedReply(f"'bytes' must be a byte string, got {type(binary).__name__}")
+    if text is not None and type(text) is not str:
+        raise MalformedReply(f"'text' must be a unicode string, got {type(text).__name__}")
+    accept = message.get("accept")
+    if accept is not None and type(accept) is not bool:
+        raise MalformedReply(f"'accept' must be a bool, got {type(accept).__name__}")
+    close, note = _close_code(message.get("close", False))
+    unknown = tuple(sorted(str(key) for key in message if key not in REPLY_KEYS))
+    return Reply(accept, binary if binary is not None else text, close, unknown, note)
+
+
+def _close_code(close: Any) -> tuple[int | None, str | None]:
+    if close is None or close is False:
+        return None, None
+    if close is True:
+        return 1000, None
+    if type(close) is not int:
+        raise MalformedReply(f"'close' must be a bool or a positive integer, got {close!r}")
+    if close <= 0:
+        return None, None
+    if close in _SENDABLE_CLOSE_CODES or 3000 <= close <= 4999:
+        return close, None
+    return 1000, f"close code {close} cannot be sent in a close frame (RFC 6455 7.4); closing with 1000"
+
+
+# -- the handshake decision (www.rst, Send/Close/Accept, "while waiting for acceptance") --
+
+ACCEPT = "accept"
+REJECT = "reject"
+UNDECIDED = "undecided"
+
+
+def handshake_decision(reply: Reply) -> str:
+    """What a reply does to a connection still waiting for acceptance.
+
+    * ``accept: False`` rejects, whatever else the message holds.
+    * ``accept: True`` accepts (then any data is sent and any close is done).
+    * Non-empty ``bytes``/``text`` accepts, sends, then closes if ``close``.
+    * ``close`` without non-empty data rejects (403; the code is ignored).
+    * Anything else (``{}``, empty data alone) decides nothing yet.
+    """
+    if reply.accept is False:
+        return REJECT
+    if reply.accept is True or reply.data:
+        return ACCEPT
+    if reply.close is not None:
+        return REJECT
+    return UNDECIDED
+
+
+# -- subprotocols and origins --------------------------------------------------------------
+
+
+def choose_subprotocol(offered: list[str], supported: list[str]) -> str | None:
+    """The first of the server's ``supported`` subprotocols that the client offered."""
+    for name in supported:
+        if name in offered:
+            return name
+    return None
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Check an ``Origin`` header against ``--allowed-origins``.
+
+    An empty list allows every origin. Entries are full origins
+    (``https://example.com:8443``), host names (``example.com``) or host
+    patterns (``*.example.com``). A request without Origin is allowed: the
+    check protects browsers, and browsers always send Origin.
+    """
+    if not allowed or origin is None:
+        return True
+    origin = origin.strip().lower()
+    parts = urlsplit(origin)
+    host = parts.hostname or ""
+    for raw_entry in allowed:
+        entry = raw_entry.strip().lower()
+        if "://" in entry or entry == "null":
+            if entry.rstrip("/") == origin.rstrip("/"):
+                return True
+        elif host and fnmatch.fnmatchcase(host, entry):
+            return True
+    return False
