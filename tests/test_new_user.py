@@ -91,17 +91,19 @@ def test_readme_first_command_installs_and_serves_the_chat_in_a_fresh_virtualenv
     )
     lines: list[str] = []
     ready = threading.Event()
+    listening = []
 
     def collect():
         for line in process.stdout:
             lines.append(line)
             if "listening on" in line:
+                listening.append(line)
                 ready.set()
-        ready.set()
+        ready.set()  # the process ended: stop waiting
 
     threading.Thread(target=collect, daemon=True).start()
     try:
-        assert ready.wait(300) and process.poll() is None, "".join(lines[-40:])
+        assert ready.wait(300) and listening, "".join(lines[-40:])
         import urllib.request
 
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()

@@ -7,6 +7,7 @@ package, which ``.ci/run`` installs when missing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -52,9 +53,11 @@ class Browser:
             text=True,
         )
         url = self._devtools_url(timeout=60)
-        self.socket = connect(url, max_size=None, open_timeout=30)
+        self._stack = contextlib.ExitStack()
+        self.socket = self._stack.enter_context(connect(url, max_size=None, open_timeout=30))
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
 
     def _devtools_url(self, timeout: float) -> str:
         found: list[str] = []
@@ -81,21 +84,37 @@ class Browser:
             if session:
                 request["sessionId"] = session
             self.socket.send(json.dumps(request))
-            while True:  # events arrive in between; skip them
+            while True:  # events arrive in between; keep them for wait_event
                 reply = json.loads(self.socket.recv(timeout=60))
+                if "id" not in reply:
+                    self._events.append(reply)
+                    continue
                 if reply.get("id") == ident:
                     if "error" in reply:
                         raise RuntimeError(f"{method}: {reply['error']}")
                     return reply["result"]
 
+    def wait_event(self, method: str, session: str, timeout: float = 30.0) -> dict[str, Any]:
+        with self._lock:
+            while True:
+                for event in self._events:
+                    if event.get("method") == method and event.get("sessionId") == session:
+                        self._events.remove(event)
+                        return event
+                self._events.append(json.loads(self.socket.recv(timeout=timeout)))
+
     def open_tab(self, url: str) -> Tab:
-        target = self.call("Target.createTarget", {"url": url})["targetId"]
+        """A new tab with ``url`` loaded (its load event has fired)."""
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.call("Page.enable", {}, session)
+        self.call("Page.navigate", {"url": url}, session)
+        self.wait_event("Page.loadEventFired", session)
         return Tab(self, session)
 
     def close(self) -> None:
         try:
-            self.socket.close()
+            self._stack.close()
         finally:
             self.process.kill()
             self.process.wait(10)
@@ -122,7 +141,8 @@ class Tab:
         """Wait inside the page until ``condition_js`` is truthy (no polling from here)."""
         return self.evaluate(
             "new Promise(resolve => { const started = Date.now(); const check = () => {"
-            f" if ({condition_js}) resolve(true);"
+            f" let ok = false; try {{ ok = ({condition_js}); }} catch (e) {{}}"
+            " if (ok) resolve(true);"
             f" else if (Date.now() - started > {timeout_ms}) resolve(false);"
             " else setTimeout(check, 20); }; check(); })"
         )
