@@ -22,6 +22,7 @@ __all__ = [
     "ChannelFull",
     "MessageTooLarge",
     "check_message",
+    "copy_message",
     "non_local_name",
 ]
 
@@ -109,6 +110,20 @@ def _size_of(value: Any, path: str) -> int:
         f"{_describe(path)} is of type {kind.__name__}, which ASGI messages cannot carry "
         "(allowed: dict, list, tuple, str, bytes, int, float, bool, None)"
     )
+
+
+def copy_message(value: Any) -> Any:
+    """Deep-copy the mutable parts of a checked message (tuples become lists).
+
+    Immutable leaves (str, bytes, numbers) are shared, which is what makes
+    copying on send cheap.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_message(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [copy_message(item) for item in value]
+    return value
 
 
 def check_message(message: Any) -> int:

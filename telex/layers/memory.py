@@ -23,21 +23,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .base import BaseChannelLayer, ChannelFull, check_message, non_local_name
+from .base import BaseChannelLayer, ChannelFull, check_message, copy_message, non_local_name
 
 __all__ = ["InMemoryChannelLayer"]
 
 Entry = tuple[float, int, str, dict]  # (deadline, sequence, channel, message)
-
-
-def _copy(value: Any) -> Any:
-    """Deep-copy the mutable parts of a checked message (tuples become lists)."""
-    kind = type(value)
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if kind is list or kind is tuple:
-        return [_copy(item) for item in value]
-    return value
 
 
 class _Waiter:
@@ -106,7 +96,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.check_channel_name(channel)
         size = check_message(message)
         self.check_message_size(channel, size)
-        message = _copy(message)
+        message = copy_message(message)
         queue_name = non_local_name(channel)
         capacity = self.get_capacity(channel)
         with self._lock:
@@ -320,14 +310,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if item[0] <= time.monotonic():
                 del self._store[key]
                 return None
-            return _copy(item[1])
+            return copy_message(item[1])
 
     def store_set(self, key: str, value: dict, ttl: float | None = None) -> None:
         """Save ``value`` under ``key`` for ``ttl`` seconds (default: group_expiry)."""
         check_message(value)
         deadline = time.monotonic() + (self.group_expiry if ttl is None else ttl)
         with self._lock:
-            self._store[key] = (deadline, _copy(value))
+            self._store[key] = (deadline, copy_message(value))
             if len(self._store) % 1024 == 0:
                 now = time.monotonic()
                 for stale in [k for k, (d, _) in self._store.items() if d <= now]:
@@ -352,7 +342,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 return "run"
             if order < state.next_order:
                 return "drop"
-            state.parked[order] = (channel, _copy(message), time.monotonic())
+            state.parked[order] = (channel, copy_message(message), time.monotonic())
             return "park"
 
     def ordering_advance(self, key: str, order: int) -> None:

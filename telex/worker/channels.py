@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..layers.base import ChannelFull, check_message
+from ..layers.base import ChannelFull, check_message, copy_message
 
 __all__ = ["Channel", "Group", "get_default_channel_layer", "set_default_channel_layer"]
 
@@ -92,7 +92,7 @@ class ConsumerContext:
         # Checked now, so a bad message raises in the consumer that made it;
         # copied now, so changing the dict after send() changes nothing sent.
         check_message(content)
-        self.outbox.append((kind, name, _copy(content)))
+        self.outbox.append((kind, name, copy_message(content)))
 
     def flush(self) -> None:
         """Send the held messages in order, then run the post-flush steps."""
@@ -136,11 +136,10 @@ class Channel:
 
     def send(self, content: dict, immediately: bool = False) -> None:
         """Send ``content``; held until the consumer returns unless ``immediately``."""
-        if not isinstance(content, dict):
-            raise TypeError(f"you can only send dicts as content, not {type(content).__name__}")
         context = current_context()
-        if context is not None and not immediately and context.channel_layer is self.channel_layer:
-            context.hold("channel", self.name, content)
+        if _held(
+            context, "channel", self.name, content, immediately=immediately, channel_layer=self.channel_layer
+        ):
             return
         send_with_retry(self.channel_layer, self.name, content)
         if context is not None and self.name == context.reply_channel:
@@ -187,26 +186,29 @@ class Group:
         return list(self.channel_layer.group_channels(self.name))
 
     def send(self, content: dict, immediately: bool = False) -> None:
-        if not isinstance(content, dict):
-            raise TypeError(f"you can only send dicts as content, not {type(content).__name__}")
-        context = current_context()
-        if context is not None and not immediately and context.channel_layer is self.channel_layer:
-            context.hold("group", self.name, content)
-            return
-        self.channel_layer.send_group(self.name, content)
+        if not _held(
+            current_context(),
+            "group",
+            self.name,
+            content,
+            immediately=immediately,
+            channel_layer=self.channel_layer,
+        ):
+            self.channel_layer.send_group(self.name, content)
 
     def __repr__(self) -> str:
         return f"<Group {self.name!r}>"
 
 
-def _copy(value: Any) -> Any:
-    kind = type(value)
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if kind is list or kind is tuple:
-        return [_copy(item) for item in value]
-    return value
-
-
 def _channel_name(channel: Channel | str) -> str:
     return channel.name if isinstance(channel, Channel) else channel
+
+
+def _held(context: Any, kind: str, name: str, content: Any, *, immediately: bool, channel_layer: Any) -> bool:
+    """Hold a send inside a consumer until it returns (True), or say to send now."""
+    if not isinstance(content, dict):
+        raise TypeError(f"you can only send dicts as content, not {type(content).__name__}")
+    if context is not None and not immediately and context.channel_layer is channel_layer:
+        context.hold(kind, name, content)
+        return True
+    return False
