@@ -242,6 +242,7 @@ def test_metrics_are_served_in_prometheus_format():
     assert "# TYPE telex_http_responses_total counter" in body
     assert 'telex_http_responses_total{status="200"} 1' in body
     assert "telex_open_connections" in body
+    assert "telex_reply_reader_lag_seconds 0" in body
 
 
 # -- lifecycle ----------------------------------------------------------------------------------

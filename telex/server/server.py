@@ -70,6 +70,9 @@ class Server:
         self.ports: list[Any] = []
         self.tls = TLSListeners()
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
+        self._reader_lag = 0.0
+        if callable(getattr(channel_layer, "channel_statistics", None)):
+            self.metrics.gauges["telex_reply_reader_lag_seconds"] = self._reply_reader_lag
         self.metrics.gauges["telex_open_websockets"] = lambda: (
             self.websocket.open_count if self.websocket else 0
         )
@@ -140,9 +143,13 @@ class Server:
     def start(self) -> defer.Deferred:
         """Start the reply reader and listen on every endpoint."""
         self.bridge.start_reading([self.reply_prefix], self.dispatch)
+        self._watches = []
         if callable(getattr(self.layer, "check_data_lost_async", None)) and self.bridge.kind == "asyncio":
-            self._data_watch = task.LoopingCall(self._check_data_lost)
-            self._data_watch.start(self.settings.layer_check_interval, now=True)
+            self._watches.append(task.LoopingCall(self._check_data_lost))
+        if "telex_reply_reader_lag_seconds" in self.metrics.gauges and self.bridge.kind != "inline":
+            self._watches.append(task.LoopingCall(self._refresh_reader_lag))
+        for watch in self._watches:
+            watch.start(self.settings.layer_check_interval, now=True)
         listening = [
             serverFromString(reactor, spec).listen(self.http_factory) for spec in self.settings.endpoints
         ]
@@ -161,6 +168,21 @@ class Server:
         result = defer.gatherResults(listening, consumeErrors=True)
         result.addCallback(self.ports.extend)
         return result
+
+    def _reply_reader_lag(self) -> float:
+        """Age of the oldest unread reply for this process: how far the reader is behind."""
+        if self.bridge.kind == "inline":
+            return self.layer.channel_statistics(self.reply_prefix).get("messages_max_age", 0.0)
+        return self._reader_lag
+
+    def _refresh_reader_lag(self) -> defer.Deferred:
+        # A network round trip: never on the reactor thread.
+        check = threads.deferToThread(self.layer.channel_statistics, self.reply_prefix)
+
+        def store(statistics: dict) -> None:
+            self._reader_lag = float(statistics.get("messages_max_age", 0.0) or 0.0)
+
+        return check.addCallbacks(store, lambda failure: logger.debug("lag check failed: %s", failure.value))
 
     async def _check_data_lost(self) -> None:
         """Spec (Persistence): a layer that lost its data lost every group
@@ -209,9 +231,9 @@ class Server:
         return waiter
 
     def stop(self) -> None:
-        watch = getattr(self, "_data_watch", None)
-        if watch is not None and watch.running:
-            watch.stop()
+        for watch in getattr(self, "_watches", ()):
+            if watch.running:
+                watch.stop()
         self.bridge.stop()
         if self.access_log is not None:
             self.access_log.close()
