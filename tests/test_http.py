@@ -407,3 +407,16 @@ def test_a_slow_reader_is_closed_once_its_unsent_output_passes_the_limit():
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.sendall(b"GET /stream-big?60 HTTP/1.1\r\nHost: x\r\n\r\n")
             server.wait_for("closing slow client", timeout=30)
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 4])
+def test_a_body_ending_exactly_on_a_chunk_boundary_still_gets_its_final_chunk(chunks):
+    # Capacity 1 makes chunks wait (ChannelFull, retry), so one is in flight
+    # when the body completes.
+    env = {"RAW_APP_BODY_CAPACITY": "1"}
+    args = ("--request-body-chunk-size", "64k", "--request-body-inline-max", "1k")
+    with TelexServer(RAW, *args, env=env) as server:
+        payload = os.urandom(chunks * 65536)
+        status, _, body = request(server, "POST", "/body", body=payload, timeout=10)
+        assert status == 200
+        assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()

@@ -83,6 +83,7 @@ class AsgiRequest(http.Request):
         self._body_complete = False
         self._request_sent = False
         self._chunk_in_flight = False
+        self._last_chunk_sent = False
         self._reading_paused = False
         self._response_started = False
         self._response_complete = False
@@ -248,11 +249,15 @@ class AsgiRequest(http.Request):
     # -- streaming the body --------------------------------------------------------
 
     def _pump_body(self) -> None:
-        """Send buffered body data in chunk-size messages, one at a time."""
-        if self._chunk_in_flight or self._lost or self._response_complete:
+        """Send buffered body data in chunk-size messages, one at a time.
+
+        The last message always has ``more_content`` false — empty if the body
+        ended exactly where the previous chunk did.
+        """
+        if self._chunk_in_flight or self._lost or self._response_complete or self._last_chunk_sent:
             return
         chunk_size = self.settings.request_body_chunk_size
-        buffered = sum(map(len, self._body)) if self._body else 0
+        buffered = sum(map(len, self._body))
         if buffered < chunk_size and not self._body_complete:
             self._resume_reading()
             return
@@ -262,6 +267,7 @@ class AsgiRequest(http.Request):
         if rest:
             self._body.append(rest)
         more = bool(rest) or not self._body_complete
+        self._last_chunk_sent = not more
         self._pause_reading()
         self._chunk_in_flight = True
         self._send_chunk(msgs.body_chunk_message(content, more), 0)
@@ -274,8 +280,7 @@ class AsgiRequest(http.Request):
 
     def _chunk_sent(self, _: object) -> None:
         self._chunk_in_flight = False
-        if self._body or not self._body_complete:
-            self._pump_body()
+        self._pump_body()
 
     def _chunk_refused(self, failure: Any, message: dict, attempt: int) -> None:
         if self._lost or self._finished:
