@@ -53,3 +53,28 @@ def test_redis_unreachable_at_start_is_one_line_and_non_zero():
     result = run_telex(["serve", url, "-p", str(free_port())])
     assert result.returncode != 0
     assert "channel layer unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_websockets_are_closed_with_1012_when_redis_loses_its_data(redis_server):
+    import asyncio
+
+    import redis as redis_py
+    import websockets
+
+    url = redis_server.url + "?prefix=deploy4"
+    with (
+        TelexServer(url, "--layer-check-interval", "0.2") as server,
+        _worker(url, "examples.echo.routing:channel_routing"),
+    ):
+
+        async def session():
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/") as socket:
+                await socket.send("still here")
+                assert await asyncio.wait_for(socket.recv(), 10) == "still here"
+                redis_py.Redis(host=redis_server.host, port=redis_server.port).flushall()
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(socket.recv(), 15)
+                return closed.value.rcvd.code
+
+        assert asyncio.run(session()) == 1012
+        server.wait_for("lost its data")

@@ -259,6 +259,12 @@ def add_parser(subparsers: Any) -> None:
     opt.add(
         "--graceful-timeout", type=_seconds, default=30.0, help="seconds in-flight responses get at shutdown"
     )
+    opt.add(
+        "--layer-check-interval",
+        type=_seconds,
+        default=5.0,
+        help="seconds between checks that the layer kept its data (Redis), and reply-lag refreshes",
+    )
     opt.add("--health-path", default=None, help="path answered by the server itself with layer health")
     opt.add("--metrics-path", default=None, help="path serving Prometheus metrics")
     opt.add("--access-log", default=None, help="access log file, or - for stdout")
@@ -328,6 +334,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         websocket_compression=args.websocket_compression,
         allowed_origins=args.allowed_origins,
         graceful_timeout=args.graceful_timeout,
+        layer_check_interval=args.layer_check_interval,
         health_path=args.health_path,
         metrics_path=args.metrics_path,
         access_log=args.access_log,
