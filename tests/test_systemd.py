@@ -112,7 +112,9 @@ def socket_activated(port: int, args: list[str], env: dict[str, str], fdname: st
     if fdname is not None:
         launcher.append(f"--fdname={fdname}")
     # Ready when systemd-socket-activate listens; Telex starts at the first connection.
-    process = TelexProcess(args, env=env, ready="Listening on", launcher=launcher)
+    process = TelexProcess(
+        args, env=env, ready="Listening on", command=[*launcher, sys.executable, "-m", "telex"]
+    )
     process.port = port
     return process
 
