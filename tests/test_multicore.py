@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.certs import make_ca, make_server_cert
 from tests.support.processes import TelexProcess
 from tests.support.redis_server import free_port
 from tests.test_http import RAW
@@ -91,3 +93,21 @@ def test_the_others_keep_serving_when_one_process_dies(group):
     survivor_prefixes = {process.wait_for(r"reply channels (\S+)!").group(1) for process in survivors}
     answered = [serving_process(port) for _ in range(20)]
     assert set(answered) <= survivor_prefixes
+
+
+def test_reuse_port_applies_to_tls_listeners_too(tmp_path):
+    ca = make_ca()
+    cert, key = make_server_cert(ca, "localhost").write(str(tmp_path), "server")
+    port = free_port()
+    args = ["serve", RAW, "--reuse-port", "-p", str(port), "--ssl-certfile", cert, "--ssl-keyfile", key]
+    processes = [TelexProcess(args, ready=None) for _ in range(PROCESSES)]
+    try:
+        start_all(processes)  # without SO_REUSEPORT the second fails: address in use
+        context = ssl.create_default_context(cadata=ca.cert_pem().decode())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET /over-tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        for process in processes:
+            process.stop()
