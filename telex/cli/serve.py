@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import resource
+import socket
 import sys
 from typing import Any
 
@@ -126,6 +127,12 @@ def add_parser(subparsers: Any) -> None:
         default=[],
         help="Twisted endpoint string, repeatable (tcp:8000:interface=0.0.0.0, unix:/run/telex.sock, "
         "ssl:443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0)",
+    )
+    opt.add(
+        "--reuse-port",
+        action="store_true",
+        default=False,
+        help="bind TCP listeners with SO_REUSEPORT so several Telex processes share one port",
     )
     tls = parser.add_argument_group("TLS (serves -b/-p with HTTPS, HTTP/2 by ALPN; see docs/tls-http2.md)")
     opt.parser = tls
@@ -310,6 +317,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         ssl_keyfile_password=args.ssl_keyfile_password,
         ssl_ca_certs=args.ssl_ca_certs,
         adopt_fds=[] if args.file_descriptor is None else [args.file_descriptor],
+        reuse_port=args.reuse_port,
         root_path=args.root_path,
         proxy_headers=args.proxy_headers,
         http_timeout=args.http_timeout,
@@ -343,6 +351,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     )
     if args.proxy_headers_trusted is not None:
         settings.proxy_headers_trusted = args.proxy_headers_trusted
+    if args.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise UsageError("--reuse-port: this platform has no SO_REUSEPORT")
     if settings.request_body_chunk_size < 1:
         raise UsageError("--request-body-chunk-size must be at least 1 byte")
     if args.threads < 1:
@@ -373,9 +383,29 @@ def raise_open_file_limit() -> None:
         pass
 
 
+def name_inherited_sockets() -> None:
+    """Let Twisted's ``systemd:`` endpoint see sockets passed without names.
+
+    Twisted ignores every inherited socket unless LISTEN_FDNAMES names each
+    one; systemd >= 227 always sets it, but systemd-socket-activate (without
+    --fdname) and other launchers do not. sd_listen_fds_with_names(3) calls
+    such sockets "unknown"; so do we. Must run before anything imports
+    twisted.internet.endpoints, which reads (and clears) LISTEN_FDS.
+    """
+    env = os.environ
+    if env.get("LISTEN_PID") != str(os.getpid()) or "LISTEN_FDNAMES" in env:
+        return
+    try:
+        count = int(env.get("LISTEN_FDS", ""))
+    except ValueError:
+        return
+    env["LISTEN_FDNAMES"] = ":".join(["unknown"] * count)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..server.reactor import install_reactor
 
+    name_inherited_sockets()
     # Before anything (the user's modules included) imports the reactor.
     install_reactor()
     settings = settings_from_args(args)

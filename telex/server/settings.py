@@ -26,6 +26,8 @@ class ServerSettings:
     #: Endpoint strings served with TLS from the ``ssl_*`` files below: the -b/-p
     #: listener when ``--ssl-certfile`` is given.
     tls_endpoints: list[str] = field(default_factory=list)
+    #: Bind TCP listeners with SO_REUSEPORT, so several processes share a port.
+    reuse_port: bool = False
 
     # -- TLS (docs/tls-http2.md) --------------------------------------------------
     #: Server certificate (PEM), optionally followed by its intermediate chain.

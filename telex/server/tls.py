@@ -144,11 +144,14 @@ class TLSListeners:
     def __init__(self) -> None:
         self.factories: list[ReloadableContextFactory] = []
 
-    def listen(self, endpoint: str, files: CertificateFiles, factory: Any) -> Deferred:
-        """Listen on a plain stream endpoint (``tcp:...``, ``unix:...``) with TLS."""
+    def listen(self, endpoint: Any, files: CertificateFiles, factory: Any) -> Deferred:
+        """Listen on a plain stream endpoint (``tcp:...``, ``unix:...``, or an
+        endpoint object) with TLS."""
         contexts = ReloadableContextFactory(files)
         self.factories.append(contexts)
-        return serverFromString(reactor, endpoint).listen(TLSMemoryBIOFactory(contexts, False, factory))
+        if isinstance(endpoint, str):
+            endpoint = serverFromString(reactor, endpoint)
+        return endpoint.listen(TLSMemoryBIOFactory(contexts, False, factory))
 
     def reload(self) -> None:
         if not self.factories:

@@ -40,8 +40,10 @@ class TelexProcess:
         ready: str | None = "listening on",
         pass_fds: Sequence[int] = (),
         cwd: str = ROOT,
+        command: Sequence[str] = (sys.executable, "-m", "telex"),
     ) -> None:
         self.args = list(args)
+        self.command = list(command)  # what ARGS follow: another telex, or a launcher before it
         self.env = telex_env(env)
         self.ready = ready
         self.pass_fds = tuple(pass_fds)
@@ -52,7 +54,7 @@ class TelexProcess:
 
     def start(self, timeout: float = 30.0) -> TelexProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "telex", *self.args],
+            [*self.command, *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
