@@ -119,6 +119,10 @@ def serve(
         except (ValueError, OSError) as exc:  # bad endpoint string, bad --fd
             state["error"] = f"cannot start: {exc}"
             reactor.stop()
+        except Exception as exc:  # anything else must not leave a process that never listens
+            logger.debug("start-up failed", exc_info=True)
+            state["error"] = f"cannot start: {type(exc).__name__}: {exc}"
+            reactor.stop()
 
     reactor.callWhenRunning(begin)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
