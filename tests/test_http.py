@@ -6,7 +6,6 @@ these tests check the server's messages exactly as a worker receives them.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import json
@@ -16,20 +15,11 @@ import socket
 
 import pytest
 
+from tests.apps.jsonable import from_jsonable as decode
 from tests.layer_contract import wait_until
 from tests.support.processes import TelexServer, rss_kib
 
 RAW = "tests.apps.raw_http:channel_layer"
-
-
-def decode(value):
-    if isinstance(value, dict) and set(value) == {"bytes"}:
-        return base64.b64decode(value["bytes"])
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    if isinstance(value, dict):
-        return {k: decode(v) for k, v in value.items()}
-    return value
 
 
 def request(server, method, path, body=None, headers=None, timeout=10):

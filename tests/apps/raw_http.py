@@ -8,13 +8,13 @@ answers by path. Tests read what the server sent from the responses.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import threading
 
 from telex.layers import InMemoryChannelLayer
+from tests.apps.jsonable import to_jsonable
 
 channel_layer = InMemoryChannelLayer(
     capacity=int(os.environ.get("RAW_APP_CAPACITY", "100")),
@@ -23,16 +23,6 @@ channel_layer = InMemoryChannelLayer(
 disconnects: list[dict] = []
 body_events: list[dict] = []
 _parked: dict[str, dict] = {}  # long-poll requests, by reply channel
-
-
-def _jsonable(value):
-    if isinstance(value, bytes):
-        return {"bytes": base64.b64encode(value).decode()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def _reply(message: dict, status: int = 200, body: bytes = b"", headers=None, **extra) -> None:
@@ -77,7 +67,7 @@ def handle(channel: str, message: dict) -> None:
     if path.startswith("/message"):
         _reply(
             message,
-            body=json.dumps(_jsonable(message)).encode(),
+            body=json.dumps(to_jsonable(message)).encode(),
             headers=[[b"content-type", b"application/json"]],
         )
     elif path == "/body":
@@ -136,7 +126,7 @@ def handle(channel: str, message: dict) -> None:
             _send(message["reply_channel"], {"content": b"y" * 512 * 1024, "more_content": True})
         _send(message["reply_channel"], {"content": b"", "more_content": False})
     elif path == "/disconnects":
-        _reply(message, body=json.dumps([_jsonable(d) for d in disconnects]).encode())
+        _reply(message, body=json.dumps([to_jsonable(d) for d in disconnects]).encode())
     elif path == "/malformed/no-status":
         _send(message["reply_channel"], {"content": b"chunk first"})
     elif path == "/malformed/bad-headers":

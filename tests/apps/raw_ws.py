@@ -24,13 +24,13 @@ Anything else is echoed with its type kept; on ``/autobahn`` everything is.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
 import time
 
 from telex.layers import InMemoryChannelLayer
+from tests.apps.jsonable import to_jsonable
 
 channel_layer = InMemoryChannelLayer(
     capacity=int(os.environ.get("RAW_WS_CAPACITY", "100")),
@@ -42,16 +42,6 @@ _paths: dict[str, str] = {}  # reply channel -> path
 _accepted: set[str] = set()
 _stalled = threading.Event()
 _consume_connect = os.environ.get("RAW_WS_NO_CONNECT") != "1"
-
-
-def _jsonable(value):
-    if isinstance(value, bytes):
-        return {"bytes": base64.b64encode(value).decode()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def _send(channel: str, message: dict) -> None:
@@ -139,7 +129,7 @@ def on_receive(message: dict) -> None:
 def on_http(message: dict) -> None:
     path = message["path"]
     if path == "/events":
-        body = json.dumps([_jsonable(event) for event in events]).encode()
+        body = json.dumps([to_jsonable(event) for event in events]).encode()
     elif path == "/unstall":
         _stalled.clear()
         body = b"ok"

@@ -10,7 +10,7 @@ import struct
 import time
 import urllib.request
 
-from tests.test_http import decode
+from tests.apps.jsonable import from_jsonable as decode
 
 
 def handshake_request(path: str = "/echo", headers: tuple[tuple[str, str], ...] = (), port: int = 0) -> bytes:
