@@ -42,6 +42,7 @@ class TelexProcess:
         cwd: str = ROOT,
     ) -> None:
         self.args = list(args)
+        self.command = [sys.executable, "-m", "telex", *self.args]
         self.env = telex_env(env)
         self.ready = ready
         self.pass_fds = tuple(pass_fds)
@@ -52,7 +53,7 @@ class TelexProcess:
 
     def start(self, timeout: float = 30.0) -> TelexProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "telex", *self.args],
+            self.command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
