@@ -161,7 +161,7 @@ def ensure_venv(name: str, stack: tuple[str, ...], telex_target: str, checkout: 
         fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest run may be building it
         stamp = json.loads(stamp_file.read_text()) if stamp_file.exists() else None
         if stamp is None:
-            for old in root.glob(f"{name}-*"):
+            for old in root.glob(f"{name}-{version}-*"):
                 shutil.rmtree(old, ignore_errors=True)
             started = time.monotonic()
             subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=60)
@@ -233,7 +233,6 @@ class SetUp:
     server: VenvProcess
     worker: VenvProcess
     port: int
-    venv: Venv
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +258,7 @@ def setup_factory(shared_redis) -> Iterator:
         started.append(server)
         server.start(timeout=60)
         server.port = port
-        return SetUp(name, server, worker, port, venv)
+        return SetUp(name, server, worker, port)
 
     yield start
     for process in reversed(started):
