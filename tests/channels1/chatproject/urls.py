@@ -1,0 +1,5 @@
+from django.urls import path
+
+from chatproject import views
+
+urlpatterns = [path("request/", views.describe_request)]
