@@ -41,7 +41,7 @@ logger = logging.getLogger("telex.http")
 
 #: Retry schedule (seconds) for a body chunk refused with ChannelFull: the
 #: spec says wait and try again; the HTTP timeout bounds the total wait.
-BODY_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+BODY_RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05)
 
 _NO_BODY_STATUSES = frozenset((204, 304))
 

@@ -137,7 +137,7 @@ class Tab:
             raise RuntimeError(result["exceptionDetails"])
         return result["result"].get("value")
 
-    def wait_for(self, condition_js: str, timeout_ms: int = 15000) -> bool:
+    def wait_for(self, condition_js: str, timeout_ms: int = 30000) -> bool:
         """Wait inside the page until ``condition_js`` is truthy (no polling from here)."""
         return self.evaluate(
             "new Promise(resolve => { const started = Date.now(); const check = () => {"
