@@ -12,6 +12,7 @@ from typing import Any
 
 from telex import Group
 from telex.routing import route
+from telex.worker.http import iter_body
 
 HELLO = {"status": 200, "headers": [[b"content-type", b"text/plain"]], "content": b"Hello world"}
 
@@ -20,15 +21,7 @@ def http_request(message: Any) -> None:
     if message.content["path"] != "/upload":
         message.reply_channel.send(HELLO)
         return
-    size = len(message.content.get("body", b""))
-    body_channel = message.content.get("body_channel")
-    while body_channel:
-        _, chunk = message.channel_layer.receive([body_channel], block=True)
-        if chunk is None:
-            continue
-        size += len(chunk.get("content", b""))
-        if not chunk.get("more_content"):
-            break
+    size = sum(len(piece) for piece in iter_body(message))
     message.reply_channel.send(
         {"status": 200, "headers": [[b"content-type", b"text/plain"]], "content": str(size).encode()}
     )

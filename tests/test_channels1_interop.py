@@ -395,8 +395,7 @@ def test_websocket_group_chat_reaches_every_member(served):
 
 def test_default_prefixes_differ(venv_a, venv_b):
     signature = (
-        "import inspect, {0};"
-        "print(inspect.signature({0}.RedisChannelLayer).parameters['prefix'].default)"
+        "import inspect, {0};print(inspect.signature({0}.RedisChannelLayer).parameters['prefix'].default)"
     )
     asgi_default = venv_a.run("-c", signature.format("asgi_redis")).strip()
     telex_default = venv_b.run("-c", signature.format("telex.layers")).strip()
@@ -428,4 +427,3 @@ def test_both_formats_share_one_redis_database_without_sharing_a_key(setup_a, se
     assert sorted(asgi_keys + telex_keys) == sorted(keys)
     # asgi_redis names a group's key "%s:group:%s" % (prefix, group): a double colon.
     assert "asgi::group:chat" in asgi_keys and "telex:g:chat" in telex_keys, keys
-

@@ -1,4 +1,7 @@
-"""HTTP responses as ASGI messages (spec ``www.rst``: Response, Response Chunk).
+"""HTTP requests and responses for consumers (spec ``www.rst``).
+
+``iter_body(message)`` / ``read_body(message)`` give a request's body, reading
+the Request Body Chunks of ``body_channel`` when the server streamed it.
 
 ``send_response(message, body, status=..., headers=...)`` turns a status,
 headers and a body — bytes, str or an iterator of either — into one Response
@@ -8,13 +11,14 @@ and as many Response Chunk messages as needed, each carrying at most
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .channels import Channel
 from .message import Message
 
-__all__ = ["CHUNK_SIZE", "response_messages", "send_response"]
+__all__ = ["CHUNK_SIZE", "RequestAborted", "iter_body", "read_body", "response_messages", "send_response"]
 
 #: 256 KiB: a quarter of the layer's message limit, and a size at which the
 #: per-message cost of a send is small against copying the bytes.
@@ -93,3 +97,49 @@ def send_response(
         channel = target
     for content in response_messages(body, status, headers, content_type, chunk_size):
         channel.send(content, immediately=immediately)
+
+
+class RequestAborted(Exception):
+    """The request body will not arrive in full: the client left, or it stalled."""
+
+
+def iter_body(message: Message, timeout: float = 120.0) -> Iterator[bytes]:
+    """The request body piece by piece: ``body``, then ``body_channel``'s chunks.
+
+    Only one chunk is held at a time, so a large upload never sits whole in
+    the worker. Raises :class:`RequestAborted` when the client disconnected
+    mid-body (a chunk with ``closed``) or no chunk came within ``timeout``
+    seconds (delivery is at-most-once, so a lost chunk must not hang a worker).
+    """
+    body = message.content.get("body") or b""
+    if body:
+        yield body
+    body_channel = message.content.get("body_channel")
+    if not body_channel:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        channel, chunk = message.channel_layer.receive([body_channel], block=True)
+        if channel is None:
+            if time.monotonic() > deadline:
+                raise RequestAborted(f"no body chunk on {body_channel} within {timeout:.0f}s")
+            continue
+        if chunk.get("closed"):
+            raise RequestAborted("the client disconnected before sending the whole body")
+        content = chunk.get("content") or b""
+        if content:
+            yield content
+        if not chunk.get("more_content"):
+            return
+        deadline = time.monotonic() + timeout
+
+
+def read_body(message: Message, max_size: int | None = None, timeout: float = 120.0) -> bytes:
+    """The whole request body; :class:`RequestAborted` past ``max_size`` bytes."""
+    pieces, size = [], 0
+    for piece in iter_body(message, timeout):
+        size += len(piece)
+        if max_size is not None and size > max_size:
+            raise RequestAborted(f"the request body is larger than {max_size} bytes")
+        pieces.append(piece)
+    return b"".join(pieces)

@@ -196,7 +196,16 @@ class Worker:
 
     @staticmethod
     def _after_failure(channel: str, context: ConsumerContext) -> None:
-        if context.reply_channel is None or context.replied:
+        if context.reply_channel is None:
+            return
+        if context.replied:
+            if channel == "http.request":
+                # Part of a response went out with immediately=True: end it
+                # rather than leave the client waiting on an open response.
+                logger.error(
+                    "ending the partial response on %s after the consumer raised", context.reply_channel
+                )
+                context.hold("channel", context.reply_channel, {"content": b"", "more_content": False})
             return
         if channel == "http.request":
             for response in response_messages("500 Internal Server Error\n", status=500):
