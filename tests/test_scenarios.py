@@ -49,11 +49,11 @@ class Deployment:
     def ws(self, path: str = "/", **kwargs) -> ClientConnection:
         return connect(f"ws://127.0.0.1:{self.server.port}{path}", open_timeout=10, **kwargs)
 
-    def worker(self, routing: str, *extra: str, env: dict[str, str] | None = None) -> TelexProcess:
+    def worker(self, routing: str, *extra: str) -> TelexProcess:
         """A further ``telex worker`` on this deployment's layer, not started."""
         assert self.layer_url is not None, "workers exist only in production mode"
         return TelexProcess(
-            ["worker", routing, "--layer", self.layer_url, *extra], env=env, ready="worker listening on"
+            ["worker", routing, "--layer", self.layer_url, *extra], ready="worker listening on"
         )
 
     def failures(self) -> list[str]:
@@ -262,12 +262,12 @@ def test_s4_restarting_every_worker_keeps_the_open_websockets(redis_chat):
 
 def frozen_round(
     sender: ClientConnection, listener: ClientConnection, frozen: TelexProcess, label: str
-) -> None:
+) -> list[str]:
     """With ``frozen`` stopped (SIGSTOP), messages flow through the other worker.
 
-    A frozen worker may already have popped one message (its BLPOP was in
-    flight); that one arrives after SIGCONT. Every other one proves the other
-    worker ran it.
+    A frozen worker with one thread may already have popped one message (its
+    BLPOP was in flight); that one arrives after SIGCONT. Every other one
+    proves the other worker ran it. Returns the chat lines of the round.
     """
     messages = [f"{label} {index}" for index in range(6)]
     frozen.signal(signal.SIGSTOP)
@@ -278,20 +278,23 @@ def frozen_round(
     finally:
         frozen.signal(signal.SIGCONT)
     received += receive(listener, 1)
-    assert sorted(received) == sorted(f"[user] {text}" for text in messages)
+    expected = sorted(f"[user] {text}" for text in messages)
+    assert sorted(received) == expected
+    return expected
 
 
 @pytest.mark.redis
 def test_s4_an_added_worker_handles_messages_and_so_does_the_first(redis_chat):
-    (first_worker,) = redis_chat.workers
+    (first_worker,) = redis_chat.workers  # one thread: see frozen_round
     with redis_chat.ws("/") as sender, redis_chat.ws("/") as listener:
         sender.send("one worker")
         assert listener.recv(timeout=10) == "[user] one worker"
         added = redis_chat.worker(PRODUCTION, "--threads", "1")
         redis_chat.workers.append(added.start())
-        frozen_round(sender, listener, first_worker, "the added worker ran")
-        frozen_round(sender, listener, added, "the first worker ran")
-        assert len(receive(sender, 13)) == 13  # the sender got all of them too
+        expected = ["[user] one worker"]
+        expected += frozen_round(sender, listener, first_worker, "the added worker ran")
+        expected += frozen_round(sender, listener, added, "the first worker ran")
+        assert sorted(receive(sender, len(expected))) == sorted(expected)
 
 
 # -- S5 Rooms -----------------------------------------------------------------------------
