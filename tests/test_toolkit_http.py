@@ -39,3 +39,9 @@ def test_a_consumer_failing_after_a_partial_response_ends_that_response(server):
     assert response.startswith(b"HTTP/1.1 200") and b"partial" in response
     assert response.endswith(b"0\r\n\r\n")  # ended, not left open until a timeout
     server.wait_for("ending the partial response")
+
+
+def test_a_websocket_only_project_answers_a_page_load_with_404_at_once():
+    with TelexServer("--routing", "examples.echo.routing:channel_routing", "-t", "60") as server:
+        status, _, body = request(server, "GET", "/", timeout=10)
+        assert status == 404 and body.startswith(b"Not Found: /")

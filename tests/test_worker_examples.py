@@ -1,7 +1,7 @@
 """S1-S9 from examples/, driven through a real Worker on the in-memory layer.
 
 The messages are those an interface server sends (spec www.rst); the
-socket-level end-to-end runs live with the server's tests.
+socket-level end-to-end runs are in tests/test_scenarios.py.
 """
 
 from __future__ import annotations

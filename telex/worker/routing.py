@@ -119,7 +119,7 @@ class Router:
         return _match(self.entries, channel, content, {}, {})
 
     def add_fallback(self, channel: str, consumer: Callable[..., Any]) -> None:
-        """Add a last-resort route (used for the default ``websocket.connect`` consumer)."""
+        """Add a last-resort route (the default ``websocket.connect`` and ``http.request`` consumers)."""
         self.entries.append(_Leaf(frozenset([channel]), consumer, [], _name_of(consumer)))
         if channel not in self.channels:
             self.channels = sorted([*self.channels, channel])

@@ -35,6 +35,17 @@ def accept_connection(message: Message) -> None:
         message.reply_channel.send({"accept": True})
 
 
+def not_found(message: Message) -> None:
+    """The default ``http.request`` consumer: a 404 at once, not a 503 after the HTTP timeout.
+
+    Channels 1.x workers always consumed ``http.request`` (Django answered);
+    a WebSocket-only project must still answer the browser that loads a page.
+    """
+    if message.reply_channel is not None:
+        for response in response_messages(f"Not Found: {message.get('path')}\n", status=404):
+            message.reply_channel.send(response)
+
+
 class Worker:
     """Run the consumers of ``routing`` on ``threads`` threads.
 
@@ -60,8 +71,10 @@ class Worker:
             raise ValueError(f"ordering_timeout must be positive, got {ordering_timeout!r}")
         self.channel_layer = get_channel_layer(channel_layer)
         self.router = Router(routing)
-        # Channels 1.x does the same: a last-resort route, so connect is consumed.
+        # Channels 1.x does the same: last-resort routes, so connect and
+        # requests are always consumed.
         self.router.add_fallback("websocket.connect", accept_connection)
+        self.router.add_fallback("http.request", not_found)
         channels = self.router.channels
         if only_channels:
             channels = [c for c in channels if any(fnmatch.fnmatchcase(c, g) for g in only_channels)]
@@ -188,10 +201,6 @@ class Worker:
         context.flush()
 
     def _no_route(self, message: Message) -> None:
-        if message.channel == "http.request" and message.reply_channel is not None:
-            for response in response_messages(f"Not Found: {message.get('path')}\n", status=404):
-                message.reply_channel.send(response)
-            return
         logger.warning("no route for a message on %s (path %r)", message.channel, message.get("path"))
 
     @staticmethod
