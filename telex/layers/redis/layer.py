@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -36,24 +37,13 @@ from ..base import (
     check_message,
     non_local_name,
 )
-from . import _scripts
 from ._codec import Codec, deadline_prefix, split_entry
 from ._shards import Shard, ShardRing, shard_from_entry, split_url
+from ._wire import SOURCES, SyncWire
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 
 logger = logging.getLogger("telex.layers.redis")
-
-_SCRIPTS = {
-    "send": _scripts.SEND,
-    "receive": _scripts.RECEIVE,
-    "group_push": _scripts.GROUP_PUSH,
-    "group_send_local": _scripts.GROUP_SEND_LOCAL,
-    "group_members": _scripts.GROUP_MEMBERS,
-    "ordering_claim": _scripts.ORDERING_CLAIM,
-    "ordering_advance": _scripts.ORDERING_ADVANCE,
-    "ordering_skip_stalled": _scripts.ORDERING_SKIP_STALLED,
-}
 
 # redis-py's errors for a server that is down, restarting or unreachable.
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -82,7 +72,7 @@ class _Client:
 
     def __init__(self, client: Any) -> None:
         self.redis = client
-        self.scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+        self.scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
 
 
 class _LoopState:
@@ -168,6 +158,7 @@ class RedisChannelLayer(BaseChannelLayer):
             weakref.WeakKeyDictionary()
         )
         self._thread = threading.local()
+        self._wire_generation = 0  # close() bumps it: other threads' wires are replaced at next use
         self._plans: dict[tuple[str, ...], tuple[tuple[int, list[str]], ...]] = {}
         self._down: set[int] = set()
         self._backoff = _BACKOFF_START
@@ -215,8 +206,7 @@ class RedisChannelLayer(BaseChannelLayer):
         unavailable = None
         for shard in self._send_shards(queue):
             try:
-                with self._errors(shard):
-                    sent = self._client(shard).scripts["send"](keys=[key], args=args)
+                sent = self._eval(shard, "send", [key], args)
             except RedisUnavailable as exc:
                 unavailable = exc  # a normal channel may still go to another shard
                 continue
@@ -374,10 +364,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def group_channels(self, group: str) -> list[str]:
         self.check_group_name(group)
         shard = self._ring.shard_of(group)
-        with self._errors(shard):
-            members = self._client(shard).scripts["group_members"](
-                keys=[self._key("g:", group)], args=[_now_ms()]
-            )
+        members = self._eval(shard, "group_members", [self._key("g:", group)], [_now_ms()])
         return [member.decode("ascii") for member in members]
 
     def send_group(self, group: str, message: dict) -> None:
@@ -392,19 +379,20 @@ class RedisChannelLayer(BaseChannelLayer):
         now = _now_ms()
         deadline = deadline_prefix(now + self._expiry_ms)
         if len(self.shards) == 1 and not self.channel_capacity:
-            with self._errors(0):
-                self._client(0).scripts["group_send_local"](
-                    keys=[self._key("g:", group)],
-                    args=[
-                        now,
-                        self._ttl_ms,
-                        deadline,
-                        payload,
-                        self._key("q:", ""),
-                        self.capacity,
-                        self.process_local_capacity,
-                    ],
-                )
+            self._eval(
+                0,
+                "group_send_local",
+                [self._key("g:", group)],
+                [
+                    now,
+                    self._ttl_ms,
+                    deadline,
+                    payload,
+                    self._key("q:", ""),
+                    self.capacity,
+                    self.process_local_capacity,
+                ],
+            )
             return
         by_shard: dict[int, tuple[list[str], list[Any]]] = {}
         for channel in self.group_channels(group):
@@ -415,10 +403,7 @@ class RedisChannelLayer(BaseChannelLayer):
             keys.append(self._queue_key(queue))
             pairs += [channel, self.get_capacity(channel)]
         for shard, (keys, pairs) in by_shard.items():
-            with self._errors(shard):
-                self._client(shard).scripts["group_push"](
-                    keys=keys, args=[now, self._ttl_ms, deadline, payload, *pairs]
-                )
+            self._eval(shard, "group_push", keys, [now, self._ttl_ms, deadline, payload, *pairs])
 
     # -- flush and statistics extensions --------------------------------------
 
@@ -511,6 +496,13 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def close(self) -> None:
         """Close this layer's synchronous connections (async ones close with their loop)."""
+        # This thread's wires close now; other threads' (maybe mid-command)
+        # are closed and replaced by their own thread at its next command.
+        self._wire_generation += 1
+        for wire in getattr(self._thread, "wires", None) or ():
+            if wire is not None:
+                wire.close()
+        self._thread.wires = None
         with self._lock:
             clients, self._sync_clients = self._sync_clients, [None] * len(self.shards)
         for client in clients:
@@ -631,13 +623,11 @@ class RedisChannelLayer(BaseChannelLayer):
         found: list[tuple[str, Any]] = []
         unavailable = []
         for shard, keys in self._rotated(plan):
-            script = self._client(shard).scripts["receive"]
             # Bounded: each pass pops at least one entry or finds the queues empty.
             for _ in range(64):
                 wanted = count - len(found)
                 try:
-                    with self._errors(shard):
-                        entries = script(keys=keys, args=[_now_ms(), wanted])
+                    entries = self._eval(shard, "receive", keys, [_now_ms(), wanted])
                 except RedisUnavailable as exc:
                     unavailable.append(exc)  # the other shards may still have messages
                     break
@@ -673,11 +663,11 @@ class RedisChannelLayer(BaseChannelLayer):
         return [(shard, b"", entry) for entry in entries]
 
     def _blpop(self, shard: int, keys: list[str]) -> tuple[Any, Any]:
-        client = self._client(shard).redis
+        wire = self._sync_wire(shard)
         deadline = time.monotonic() + self.blocking_timeout
         while (remaining := deadline - time.monotonic()) > 0.001:
             with self._errors(shard):
-                reply = client.blpop(keys, timeout=_blpop_timeout(remaining))
+                reply = wire.call(b"BLPOP", *keys, _blpop_timeout(remaining))
             if reply is None:
                 break
             found = self._decode_all([reply[1]])
@@ -830,6 +820,33 @@ class RedisChannelLayer(BaseChannelLayer):
             pipe.pexpire(self._queue_key(queue), self._ttl_ms)
             pipe.execute()
 
+    def _eval(self, shard: int, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script on this thread's own connection to ``shard`` (the hot path)."""
+        try:
+            result = self._sync_wire(shard).eval(script, keys, args)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(shard, exc) from exc
+        if self._down:
+            self._mark_up(shard)
+        return result
+
+    def _sync_wire(self, shard: int) -> SyncWire:
+        wires = getattr(self._thread, "wires", None)
+        if wires is None or wires[shard] is None or wires[shard].stamp != self._wire_stamp():
+            # First use in this thread, after close(), or in a forked child
+            # (which must not share its parent's sockets). A thread's wires
+            # close when the thread ends.
+            if wires is None:
+                wires = self._thread.wires = [None] * len(self.shards)
+            elif wires[shard] is not None and wires[shard].stamp[0] == os.getpid():
+                wires[shard].close()
+            wire = wires[shard] = SyncWire(self._client(shard).redis.connection_pool, self._wire_stamp())
+            return wire
+        return wires[shard]
+
+    def _wire_stamp(self) -> tuple[int, int]:
+        return os.getpid(), self._wire_generation
+
     def _client(self, shard: int) -> _Client:
         client = self._sync_clients[shard]
         if client is None:
@@ -863,12 +880,15 @@ class RedisChannelLayer(BaseChannelLayer):
         except RedisUnavailable:
             raise
         except _UNAVAILABLE as exc:
-            if shard not in self._down:
-                self._down.add(shard)
-                logger.warning("Redis %s is unavailable (%s); retrying with backoff", self.hosts[shard], exc)
-            raise RedisUnavailable(f"Redis {self.hosts[shard]} is unavailable: {exc}") from exc
+            raise self._unavailable(shard, exc) from exc
         if self._down:
             self._mark_up(shard)
+
+    def _unavailable(self, shard: int, exc: BaseException) -> RedisUnavailable:
+        if shard not in self._down:
+            self._down.add(shard)
+            logger.warning("Redis %s is unavailable (%s); retrying with backoff", self.hosts[shard], exc)
+        return RedisUnavailable(f"Redis {self.hosts[shard]} is unavailable: {exc}")
 
     def _mark_up(self, shard: int) -> None:
         if shard in self._down:
