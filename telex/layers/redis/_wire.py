@@ -97,6 +97,7 @@ class AsyncWire(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._watchdog: asyncio.TimerHandle | None = None
+        self._writer: Any = None
 
     @classmethod
     async def connect(cls, pool: Any, timeout: float) -> AsyncWire:
@@ -109,6 +110,7 @@ class AsyncWire(asyncio.Protocol):
         writer = connection._writer
         connection._writer = connection._reader = None
         wire = cls(timeout)
+        wire._writer = writer  # a StreamWriter closes its transport when collected
         transport = writer.transport
         transport.set_protocol(wire)
         wire.connection_made(transport)
