@@ -7,7 +7,8 @@ Three bridges, chosen by what the layer offers (``make_bridge``):
   I/O, so they run on the reactor thread; the reader awaits ``receive_twisted``.
 * ``AsyncioBridge`` — a layer with ``send_async``/``receive_async`` (Telex's
   Redis layer): coroutines run on the asyncio loop under Twisted's asyncio
-  reactor, no thread per call.
+  reactor, no thread per call; replies are read in batches when the layer
+  also offers ``receive_many_async``.
 * ``ThreadedBridge`` — any other ASGI 1 layer (asgi_redis from a Channels 1.x
   install): one reader thread blocks in ``receive(block=True)`` and hands
   messages to the reactor; one FIFO sender thread performs every send, which
