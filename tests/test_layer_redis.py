@@ -6,9 +6,11 @@ Every test runs on real redis-server processes (``tests/support/redis_server.py`
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -534,3 +536,107 @@ def test_send_async_sends_in_order_on_the_running_loop(redis_server):
     asyncio.run(main())
     assert [layer.receive(["ordered"])[1]["i"] for _ in range(20)] == list(range(20))
     layer.close()
+
+
+# -- hot paths (docs/redis-layer.md, Performance) --------------------------------------
+
+
+def test_concurrent_send_async_calls_share_round_trips_and_each_gets_its_own_outcome(redis_server, layers):
+    layer = layers(hosts=[redis_server.url], capacity=3)
+    client = raw(redis_server)
+
+    async def main():
+        await layer.send_async("warm", {})  # connects and loads the script
+        reads = client.info("stats")["total_reads_processed"]
+        outcomes = await asyncio.gather(
+            *(layer.send_async("full", {"i": i}) for i in range(5)), return_exceptions=True
+        )
+        # Five sends issued in one loop iteration reach Redis as one write
+        # (the INFO calls around them are reads too).
+        assert client.info("stats")["total_reads_processed"] - reads <= 3
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert outcomes[:3] == [None, None, None]
+    assert all(isinstance(outcome, ChannelFull) for outcome in outcomes[3:])
+    assert [layer.receive(["full"])[1] for _ in range(4)] == [{"i": 0}, {"i": 1}, {"i": 2}, None]
+
+
+def test_pipelined_sends_survive_a_script_cache_flush_in_order(redis_server, layers):
+    layer = layers(hosts=[redis_server.url])
+
+    async def main():
+        await layer.send_async("warm", {})
+        raw(redis_server).script_flush()  # every EVALSHA in the batch gets NOSCRIPT
+        await asyncio.gather(*(layer.send_async("ordered", {"i": i}) for i in range(10)))
+
+    asyncio.run(main())
+    assert [layer.receive(["ordered"])[1]["i"] for _ in range(10)] == list(range(10))
+
+
+def test_receive_many_async_takes_what_is_waiting_or_waits_for_one(make_layer):
+    layer = make_layer()
+    for i in range(5):
+        layer.send("proc!a", {"i": i})
+
+    async def main():
+        first = await layer.receive_many_async(["proc!"], 3)
+        rest = await layer.receive_many_async(["proc!"], 10)
+        waiting = asyncio.ensure_future(layer.receive_many_async(["proc!"], 10))
+        await asyncio.sleep(0.05)
+        await layer.send_async("proc!b", {"late": True})
+        return first, rest, await asyncio.wait_for(waiting, 10)
+
+    first, rest, late = asyncio.run(main())
+    assert [message["i"] for _, message in first] == [0, 1, 2]
+    assert [message["i"] for _, message in rest] == [3, 4]
+    assert late == [("proc!b", {"late": True})]
+
+
+def test_an_unresponsive_redis_fails_async_calls_after_socket_timeout(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url], blocking_timeout=0.2, socket_timeout=0.5)
+
+    async def main():
+        await layer.send_async("c", {})
+        fresh_redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisUnavailable, match=r"no reply from Redis within 0\.5 s"):
+                await layer.send_async("c", {})
+            return time.monotonic() - started
+        finally:
+            fresh_redis_server.process.send_signal(signal.SIGCONT)
+
+    assert asyncio.run(main()) < 5
+    assert layer.receive(["c"]) == ("c", {})
+
+
+def test_a_threads_own_connection_closes_when_the_thread_ends(redis_server, make_layer):
+    layer = make_layer()
+    client = raw(redis_server)
+    before = client.info("clients")["connected_clients"]
+    thread = threading.Thread(target=layer.send, args=("c", {}))
+    thread.start()
+    thread.join(10)
+    del thread
+    gc.collect()
+    assert client.info("clients")["connected_clients"] <= before + 1  # the layer's pool may keep one
+    assert layer.receive(["c"]) == ("c", {})
+
+
+def test_redis_py_internals_the_wire_relies_on(redis_server):
+    # AsyncWire lets redis-py open the connection, then takes the transport
+    # from its StreamWriter (a private attribute): pin that here.
+    import redis.asyncio
+
+    async def main():
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        pool = client.connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        await connection.connect()
+        assert isinstance(connection._writer, asyncio.StreamWriter)
+        assert callable(connection._writer.transport.set_protocol)
+        await connection.disconnect()
+        await client.aclose()
+
+    asyncio.run(main())

@@ -7,7 +7,8 @@ Three bridges, chosen by what the layer offers (``make_bridge``):
   I/O, so they run on the reactor thread; the reader awaits ``receive_twisted``.
 * ``AsyncioBridge`` — a layer with ``send_async``/``receive_async`` (Telex's
   Redis layer): coroutines run on the asyncio loop under Twisted's asyncio
-  reactor, no thread per call.
+  reactor, no thread per call; replies are read in batches when the layer
+  also offers ``receive_many_async``.
 * ``ThreadedBridge`` — any other ASGI 1 layer (asgi_redis from a Channels 1.x
   install): one reader thread blocks in ``receive(block=True)`` and hands
   messages to the reactor; one FIFO sender thread performs every send, which
@@ -122,10 +123,17 @@ class AsyncioBridge(LayerBridge):
         self._reader = asyncio.ensure_future(self._read(channels, dispatch))
 
     async def _read(self, channels: list[str], dispatch: Dispatch) -> None:
+        # A layer offering receive_many_async hands over every reply already
+        # waiting in one round trip (READER_BATCH at most), so a busy server
+        # pays one take per batch instead of one per reply.
+        many = getattr(self.layer, "receive_many_async", None)
         backoff = ERROR_BACKOFF[0]
         while self.running:
             try:
-                channel, message = await self.layer.receive_async(channels)
+                if many is not None:
+                    received = await many(channels, READER_BATCH)
+                else:
+                    received = [await self.layer.receive_async(channels)]
                 backoff = ERROR_BACKOFF[0]
             except asyncio.CancelledError:
                 return
@@ -134,8 +142,9 @@ class AsyncioBridge(LayerBridge):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
                 continue
-            if channel is not None:
-                _dispatch_safely(dispatch, channel, message)
+            for channel, message in received:
+                if channel is not None:
+                    _dispatch_safely(dispatch, channel, message)
 
     def stop(self) -> None:
         super().stop()

@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import hiredis
 import redis
 import redis.exceptions
 
@@ -36,24 +38,13 @@ from ..base import (
     check_message,
     non_local_name,
 )
-from . import _scripts
 from ._codec import Codec, deadline_prefix, split_entry
 from ._shards import Shard, ShardRing, shard_from_entry, split_url
+from ._wire import SHAS, SOURCES, AsyncWire, SyncWire, WireClosed, is_noscript, is_readonly, pack
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 
 logger = logging.getLogger("telex.layers.redis")
-
-_SCRIPTS = {
-    "send": _scripts.SEND,
-    "receive": _scripts.RECEIVE,
-    "group_push": _scripts.GROUP_PUSH,
-    "group_send_local": _scripts.GROUP_SEND_LOCAL,
-    "group_members": _scripts.GROUP_MEMBERS,
-    "ordering_claim": _scripts.ORDERING_CLAIM,
-    "ordering_advance": _scripts.ORDERING_ADVANCE,
-    "ordering_skip_stalled": _scripts.ORDERING_SKIP_STALLED,
-}
 
 # redis-py's errors for a server that is down, restarting or unreachable.
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -82,15 +73,24 @@ class _Client:
 
     def __init__(self, client: Any) -> None:
         self.redis = client
-        self.scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+        self.scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
 
 
 class _LoopState:
-    """Async clients bound to one event loop, and the push-backs still running on it."""
+    """What the layer holds on one event loop.
+
+    Per shard: redis-py's asyncio client (for the rare commands, and to make
+    connections), one pipelined :class:`AsyncWire` shared by every send and
+    take, and idle wires kept for ``BLPOP`` (a blocked command holds its
+    connection, so each wait has its own). Also the push-backs still running.
+    """
 
     def __init__(self, clients: list[_Client]) -> None:
         self.clients = clients
-        self.pending: set[asyncio.Task[Any]] = set()
+        self.wires: list[AsyncWire | None] = [None] * len(clients)
+        self.connecting: list[asyncio.Future[AsyncWire] | None] = [None] * len(clients)
+        self.blocking: list[list[AsyncWire]] = [[] for _ in clients]
+        self.pending: set[asyncio.Future[Any]] = set()
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -168,6 +168,7 @@ class RedisChannelLayer(BaseChannelLayer):
             weakref.WeakKeyDictionary()
         )
         self._thread = threading.local()
+        self._wire_generation = 0  # close() bumps it: other threads' wires are replaced at next use
         self._plans: dict[tuple[str, ...], tuple[tuple[int, list[str]], ...]] = {}
         self._down: set[int] = set()
         self._backoff = _BACKOFF_START
@@ -215,8 +216,7 @@ class RedisChannelLayer(BaseChannelLayer):
         unavailable = None
         for shard in self._send_shards(queue):
             try:
-                with self._errors(shard):
-                    sent = self._client(shard).scripts["send"](keys=[key], args=args)
+                sent = self._eval(shard, "send", [key], args)
             except RedisUnavailable as exc:
                 unavailable = exc  # a normal channel may still go to another shard
                 continue
@@ -233,8 +233,8 @@ class RedisChannelLayer(BaseChannelLayer):
         unavailable = None
         for shard in self._send_shards(queue):
             try:
-                with self._errors(shard):
-                    sent = await state.clients[shard].scripts["send"](keys=[key], args=args)
+                # Sends issued in the same loop iteration share one write.
+                sent = await self._eval_async(state, shard, "send", [key], args)
             except RedisUnavailable as exc:
                 unavailable = exc
                 continue
@@ -302,18 +302,35 @@ class RedisChannelLayer(BaseChannelLayer):
         cancellation arrived is pushed back to the head of its queue before
         the next receive on this loop starts.
         """
+        found = await self.receive_many_async(channels, 1)
+        return found[0] if found else (None, None)
+
+    async def receive_many_async(
+        self, channels: Iterable[str], max_messages: int = 100
+    ) -> list[tuple[str, Any]]:
+        """Await up to ``max_messages`` messages: those already waiting, in one
+        round trip per shard, or else the first to arrive (BLPOP).
+
+        An empty list after ``blocking_timeout`` or during an outage (logged,
+        with backoff), like ``receive_async``'s ``(None, None)``. For a
+        reader that drains a busy queue, such as an interface server's
+        ``prefix!``: under load one call returns many replies.
+        """
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be positive, got {max_messages!r}")
         plan = self._plan(channels)
         state = self._loop_state()
         if state.pending:
             await asyncio.gather(*state.pending, return_exceptions=True)
         try:
-            found = await self._take_async(state, plan)
-            if found is not None:
+            found = await self._take_async(state, plan, max_messages)
+            if found:
                 return found
-            return await self._wait(state, plan)
+            first = await self._wait(state, plan)
+            return [first] if first[0] is not None else []
         except RedisUnavailable:
             await asyncio.sleep(self._next_pause())
-            return None, None
+            return []
 
     def receive_twisted(self, channels: Iterable[str]):  # -> Deferred
         """A Deferred firing with ``(channel, message)`` or ``(None, None)``.
@@ -374,10 +391,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def group_channels(self, group: str) -> list[str]:
         self.check_group_name(group)
         shard = self._ring.shard_of(group)
-        with self._errors(shard):
-            members = self._client(shard).scripts["group_members"](
-                keys=[self._key("g:", group)], args=[_now_ms()]
-            )
+        members = self._eval(shard, "group_members", [self._key("g:", group)], [_now_ms()])
         return [member.decode("ascii") for member in members]
 
     def send_group(self, group: str, message: dict) -> None:
@@ -392,19 +406,20 @@ class RedisChannelLayer(BaseChannelLayer):
         now = _now_ms()
         deadline = deadline_prefix(now + self._expiry_ms)
         if len(self.shards) == 1 and not self.channel_capacity:
-            with self._errors(0):
-                self._client(0).scripts["group_send_local"](
-                    keys=[self._key("g:", group)],
-                    args=[
-                        now,
-                        self._ttl_ms,
-                        deadline,
-                        payload,
-                        self._key("q:", ""),
-                        self.capacity,
-                        self.process_local_capacity,
-                    ],
-                )
+            self._eval(
+                0,
+                "group_send_local",
+                [self._key("g:", group)],
+                [
+                    now,
+                    self._ttl_ms,
+                    deadline,
+                    payload,
+                    self._key("q:", ""),
+                    self.capacity,
+                    self.process_local_capacity,
+                ],
+            )
             return
         by_shard: dict[int, tuple[list[str], list[Any]]] = {}
         for channel in self.group_channels(group):
@@ -415,10 +430,7 @@ class RedisChannelLayer(BaseChannelLayer):
             keys.append(self._queue_key(queue))
             pairs += [channel, self.get_capacity(channel)]
         for shard, (keys, pairs) in by_shard.items():
-            with self._errors(shard):
-                self._client(shard).scripts["group_push"](
-                    keys=keys, args=[now, self._ttl_ms, deadline, payload, *pairs]
-                )
+            self._eval(shard, "group_push", keys, [now, self._ttl_ms, deadline, payload, *pairs])
 
     # -- flush and statistics extensions --------------------------------------
 
@@ -511,6 +523,13 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def close(self) -> None:
         """Close this layer's synchronous connections (async ones close with their loop)."""
+        # This thread's wires close now; other threads' (maybe mid-command)
+        # are closed and replaced by their own thread at its next command.
+        self._wire_generation += 1
+        for wire in getattr(self._thread, "wires", None) or ():
+            if wire is not None:
+                wire.close()
+        self._thread.wires = None
         with self._lock:
             clients, self._sync_clients = self._sync_clients, [None] * len(self.shards)
         for client in clients:
@@ -631,13 +650,11 @@ class RedisChannelLayer(BaseChannelLayer):
         found: list[tuple[str, Any]] = []
         unavailable = []
         for shard, keys in self._rotated(plan):
-            script = self._client(shard).scripts["receive"]
             # Bounded: each pass pops at least one entry or finds the queues empty.
             for _ in range(64):
                 wanted = count - len(found)
                 try:
-                    with self._errors(shard):
-                        entries = script(keys=keys, args=[_now_ms(), wanted])
+                    entries = self._eval(shard, "receive", keys, [_now_ms(), wanted])
                 except RedisUnavailable as exc:
                     unavailable.append(exc)  # the other shards may still have messages
                     break
@@ -650,34 +667,158 @@ class RedisChannelLayer(BaseChannelLayer):
             raise unavailable[0]
         return found
 
-    async def _take_async(self, state: _LoopState, plan: tuple[tuple[int, list[str]], ...]) -> Any:
+    async def _take_async(
+        self, state: _LoopState, plan: tuple[tuple[int, list[str]], ...], count: int
+    ) -> list[tuple[str, Any]]:
+        found: list[tuple[str, Any]] = []
         for shard, keys in self._rotated(plan):
-            script = state.clients[shard].scripts["receive"]
-            for _ in range(64):
-                popping = asyncio.ensure_future(self._pop_entries(shard, script, keys))
+            for _ in range(64):  # each pass pops at least one entry or finds the queues empty
+                wanted = count - len(found)
+                taking = self._eval_future(state, shard, "receive", keys, [_now_ms(), wanted])
                 try:
-                    entries = await asyncio.shield(popping)
+                    entries = await asyncio.shield(taking)
                 except asyncio.CancelledError:
-                    self._push_back_when_done(state, popping)
+                    # Redis may already have popped: give it back before the next receive.
+                    self._push_back_when_done(state, self._entries_of(shard, taking))
                     raise
-                found = self._decode_all([entry for _, _, entry in entries])
-                if found:
-                    return found[0]
-                if not entries:
+                found += self._decode_all(entries)
+                if len(found) >= count or len(entries) < wanted:
                     break
-        return None
+            if len(found) >= count:
+                break
+        return found
 
-    async def _pop_entries(self, shard: int, script: Any, keys: list[str]) -> list[tuple[int, bytes, bytes]]:
-        with self._errors(shard):
-            entries = await script(keys=keys, args=[_now_ms(), 1])
-        return [(shard, b"", entry) for entry in entries]
+    async def _entries_of(self, shard: int, taking: asyncio.Future[Any]) -> list[tuple[int, bytes, bytes]]:
+        return [(shard, b"", entry) for entry in await taking]
+
+    # -- the asyncio wires -------------------------------------------------------
+
+    async def _eval_async(
+        self, state: _LoopState, shard: int, script: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        return await self._eval_future(state, shard, script, keys, args)
+
+    def _eval_future(
+        self, state: _LoopState, shard: int, script: str, keys: list[str], args: list[Any]
+    ) -> asyncio.Future[Any]:
+        """A future for one script run on the shard's shared, pipelined wire.
+
+        Its command is queued at once, so futures made one after another run
+        in Redis in that order. Raises :class:`RedisUnavailable` through the
+        future; a missing script (``NOSCRIPT``: it did not run) is loaded and
+        run once more.
+        """
+        packed = pack(b"EVALSHA", SHAS[script], len(keys), *keys, *args)
+        wire = state.wires[shard]
+        loop = asyncio.get_running_loop()
+        if wire is not None and wire.lost is None:
+            reply = wire.call(packed)
+        else:
+            reply = loop.create_task(self._call_after_connect(state, shard, packed))
+        result = loop.create_future()
+        reply.add_done_callback(lambda done: self._settle(state, shard, (script, packed), done, result))
+        return result
+
+    async def _call_after_connect(self, state: _LoopState, shard: int, packed: bytes) -> Any:
+        return await (await self._command_wire(state, shard)).call(packed)
+
+    def _settle(
+        self,
+        state: _LoopState,
+        shard: int,
+        command: tuple[str, bytes],
+        done: asyncio.Future[Any],
+        result: asyncio.Future[Any],
+    ) -> None:
+        """Resolve a script's future from its reply (``command``: script name, packed EVALSHA)."""
+        script, packed = command
+        if result.done():
+            return
+        if done.cancelled():
+            result.cancel()
+            return
+        exc = done.exception()
+        if exc is None:
+            reply = done.result()
+            if not isinstance(reply, hiredis.ReplyError):
+                result.set_result(reply)
+                if self._down:
+                    self._mark_up(shard)
+                return
+            if is_noscript(reply) and script:
+                # Queued back to back on the same wire: the load runs first.
+                wire = state.wires[shard]
+                if wire is not None and wire.lost is None:
+                    wire.call(pack(b"SCRIPT", b"LOAD", SOURCES[script]))
+                    retry = wire.call(packed)
+                    again = ("", packed)  # no second load
+                    retry.add_done_callback(lambda reply: self._settle(state, shard, again, reply, result))
+                    return
+            exc = self._reply_error(state, shard, reply)
+        if isinstance(exc, (WireClosed, *_UNAVAILABLE)):
+            exc = self._unavailable(shard, exc)
+        result.set_exception(exc)
+
+    def _reply_error(self, state: _LoopState, shard: int, reply: Exception) -> Exception:
+        if is_readonly(reply):
+            # A Sentinel failover made this server a replica: reconnect, which
+            # asks the sentinels for the new master.
+            for wire in (state.wires[shard], *state.blocking[shard]):
+                if wire is not None:
+                    wire.close()
+            return self._unavailable(shard, WireClosed(str(reply)))
+        return redis.exceptions.ResponseError(str(reply))
+
+    async def _command_wire(self, state: _LoopState, shard: int) -> AsyncWire:
+        wire = state.wires[shard]
+        if wire is not None and wire.lost is None:
+            return wire
+        connecting = state.connecting[shard]
+        if connecting is None:
+            connecting = state.connecting[shard] = asyncio.ensure_future(self._open_wire(state, shard))
+            connecting.add_done_callback(lambda _: state.connecting.__setitem__(shard, None))
+        wire = state.wires[shard] = await asyncio.shield(connecting)
+        return wire
+
+    async def _open_wire(self, state: _LoopState, shard: int) -> AsyncWire:
+        pool = state.clients[shard].redis.connection_pool
+        try:
+            return await AsyncWire.connect(pool, self._options["socket_timeout"])
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(shard, exc) from exc
+
+    async def _blocking_wire(self, state: _LoopState, shard: int) -> AsyncWire:
+        idle = state.blocking[shard]
+        while idle:
+            wire = idle.pop()
+            if wire.idle:
+                return wire
+            wire.close()
+        return await self._open_wire(state, shard)
+
+    def _release_blocking(self, state: _LoopState, shard: int, wire: AsyncWire) -> None:
+        if wire.idle and len(state.blocking[shard]) < 8:
+            state.blocking[shard].append(wire)
+        else:
+            wire.close()
+
+    async def _blpop_reply(self, shard: int, blpop: asyncio.Future[Any]) -> Any:
+        try:
+            reply = await blpop
+        except (WireClosed, *_UNAVAILABLE) as exc:
+            raise self._unavailable(shard, exc) from exc
+        if isinstance(reply, hiredis.ReplyError):
+            raise self._unavailable(shard, WireClosed(str(reply)))
+        return reply
+
+    # -- blocking receives -------------------------------------------------------
 
     def _blpop(self, shard: int, keys: list[str]) -> tuple[Any, Any]:
-        client = self._client(shard).redis
+        wire = self._sync_wire(shard)
         deadline = time.monotonic() + self.blocking_timeout
         while (remaining := deadline - time.monotonic()) > 0.001:
             with self._errors(shard):
-                reply = client.blpop(keys, timeout=_blpop_timeout(remaining))
+                reply = wire.call(b"BLPOP", *keys, _blpop_timeout(remaining))
             if reply is None:
                 break
             found = self._decode_all([reply[1]])
@@ -698,11 +839,18 @@ class RedisChannelLayer(BaseChannelLayer):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.blocking_timeout
         while (remaining := deadline - loop.time()) > 0.001:
-            waits: dict[asyncio.Task[Any], tuple[int, str]] = {}
-            for shard, keys in plan:
-                wake_key = self._key("x:", self.random_suffix())
-                blpop = state.clients[shard].redis.blpop([*keys, wake_key], timeout=_blpop_timeout(remaining))
-                waits[loop.create_task(blpop)] = (shard, wake_key)
+            waits: dict[asyncio.Future[Any], tuple[int, str, AsyncWire]] = {}
+            try:
+                for shard, keys in plan:
+                    wire = await self._blocking_wire(state, shard)
+                    wake_key = self._key("x:", self.random_suffix())
+                    timeout = _blpop_timeout(remaining)
+                    blpop = wire.call(pack(b"BLPOP", *keys, wake_key, timeout), blocking=timeout)
+                    waits[loop.create_task(self._blpop_reply(shard, blpop))] = (shard, wake_key, wire)
+            except BaseException:
+                if waits:
+                    self._push_back_when_done(state, loop.create_task(self._collect(state, waits)))
+                raise
             collecting = None
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -724,36 +872,35 @@ class RedisChannelLayer(BaseChannelLayer):
         return None, None
 
     async def _collect(
-        self, state: _LoopState, waits: dict[asyncio.Task[Any], tuple[int, str]]
+        self, state: _LoopState, waits: dict[asyncio.Future[Any], tuple[int, str, AsyncWire]]
     ) -> list[tuple[int, bytes, bytes]]:
         """End every BLPOP of ``waits`` and return what they popped, first finished first."""
-        for task, (shard, wake_key) in waits.items():
+        for task, (shard, wake_key, _) in waits.items():
             if not task.done():
                 try:
-                    pipe = state.clients[shard].redis.pipeline(transaction=False)
-                    pipe.lpush(wake_key, b"")
-                    pipe.pexpire(wake_key, 10_000)
-                    await pipe.execute()
-                except _UNAVAILABLE:
+                    wire = await self._command_wire(state, shard)
+                    wire.call(pack(b"LPUSH", wake_key, b""))
+                    wire.call(pack(b"PEXPIRE", wake_key, 10_000))
+                except (RedisUnavailable, WireClosed):
                     pass  # that BLPOP fails on its own connection too
         finished = [task for task in waits if task.done()]
         await asyncio.wait(waits)
         finished += [task for task in waits if task not in finished]
         popped, failure = [], None
         for task in finished:
-            shard, wake_key = waits[task]
+            shard, wake_key, wire = waits[task]
+            self._release_blocking(state, shard, wire)
             if task.exception() is not None:
-                failure = (shard, task.exception())
+                failure = task.exception()
                 continue
             reply = task.result()
             if reply is not None and reply[0] != wake_key.encode():
                 popped.append((shard, reply[0], reply[1]))
         if failure is not None and not popped:
-            with self._errors(failure[0]):
-                raise failure[1]
+            raise failure
         return popped
 
-    def _push_back_when_done(self, state: _LoopState, task: asyncio.Future[Any]) -> None:
+    def _push_back_when_done(self, state: _LoopState, task: Any) -> None:
         """After a cancellation: return whatever ``task`` pops to the head of its queue."""
 
         async def push_back() -> None:
@@ -830,6 +977,33 @@ class RedisChannelLayer(BaseChannelLayer):
             pipe.pexpire(self._queue_key(queue), self._ttl_ms)
             pipe.execute()
 
+    def _eval(self, shard: int, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script on this thread's own connection to ``shard`` (the hot path)."""
+        try:
+            result = self._sync_wire(shard).eval(script, keys, args)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(shard, exc) from exc
+        if self._down:
+            self._mark_up(shard)
+        return result
+
+    def _sync_wire(self, shard: int) -> SyncWire:
+        wires = getattr(self._thread, "wires", None)
+        if wires is None or wires[shard] is None or wires[shard].stamp != self._wire_stamp():
+            # First use in this thread, after close(), or in a forked child
+            # (which must not share its parent's sockets). A thread's wires
+            # close when the thread ends.
+            if wires is None:
+                wires = self._thread.wires = [None] * len(self.shards)
+            elif wires[shard] is not None and wires[shard].stamp[0] == os.getpid():
+                wires[shard].close()
+            wire = wires[shard] = SyncWire(self._client(shard).redis.connection_pool, self._wire_stamp())
+            return wire
+        return wires[shard]
+
+    def _wire_stamp(self) -> tuple[int, int]:
+        return os.getpid(), self._wire_generation
+
     def _client(self, shard: int) -> _Client:
         client = self._sync_clients[shard]
         if client is None:
@@ -863,12 +1037,15 @@ class RedisChannelLayer(BaseChannelLayer):
         except RedisUnavailable:
             raise
         except _UNAVAILABLE as exc:
-            if shard not in self._down:
-                self._down.add(shard)
-                logger.warning("Redis %s is unavailable (%s); retrying with backoff", self.hosts[shard], exc)
-            raise RedisUnavailable(f"Redis {self.hosts[shard]} is unavailable: {exc}") from exc
+            raise self._unavailable(shard, exc) from exc
         if self._down:
             self._mark_up(shard)
+
+    def _unavailable(self, shard: int, exc: BaseException) -> RedisUnavailable:
+        if shard not in self._down:
+            self._down.add(shard)
+            logger.warning("Redis %s is unavailable (%s); retrying with backoff", self.hosts[shard], exc)
+        return RedisUnavailable(f"Redis {self.hosts[shard]} is unavailable: {exc}")
 
     def _mark_up(self, shard: int) -> None:
         if shard in self._down:
