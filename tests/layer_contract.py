@@ -473,14 +473,19 @@ print(result)
 """
 
 
-def check_receive_twisted_woken_by_thread(layer_spec: str, cwd: str) -> None:
-    """receive_twisted on a real reactor, woken by a send from another thread."""
-    output = subprocess.run(
-        [sys.executable, "-c", TWISTED_RECEIVE_SCRIPT, layer_spec],
+def run_script(script: str, *args: str, cwd: str) -> str:
+    """Run ``script`` in a fresh interpreter (a reactor can run once per process); its stdout."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=cwd,
         check=True,
     ).stdout
+
+
+def check_receive_twisted_woken_by_thread(layer_spec: str, cwd: str) -> None:
+    """receive_twisted on a real reactor, woken by a send from another thread."""
+    output = run_script(TWISTED_RECEIVE_SCRIPT, layer_spec, cwd=cwd)
     assert output.strip() == "[('wake', {'n': 7})]"

@@ -21,7 +21,7 @@ import redis
 
 from telex.layers import ChannelFull, LayerSpecError, get_channel_layer
 from telex.layers.redis import RedisChannelLayer, RedisUnavailable
-from tests.layer_contract import LayerContract, check_receive_twisted_woken_by_thread, wait_until
+from tests.layer_contract import LayerContract, check_receive_twisted_woken_by_thread, run_script, wait_until
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -477,14 +477,7 @@ print(result)
 
 
 def test_receive_twisted_runs_on_the_asyncio_reactor_and_cancels_safely(redis_server):
-    output = subprocess.run(
-        [sys.executable, "-c", ASYNCIO_REACTOR_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=True,
-    ).stdout
+    output = run_script(ASYNCIO_REACTOR_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}", cwd=ROOT)
     assert output.strip() == "[('wake', {'n': 1}), ('wake', {'n': 2})]"
 
 
@@ -515,14 +508,9 @@ print(result)
 
 
 def test_receive_twisted_in_a_thread_gives_back_what_it_took_after_cancellation(redis_server):
-    output = subprocess.run(
-        [sys.executable, "-c", THREAD_REACTOR_CANCEL_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=True,
-    ).stdout
+    output = run_script(
+        THREAD_REACTOR_CANCEL_SCRIPT, f"{redis_server.url}?prefix={unique_prefix()}", cwd=ROOT
+    )
     assert output.strip() == "[('wake', {'n': 1})]"
 
 

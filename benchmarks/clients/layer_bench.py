@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 
 # Shaped like an http.request message, the commonest thing a layer carries.
@@ -27,14 +28,14 @@ MESSAGE = {
 }
 
 
-def make_layer(impl: str, url: str, port: int):
+def make_layer(impl: str, url: str, port: int, capacity: int):
     if impl == "telex":
         from telex.layers.redis import RedisChannelLayer
 
-        return RedisChannelLayer.from_url(url)
+        return RedisChannelLayer.from_url(f"{url}?capacity={capacity}")
     from asgi_redis import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[("127.0.0.1", port)], prefix="bench:")
+    return RedisChannelLayer(hosts=[("127.0.0.1", port)], prefix="bench:", capacity=capacity)
 
 
 def send_receive(layer, channel: str, receive_on: str, count: int, block: bool) -> None:
@@ -46,16 +47,39 @@ def send_receive(layer, channel: str, receive_on: str, count: int, block: bool) 
             raise RuntimeError(f"message sent to {channel} was not received")
 
 
+def stream(layer, channel: str, count: int) -> None:
+    """A sender and a blocked receiver at once: throughput, not one round trip after another."""
+    received = []
+
+    def receive() -> None:
+        got = 0
+        while got < count:
+            if layer.receive([channel], block=True)[0] is not None:
+                got += 1
+        received.append(got)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    send = layer.send
+    for _ in range(count):
+        send(channel, MESSAGE)
+    receiver.join(300)
+    if not received:
+        raise RuntimeError("the receiver did not get every message in time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--impl", choices=["telex", "asgi_redis"], required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--case", choices=["worker", "reply", "group"], required=True)
+    parser.add_argument("--case", choices=["worker", "reply", "group", "stream"], required=True)
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--members", type=int, default=1000)
     args = parser.parse_args()
-    layer = make_layer(args.impl, args.url, args.port)
+    # The stream case raises capacity on both sides so it measures the
+    # layer rather than the sender's back-off on ChannelFull.
+    layer = make_layer(args.impl, args.url, args.port, 100_000 if args.case == "stream" else 100)
 
     if args.case == "worker":
         # A worker's path: a normal channel, receive(block=True) with a message waiting.
@@ -65,7 +89,10 @@ def main() -> None:
         # An interface server's path: a process-specific reply channel, polled.
         channel, receive_on = "http.response!abcdefghijkl", "http.response!"
         block = False
-    if args.case in ("worker", "reply"):
+    elif args.case == "stream":
+        channel = receive_on = "bench.stream"
+        block = True
+    if args.case in ("worker", "reply", "stream"):
         send_receive(layer, channel, receive_on, 200, block)
     else:
         members = [f"bench.member{index}" for index in range(args.members)]
@@ -75,8 +102,11 @@ def main() -> None:
     print("READY", flush=True)
     sys.stdin.readline()
     start = time.perf_counter()
-    if args.case in ("worker", "reply"):
-        send_receive(layer, channel, receive_on, args.count, block)
+    if args.case in ("worker", "reply", "stream"):
+        if args.case == "stream":
+            stream(layer, channel, args.count)
+        else:
+            send_receive(layer, channel, receive_on, args.count, block)
         elapsed = time.perf_counter() - start
         result = {"messages": args.count, "seconds": elapsed, "msgs_per_s": args.count / elapsed}
     else:

@@ -24,6 +24,7 @@ CASES = {
     "worker": "send+receive(block=True), normal channel",
     "reply": "send+receive(block=False), process-specific channel",
     "group": "send_group to 1,000 members",
+    "stream": "throughput: 1 sender + 1 blocked receiver thread at once",
 }
 
 

@@ -267,6 +267,12 @@ def add_parser(subparsers: Any) -> None:
         "--graceful-timeout", type=_seconds, default=30.0, help="seconds in-flight responses get at shutdown"
     )
     opt.add(
+        "--gc-threshold",
+        type=int,
+        default=50_000,
+        help="garbage collector's first threshold once listening (start-up heap frozen); 0 = Python's",
+    )
+    opt.add(
         "--layer-check-interval",
         type=_seconds,
         default=5.0,
@@ -343,6 +349,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         allowed_origins=args.allowed_origins,
         graceful_timeout=args.graceful_timeout,
         layer_check_interval=args.layer_check_interval,
+        gc_threshold=args.gc_threshold,
         health_path=args.health_path,
         metrics_path=args.metrics_path,
         access_log=args.access_log,

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PROCESS_LOCAL_CAPACITY",
+    "TELEX_EXTENSIONS",
     "BaseChannelLayer",
     "ChannelFull",
     "MessageTooLarge",
@@ -135,6 +136,10 @@ def check_message(message: Any) -> int:
         raise TypeError(f"a message must be a dict, not {type(message).__name__}")
     return _size_of(message, "")
 
+
+#: What Telex's own layers offer: the spec's extensions (``asyncio`` is the name
+#: its Extensions list uses) and the two the consumer toolkit needs.
+TELEX_EXTENSIONS = ("groups", "flush", "statistics", "twisted", "asyncio", "telex.store", "telex.ordering")
 
 CapacitySpec = Mapping[str | Pattern[str], int] | Iterable[tuple[str | Pattern[str], int]]
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .base import BaseChannelLayer, ChannelFull, check_message, copy_message, non_local_name
+from .base import TELEX_EXTENSIONS, BaseChannelLayer, ChannelFull, check_message, copy_message, non_local_name
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -59,15 +59,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     used by the consumer toolkit (see ``docs/layers.md``).
     """
 
-    extensions = [
-        "groups",
-        "flush",
-        "statistics",
-        "twisted",
-        "asyncio",
-        "telex.store",
-        "telex.ordering",
-    ]
+    extensions = list(TELEX_EXTENSIONS)
 
     #: Calls never wait on I/O, so the server may make them on its reactor thread.
     in_process = True

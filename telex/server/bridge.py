@@ -4,7 +4,7 @@ Three bridges, chosen by what the layer offers (``make_bridge``):
 
 * ``InlineBridge`` — an in-process layer (``layer.in_process`` is true, as for
   Telex's memory layer): calls take a lock for microseconds and never wait on
-  I/O, so they run on the reactor thread; the reader awaits ``receive_twisted``.
+  I/O, so they run on the reactor thread; the reader awaits ``receive_async``.
 * ``AsyncioBridge`` — a layer with ``send_async``/``receive_async`` (Telex's
   Redis layer): coroutines run on the asyncio loop under Twisted's asyncio
   reactor, no thread per call; replies are read in batches when the layer
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
 
 logger = logging.getLogger("telex.server")
@@ -69,49 +69,6 @@ class LayerBridge:
         logger.error("channel layer error while %s: %s; retrying in %.1fs", what, exc, backoff)
 
 
-class InlineBridge(LayerBridge):
-    kind = "inline"
-
-    def send(self, channel: str, message: dict) -> defer.Deferred:
-        try:
-            self.layer.send(channel, message)
-        except Exception as exc:
-            return defer.fail(exc)
-        return defer.succeed(None)
-
-    def start_reading(self, channels: list[str], dispatch: Dispatch) -> None:
-        self.running = True
-        self._reader = defer.ensureDeferred(self._read(channels, dispatch))
-
-    async def _read(self, channels: list[str], dispatch: Dispatch) -> None:
-        backoff = ERROR_BACKOFF[0]
-        handled = 0
-        while self.running:
-            try:
-                channel, message = await self.layer.receive_twisted(channels)
-                backoff = ERROR_BACKOFF[0]
-            except defer.CancelledError:
-                return
-            except Exception as exc:
-                self._log_error("receiving replies", exc, backoff)
-                await task.deferLater(reactor, backoff)
-                backoff = min(backoff * 2, ERROR_BACKOFF[1])
-                continue
-            if channel is not None:
-                _dispatch_safely(dispatch, channel, message)
-                handled += 1
-                if handled % READER_BATCH == 0:
-                    # Already-fired Deferreds resume synchronously; let the
-                    # reactor run other work between batches.
-                    await task.deferLater(reactor, 0)
-
-    def stop(self) -> None:
-        super().stop()
-        reader = getattr(self, "_reader", None)
-        if reader is not None and not reader.called:
-            reader.cancel()
-
-
 class AsyncioBridge(LayerBridge):
     kind = "asyncio"
 
@@ -128,6 +85,7 @@ class AsyncioBridge(LayerBridge):
         # pays one take per batch instead of one per reply.
         many = getattr(self.layer, "receive_many_async", None)
         backoff = ERROR_BACKOFF[0]
+        handled = 0
         while self.running:
             try:
                 if many is not None:
@@ -145,12 +103,32 @@ class AsyncioBridge(LayerBridge):
             for channel, message in received:
                 if channel is not None:
                     _dispatch_safely(dispatch, channel, message)
+                    handled += 1
+            if handled >= READER_BATCH:
+                # An in-process receive with messages waiting returns without
+                # suspending; let the reactor run other work between batches.
+                handled = 0
+                await asyncio.sleep(0)
 
     def stop(self) -> None:
         super().stop()
         reader = getattr(self, "_reader", None)
         if reader is not None:
             reader.cancel()
+
+
+class InlineBridge(AsyncioBridge):
+    """An in-process layer: sends are plain calls; replies are awaited like
+    any asyncio layer's, on the reactor's own loop."""
+
+    kind = "inline"
+
+    def send(self, channel: str, message: dict) -> defer.Deferred:
+        try:
+            self.layer.send(channel, message)
+        except Exception as exc:
+            return defer.fail(exc)
+        return defer.succeed(None)
 
 
 class ThreadedBridge(LayerBridge):
@@ -220,7 +198,7 @@ def _dispatch_safely(dispatch: Dispatch, channel: str, message: dict) -> None:
 
 def make_bridge(layer: Any) -> LayerBridge:
     """The bridge for ``layer``: inline, asyncio or threaded (see module doc)."""
-    if getattr(layer, "in_process", False) and "twisted" in getattr(layer, "extensions", ()):
+    if getattr(layer, "in_process", False) and callable(getattr(layer, "receive_async", None)):
         return InlineBridge(layer)
     if callable(getattr(layer, "send_async", None)) and callable(getattr(layer, "receive_async", None)):
         return AsyncioBridge(layer)

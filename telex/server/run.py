@@ -12,6 +12,7 @@ are not touched.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,7 @@ def serve(
                 "--proxy-headers trusts only loopback peers; name your proxies with "
                 "--proxy-headers-trusted ('*' trusts every peer, as Daphne 1.x did)"
             )
+        _tune_garbage_collector(settings.gc_threshold)
         if worker is not None:
             worker.start()
             logger.info("running %d consumer thread(s) for %s", threads, routing)
@@ -151,6 +153,24 @@ def _describe(port: Any) -> str:
             else f"{scheme}://[{host.host}]:{host.port}"
         )
     return f"unix:{getattr(host, 'name', host)}" + (" (TLS)" if scheme == "https" else "")
+
+
+def _tune_garbage_collector(threshold: int) -> None:
+    """Keep full collections from stalling the reactor.
+
+    The server makes almost no cyclic garbage (about 100 objects per 10,000
+    requests, measured), yet with Python's defaults the objects alive in
+    the middle of requests keep triggering full collections that re-walk the
+    whole start-up heap: tens of milliseconds each. Freezing the start-up heap
+    and raising the first threshold took p99 at 16 connections from ~90 ms to
+    ~7 ms with the same memory (docs/server.md).
+    """
+    if threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(threshold, max(second, 20), max(third, 20))
 
 
 def _install_signal_handlers(server: Server) -> None:

@@ -32,6 +32,7 @@ import redis.exceptions
 from ..base import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PROCESS_LOCAL_CAPACITY,
+    TELEX_EXTENSIONS,
     BaseChannelLayer,
     CapacitySpec,
     ChannelFull,
@@ -100,15 +101,7 @@ class RedisChannelLayer(BaseChannelLayer):
     over; the storage format does not, so never share a ``prefix`` with it.
     """
 
-    extensions = [
-        "groups",
-        "flush",
-        "statistics",
-        "twisted",
-        "asyncio",
-        "telex.store",
-        "telex.ordering",
-    ]
+    extensions = list(TELEX_EXTENSIONS)
 
     def __init__(
         self,
