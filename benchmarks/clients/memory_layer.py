@@ -97,15 +97,7 @@ def wake_thread(samples: int) -> list[float]:
             _, message = layer.receive(["wake"], block=True)
             latencies.append(time.perf_counter() - message["t"])
 
-    thread = threading.Thread(target=receiver)
-    thread.start()
-    for _ in range(samples):
-        ready.wait(10)
-        ready.clear()
-        time.sleep(BLOCK_GAP)
-        layer.send("wake", {"t": time.perf_counter()})
-    thread.join(30)
-    return latencies
+    return _send_wake_ups(layer, threading.Thread(target=receiver), ready, samples, latencies)
 
 
 def wake_async(samples: int) -> list[float]:
@@ -120,13 +112,24 @@ def wake_async(samples: int) -> list[float]:
             latencies.append(time.perf_counter() - message["t"])
 
     thread = threading.Thread(target=asyncio.run, args=(receiver(),))
-    thread.start()
+    return _send_wake_ups(layer, thread, ready, samples, latencies)
+
+
+def _send_wake_ups(
+    layer: InMemoryChannelLayer,
+    receiver: threading.Thread,
+    ready: threading.Event,
+    samples: int,
+    latencies: list,
+) -> list[float]:
+    """Send each sample once the receiver is asleep; the receiver records the delay."""
+    receiver.start()
     for _ in range(samples):
         ready.wait(10)
         ready.clear()
-        time.sleep(BLOCK_GAP)
+        time.sleep(BLOCK_GAP)  # let the receiver fall asleep: what is measured is the wake-up
         layer.send("wake", {"t": time.perf_counter()})
-    thread.join(30)
+    receiver.join(30)
     return latencies
 
 
