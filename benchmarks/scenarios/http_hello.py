@@ -12,7 +12,7 @@ import sys
 
 from ..harness import BenchError, Processes, Skip, run_json
 from ..results_model import DAPHNE, Context, Row
-from ..systems import SYSTEMS, running
+from ..systems import WITH_DAPHNE_TELEX, running
 
 NAME = "http-hello"
 POLL_NOTE = "Daphne polls its reply channel every 50 ms when idle"
@@ -74,7 +74,7 @@ def run(ctx: Context) -> list[Row]:
     rate = 200
     rows: list[Row] = []
     with Processes(ctx.log_dir) as procs:
-        for system in SYSTEMS:
+        for system in WITH_DAPHNE_TELEX:
             cases = [f"wrk c={c}" for c in concurrencies] + [f"{rate} req/s fixed"]
             try:
                 with running(system, ctx, procs) as server:

@@ -6,7 +6,7 @@ import sys
 
 from ..harness import Processes, run_json
 from ..results_model import DAPHNE, Context, Row
-from ..systems import Server, each_system
+from ..systems import WITH_DAPHNE_TELEX, Server, each_system
 
 NAME = "ws-echo"
 
@@ -50,4 +50,4 @@ def run(ctx: Context) -> list[Row]:
             rows.append(Row(NAME, case, server.system, "msgs_per_s", "msg/s", metrics, note=note))
         return rows
 
-    return each_system(ctx, NAME, cases, measure)
+    return each_system(ctx, NAME, cases, measure, WITH_DAPHNE_TELEX)
