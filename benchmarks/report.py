@@ -6,10 +6,19 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .results_model import ASGI_REDIS, DAPHNE, TELEX_LAYER, TELEX_MEMORY, TELEX_REDIS, TWISTED_BARE, Row
+from .results_model import (
+    ASGI_REDIS,
+    DAPHNE,
+    DAPHNE_TELEX,
+    TELEX_LAYER,
+    TELEX_MEMORY,
+    TELEX_REDIS,
+    TWISTED_BARE,
+    Row,
+)
 
-PEERS = (DAPHNE, ASGI_REDIS, TWISTED_BARE)
-SHORT = {DAPHNE: "daphne", ASGI_REDIS: "asgi_redis", TWISTED_BARE: "twisted"}
+PEERS = (DAPHNE, DAPHNE_TELEX, ASGI_REDIS, TWISTED_BARE)
+SHORT = {DAPHNE: "daphne", DAPHNE_TELEX: "daphne+telex", ASGI_REDIS: "asgi_redis", TWISTED_BARE: "twisted"}
 
 
 def fmt(value: Any) -> str:

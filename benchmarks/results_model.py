@@ -12,6 +12,8 @@ TELEX_MEMORY = "telex memory://"
 TELEX_REDIS = "telex redis"
 TELEX_LAYER = "telex layer"
 DAPHNE = "daphne 1.4.2 stack"
+# A peer, not a Telex row: Daphne in front of Telex's own layer and worker.
+DAPHNE_TELEX = "daphne 1.4.2 + telex layer"
 ASGI_REDIS = "asgi_redis 1.4.3"
 TWISTED_BARE = "twisted bare (upper bound)"
 

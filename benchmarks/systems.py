@@ -8,6 +8,7 @@ memory the scenarios measure.
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import time
@@ -20,11 +21,13 @@ from tests.support.redis_server import RedisServer
 
 from . import envs
 from .harness import BenchError, Proc, Processes, Skip, child_env, free_port, wait_for_port
-from .results_model import DAPHNE, TELEX_MEMORY, TELEX_REDIS, TWISTED_BARE, Context, Row
+from .results_model import DAPHNE, DAPHNE_TELEX, TELEX_MEMORY, TELEX_REDIS, TWISTED_BARE, Context, Row
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 TELEX_ROUTING = "benchmarks.telex_app:routing"
 SYSTEMS = (TELEX_MEMORY, TELEX_REDIS, DAPHNE, TWISTED_BARE)
+# Scenarios that also compare the interface servers alone (issue 9).
+WITH_DAPHNE_TELEX = (TELEX_MEMORY, TELEX_REDIS, DAPHNE, DAPHNE_TELEX, TWISTED_BARE)
 START_TIMEOUT = 30.0
 
 # What each system's layer holds back, printed next to the fan-out figures.
@@ -33,6 +36,7 @@ CAPACITIES = {
     "channels share one 100 (daphne.response.X!)",
     TELEX_MEMORY: "memory:// defaults: capacity 100, process-local capacity 10,000",
     TELEX_REDIS: "redis:// defaults: capacity 100, process-local capacity 10,000",
+    DAPHNE_TELEX: "redis:// defaults: capacity 100, process-local capacity 10,000",
     TWISTED_BARE: "no layer",
 }
 
@@ -65,6 +69,22 @@ def http_get_ok(port: int, timeout: float) -> None:
     raise BenchError(f"no 200 from port {port} within {timeout:.0f} s (last: {last})")
 
 
+def daphne_telex_mode(proc: Proc) -> str:
+    """Which reply reader Daphne chose, from its own start-up log and the layer module's line."""
+    log = proc.output()
+    if "Using native Twisted mode" in log:
+        reader = "twisted (receive_twisted)"
+    elif "busy-loop synchronous mode" in log:
+        reader = "sync (50 ms idle poll)"
+    else:
+        reader = "unknown"
+    match = re.search(r"daphne_telex: reactor (\w+)", log)
+    reactor = match.group(1) if match else "unknown"
+    if reactor != "AsyncioSelectorReactor" and reader.startswith("twisted"):
+        reader += ", a blocking receive in the reactor's thread pool"
+    return f"reader: {reader}; reactor: {reactor}"
+
+
 def _telex_started(proc: Proc, port: int) -> None:
     try:
         wait_for_port(port, proc, START_TIMEOUT)
@@ -80,7 +100,7 @@ def running(system: str, ctx: Context, procs: Processes) -> Iterator[Server]:
     port = free_port()
     redis = None
     try:
-        if system in (DAPHNE, TELEX_REDIS):
+        if system in (DAPHNE, DAPHNE_TELEX, TELEX_REDIS):
             redis = RedisServer()
             redis.start()
         if system == TWISTED_BARE:
@@ -111,6 +131,26 @@ def running(system: str, ctx: Context, procs: Processes) -> Iterator[Server]:
                 proc,
                 note=f"reader: {peer.get('daphne_reader')}, msgpack: {peer.get('msgpack_mode')}",
             )
+        elif system == DAPHNE_TELEX:
+            if "error" in ctx.info["peers"].get("daphne_telex", {"error": ""}):
+                raise Skip("Daphne + Telex layer virtualenv unavailable")
+            assert redis is not None
+            procs.start(
+                "daphne-telex-worker",
+                [sys.executable, "-m", "telex", "worker", TELEX_ROUTING, "--layer", redis.url],
+            )
+            # Only the peers directory on the path, and as the working directory
+            # (Daphne puts "." first on sys.path): Daphne imports the venv's Telex.
+            env = child_env(BENCH_REDIS_URL=redis.url, PYTHONPATH=str(PEERS_DIR))
+            daphne = str(envs.daphne_telex_python(ctx).parent / "daphne")
+            proc = procs.start(
+                "daphne-telex",
+                [daphne, "-b", "127.0.0.1", "-p", str(port), "daphne_telex:channel_layer"],
+                env=env,
+                cwd=str(PEERS_DIR),
+            )
+            wait_for_port(port, proc, START_TIMEOUT)
+            server = Server(system, port, proc, note=daphne_telex_mode(proc))
         elif system == TELEX_MEMORY:
             proc = procs.start(
                 "telex-memory",
@@ -154,12 +194,16 @@ def running(system: str, ctx: Context, procs: Processes) -> Iterator[Server]:
 
 
 def each_system(
-    ctx: Context, scenario: str, cases: list[str], measure: Callable[[Server, Processes], list[Row]]
+    ctx: Context,
+    scenario: str,
+    cases: list[str],
+    measure: Callable[[Server, Processes], list[Row]],
+    systems: tuple[str, ...] = SYSTEMS,
 ) -> list[Row]:
     """Run ``measure`` against every system in turn; a system that cannot run gets skipped rows."""
     rows: list[Row] = []
     with Processes(ctx.log_dir) as procs:
-        for system in SYSTEMS:
+        for system in systems:
             mine: list[Row] = []
             try:
                 with running(system, ctx, procs) as server:
