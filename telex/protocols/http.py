@@ -93,7 +93,6 @@ class AsgiRequest(http.Request):
         self._output_paused = False
         self._held: deque[tuple[bytes, bool]] = deque()
         self._held_bytes = 0
-        self._slow_since: float | None = None
         self._slow_call: Any = None
         self._sender = self.context.make_sender()
         self.started_at = time.monotonic()
@@ -401,15 +400,14 @@ class AsgiRequest(http.Request):
 
     def _check_slow_client(self) -> None:
         limit = self.settings.max_pending_output
+        waiting = self._slow_call is not None and self._slow_call.active()
         if self._held_bytes <= limit:
-            self._slow_since = None
-            if self._slow_call is not None and self._slow_call.active():
+            if waiting:
                 self._slow_call.cancel()
             return
         if self._held_bytes > 4 * limit:
             self._drop_slow_client()
-        elif self._slow_since is None:
-            self._slow_since = time.monotonic()
+        elif not waiting:
             logger.warning(
                 "slow client on %s: %d bytes waiting (limit %d); closing in %.0fs unless it catches up",
                 self.reply_channel,

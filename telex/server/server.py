@@ -104,7 +104,7 @@ class Server:
         if path == self.settings.metrics_path:
             return 200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render()
         if path == self.settings.health_path:
-            return self._health(request)
+            return self._health()
         return None
 
     def count(self, metric: str, amount: int = 1, **labels: str) -> None:
@@ -122,7 +122,7 @@ class Server:
 
     # -- health ------------------------------------------------------------------
 
-    def _health(self, request: Any) -> Any:
+    def _health(self) -> Any:
         """Answer the health path without any worker: is the layer reachable?
 
         A non-blocking receive on a channel nobody uses is a round trip with
