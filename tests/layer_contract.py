@@ -100,6 +100,12 @@ class LayerContract:
         with pytest.raises(TypeError, match=r"message\['list'\]\[1\]"):
             make_layer().send("c", {"list": ["fine", bad]})
 
+    def test_a_message_containing_itself_is_refused_not_crashed_on(self, make_layer):
+        looped: dict = {"list": []}
+        looped["list"].append(looped)
+        with pytest.raises(TypeError, match="nested too deeply"):
+            make_layer().send("c", looped)
+
     def test_integers_limited_to_signed_64_bit(self, make_layer):
         layer = make_layer()
         layer.send("c", {"n": 2**63 - 1, "m": -(2**63)})

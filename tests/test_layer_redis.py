@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -628,3 +629,11 @@ def test_redis_py_internals_the_wire_relies_on(redis_server):
         await client.aclose()
 
     asyncio.run(main())
+
+    # SyncWire writes and reads the sync connection's socket directly.
+    pool = redis.Redis.from_url(redis_server.url).connection_pool
+    connection = pool.connection_class(**pool.connection_kwargs)
+    connection.connect()
+    assert isinstance(connection._sock, socket.socket)
+    connection.disconnect()
+    assert connection._sock is None

@@ -72,11 +72,17 @@ def _describe(path: str) -> str:
     return f"message{path}" if path else "message"
 
 
-def _size_of(value: Any, path: str) -> int:
-    """Validate ``value`` against the spec's type list; return its encoded size.
+class _Invalid(Exception):
+    """Raised by :func:`_size_of` on the first bad item; the path is found afterwards."""
+
+
+def _size_of(value: Any) -> int:
+    """The encoded size of a valid message part; :class:`_Invalid` if anything is not.
 
     The size approximates a binary (msgpack-like) encoding: payload bytes plus
-    a small per-item overhead, which is what both layers actually store.
+    a small per-item overhead, which is what both layers actually store. It
+    builds no error text on the way down: that is :func:`_explain`'s job, so
+    a valid message costs only the walk.
     """
     kind = type(value)
     if kind is str:
@@ -84,33 +90,47 @@ def _size_of(value: Any, path: str) -> int:
         return (len(value) if value.isascii() else len(value.encode("utf-8"))) + 5
     if kind is bytes:
         return len(value) + 5
-    if kind is bool or value is None:
-        return 1
-    if kind is int:
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise TypeError(f"{_describe(path)} is an integer outside the signed 64-bit range")
-        return 9
-    if kind is float:
-        return 9
     if kind is dict:
         size = 5
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Invalid
+            size += len(key) + 5 + _size_of(item)
+        return size
+    if kind is list or kind is tuple:
+        size = 5
+        for item in value:
+            size += _size_of(item)
+        return size
+    if kind is bool or value is None:
+        return 1
+    if kind is float or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
+        return 9
+    raise _Invalid
+
+
+def _explain(value: Any, path: str) -> None:
+    """Raise the :class:`TypeError` naming the first item :func:`_size_of` rejected."""
+    kind = type(value)
+    if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise TypeError(
                     f"{_describe(path)} has a key of type {type(key).__name__} ({key!r}); "
                     "message keys must be str"
                 )
-            size += len(key) + 5 + _size_of(item, f"{path}[{key!r}]")
-        return size
-    if kind is list or kind is tuple:
-        size = 5
+            _explain(item, f"{path}[{key!r}]")
+    elif kind is list or kind is tuple:
         for index, item in enumerate(value):
-            size += _size_of(item, f"{path}[{index}]")
-        return size
-    raise TypeError(
-        f"{_describe(path)} is of type {kind.__name__}, which ASGI messages cannot carry "
-        "(allowed: dict, list, tuple, str, bytes, int, float, bool, None)"
-    )
+            _explain(item, f"{path}[{index}]")
+    elif kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise TypeError(f"{_describe(path)} is an integer outside the signed 64-bit range")
+    elif kind not in (str, bytes, bool, float) and value is not None:
+        raise TypeError(
+            f"{_describe(path)} is of type {kind.__name__}, which ASGI messages cannot carry "
+            "(allowed: dict, list, tuple, str, bytes, int, float, bool, None)"
+        )
 
 
 def copy_message(value: Any) -> Any:
@@ -134,7 +154,13 @@ def check_message(message: Any) -> int:
     """
     if type(message) is not dict:
         raise TypeError(f"a message must be a dict, not {type(message).__name__}")
-    return _size_of(message, "")
+    try:
+        return _size_of(message)
+    except _Invalid:
+        _explain(message, "")
+        raise AssertionError("_size_of and _explain disagree") from None
+    except RecursionError:
+        raise TypeError("message is nested too deeply (or contains itself)") from None
 
 
 #: What Telex's own layers offer: the spec's extensions (``asyncio`` is the name

@@ -9,8 +9,8 @@ round trip, more than Redis and the loopback hop together (see
 here (TLS, AUTH/ACL, SELECT, Sentinel discovery, client options), so every
 ``connection_kwargs`` option keeps working; only the per-command path is ours:
 
-* :class:`SyncWire` — a connection pinned to one thread: ``send_command`` +
-  ``read_response`` on it directly.
+* :class:`SyncWire` — a connection pinned to one thread: commands packed and
+  replies parsed by hiredis straight on its socket.
 * :class:`AsyncWire` — an :class:`asyncio.Protocol` on the connection's
   transport, parsing replies with hiredis. Commands issued in one loop
   iteration are written with one ``write`` (auto-pipelining) and replies are
@@ -43,23 +43,50 @@ SHAS = {name: hashlib.sha1(source.encode()).hexdigest().encode() for name, sourc
 
 
 class SyncWire:
-    """One redis-py connection used by one thread only (no pool, no wrappers).
+    """A socket pinned to one thread: RESP written and parsed with hiredis, nothing else.
 
-    A broken connection is closed by redis-py and reopened by the next
-    command; nothing is retried here (at most once).
+    redis-py opens (and reopens) the connection, so TLS, AUTH, SELECT and
+    Sentinel discovery work; the commands then go straight to its socket.
+    Any failure closes the connection and the next call opens a new one;
+    nothing is retried here (at most once).
     """
 
-    __slots__ = ("conn", "stamp")
+    __slots__ = ("_reader", "_sock", "conn", "stamp")
 
     def __init__(self, pool: Any, stamp: tuple[int, int]) -> None:
         # Built like the pool builds its own, so Sentinel and TLS pools work.
-        self.conn = pool.connection_class(**pool.connection_kwargs)
+        self.conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
         self.stamp = stamp  # (process id, the layer's close() generation)
+        self._sock: Any = None
+        self._reader: Any = None
 
     def call(self, *args: Any) -> Any:
-        conn = self.conn
-        conn.send_packed_command((hiredis.pack_command(args),), check_health=False)
-        return conn.read_response()
+        """One command's reply; an error reply is raised as redis-py's ``ResponseError``."""
+        sock = self._sock or self._connect()
+        reader = self._reader
+        try:
+            sock.sendall(hiredis.pack_command(args))
+            while (reply := reader.gets()) is False:
+                data = sock.recv(65536)
+                if not data:
+                    raise redis.exceptions.ConnectionError("Redis closed the connection")
+                reader.feed(data)
+        except TimeoutError as exc:
+            self.close()
+            raise redis.exceptions.TimeoutError(f"no reply from Redis: {exc}") from exc
+        except (OSError, hiredis.ProtocolError) as exc:
+            self.close()
+            raise redis.exceptions.ConnectionError(f"connection to Redis lost: {exc}") from exc
+        if isinstance(reply, hiredis.ReplyError):
+            if is_readonly(reply):
+                # A Sentinel failover made this server a replica: reconnecting
+                # asks the sentinels for the new master.
+                self.close()
+                raise redis.exceptions.ConnectionError(str(reply))
+            if str(reply).startswith("NOSCRIPT"):
+                raise redis.exceptions.NoScriptError(str(reply))
+            raise redis.exceptions.ResponseError(str(reply))
+        return reply
 
     def eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -69,7 +96,15 @@ class SyncWire:
             self.call(b"SCRIPT", b"LOAD", SOURCES[name])
             return self.call(b"EVALSHA", SHAS[name], len(keys), *keys, *args)
 
+    def _connect(self) -> Any:
+        # Pinned by tests/test_layer_redis.py::test_redis_py_internals_the_wire_relies_on.
+        self.conn.connect()
+        self._sock = self.conn._sock
+        self._reader = hiredis.Reader()
+        return self._sock
+
     def close(self) -> None:
+        self._sock = self._reader = None
         self.conn.disconnect()
 
 

@@ -259,6 +259,10 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         plan = self._plan(channels)
         try:
+            if block and len(plan) == 1 and len(plan[0][1]) == 1:
+                # One queue: BLPOP returns at once when a message waits, so
+                # a take first would only add a round trip.
+                return self._blpop(*plan[0])
             found = self._take(plan, 1)
             if found or not block:
                 return found[0] if found else (None, None)
@@ -647,7 +651,12 @@ class RedisChannelLayer(BaseChannelLayer):
             for _ in range(64):
                 wanted = count - len(found)
                 try:
-                    entries = self._eval(shard, "receive", keys, [_now_ms(), wanted])
+                    if len(keys) == 1:
+                        # Plain LPOP with a count: no script to run (expired entries
+                        # are dropped by _decode_all, and counted as taken here).
+                        entries = self._call(shard, b"LPOP", keys[0], wanted) or []
+                    else:
+                        entries = self._eval(shard, "receive", keys, [_now_ms(), wanted])
                 except RedisUnavailable as exc:
                     unavailable.append(exc)  # the other shards may still have messages
                     break
@@ -667,13 +676,17 @@ class RedisChannelLayer(BaseChannelLayer):
         for shard, keys in self._rotated(plan):
             for _ in range(64):  # each pass pops at least one entry or finds the queues empty
                 wanted = count - len(found)
-                taking = self._eval_future(state, shard, "receive", keys, [_now_ms(), wanted])
+                if len(keys) == 1:
+                    taking = self._command_future(state, shard, "", pack(b"LPOP", keys[0], wanted))
+                else:
+                    taking = self._eval_future(state, shard, "receive", keys, [_now_ms(), wanted])
                 try:
                     entries = await asyncio.shield(taking)
                 except asyncio.CancelledError:
                     # Redis may already have popped: give it back before the next receive.
                     self._push_back_when_done(state, self._entries_of(shard, taking))
                     raise
+                entries = entries or []  # LPOP's nil: the queue is empty
                 found += self._decode_all(entries)
                 if len(found) >= count or len(entries) < wanted:
                     break
@@ -682,7 +695,7 @@ class RedisChannelLayer(BaseChannelLayer):
         return found
 
     async def _entries_of(self, shard: int, taking: asyncio.Future[Any]) -> list[tuple[int, bytes, bytes]]:
-        return [(shard, b"", entry) for entry in await taking]
+        return [(shard, b"", entry) for entry in await taking or ()]
 
     # -- the asyncio wires -------------------------------------------------------
 
@@ -701,7 +714,14 @@ class RedisChannelLayer(BaseChannelLayer):
         future; a missing script (``NOSCRIPT``: it did not run) is loaded and
         run once more.
         """
-        packed = pack(b"EVALSHA", SHAS[script], len(keys), *keys, *args)
+        return self._command_future(
+            state, shard, script, pack(b"EVALSHA", SHAS[script], len(keys), *keys, *args)
+        )
+
+    def _command_future(
+        self, state: _LoopState, shard: int, script: str, packed: bytes
+    ) -> asyncio.Future[Any]:
+        """A future for one packed command; ``script`` names the script an EVALSHA runs, or is empty."""
         wire = state.wires[shard]
         loop = asyncio.get_running_loop()
         if wire is not None and wire.lost is None:
@@ -807,11 +827,9 @@ class RedisChannelLayer(BaseChannelLayer):
     # -- blocking receives -------------------------------------------------------
 
     def _blpop(self, shard: int, keys: list[str]) -> tuple[Any, Any]:
-        wire = self._sync_wire(shard)
         deadline = time.monotonic() + self.blocking_timeout
         while (remaining := deadline - time.monotonic()) > 0.001:
-            with self._errors(shard):
-                reply = wire.call(b"BLPOP", *keys, _blpop_timeout(remaining))
+            reply = self._call(shard, b"BLPOP", *keys, _blpop_timeout(remaining))
             if reply is None:
                 break
             found = self._decode_all([reply[1]])
@@ -972,8 +990,15 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _eval(self, shard: int, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run a script on this thread's own connection to ``shard`` (the hot path)."""
+        return self._on_wire(shard, SyncWire.eval, script, keys, args)
+
+    def _call(self, shard: int, *args: Any) -> Any:
+        """One plain command on this thread's own connection to ``shard``."""
+        return self._on_wire(shard, SyncWire.call, *args)
+
+    def _on_wire(self, shard: int, method: Any, *args: Any) -> Any:
         try:
-            result = self._sync_wire(shard).eval(script, keys, args)
+            result = method(self._sync_wire(shard), *args)
         except _UNAVAILABLE as exc:
             raise self._unavailable(shard, exc) from exc
         if self._down:
