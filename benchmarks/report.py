@@ -10,6 +10,7 @@ from .results_model import (
     ASGI_REDIS,
     DAPHNE,
     DAPHNE_TELEX,
+    ROUND_TRIPS,
     TELEX_LAYER,
     TELEX_MEMORY,
     TELEX_REDIS,
@@ -17,8 +18,14 @@ from .results_model import (
     Row,
 )
 
-PEERS = (DAPHNE, DAPHNE_TELEX, ASGI_REDIS, TWISTED_BARE)
-SHORT = {DAPHNE: "daphne", DAPHNE_TELEX: "daphne+telex", ASGI_REDIS: "asgi_redis", TWISTED_BARE: "twisted"}
+PEERS = (DAPHNE, DAPHNE_TELEX, ASGI_REDIS, TWISTED_BARE, ROUND_TRIPS)
+SHORT = {
+    DAPHNE: "daphne",
+    DAPHNE_TELEX: "daphne+telex",
+    ASGI_REDIS: "asgi_redis",
+    TWISTED_BARE: "twisted",
+    ROUND_TRIPS: "floor",
+}
 
 
 def fmt(value: Any) -> str:
@@ -97,6 +104,7 @@ def targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
         metric: str,
         goal: float,
         lower_metric: str | None = None,
+        ceiling: str | None = None,
     ) -> None:
         for mine in _find(rows, scenario, telex):
             for theirs in _find(rows, scenario, peer, mine.case):
@@ -117,6 +125,9 @@ def targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
                         entry[f"telex_{lower_metric}"] = mine_l
                         entry[f"peer_{lower_metric}"] = theirs_l
                         entry["met"] = entry["met"] and mine_l < theirs_l
+                for floor in _find(rows, scenario, ceiling, mine.case) if ceiling else ():
+                    # The best ratio any layer needing as many round trips could reach here.
+                    entry["ceiling"] = round(floor.metrics[metric] / b, 2)
                 if not entry["met"]:
                     entry["missed_by"] = f"{ratio:.2f}x of the {goal}x goal"
                 checks.append(entry)
@@ -149,6 +160,7 @@ def targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
         metric="msgs_per_s",
         goal=3.0,
         lower_metric="commands_per_msg",
+        ceiling=ROUND_TRIPS,
     )
     for system in (TELEX_MEMORY, TELEX_REDIS):
         for row in _find(rows, "ws-fanout", system, "1,000 sockets"):

@@ -16,6 +16,9 @@ DAPHNE = "daphne 1.4.2 stack"
 DAPHNE_TELEX = "daphne 1.4.2 + telex layer"
 ASGI_REDIS = "asgi_redis 1.4.3"
 TWISTED_BARE = "twisted bare (upper bound)"
+# Not a layer: two PING round trips per message, the floor for the layer's
+# one-after-the-other send+receive cases.
+ROUND_TRIPS = "2 PINGs, no layer (floor)"
 
 
 @dataclass

@@ -3,9 +3,10 @@
 Runs under whichever interpreter has the layer (asgi_redis lives in the
 Daphne stack's virtualenv), so it imports nothing from the benchmarks
 package. Protocol with the harness: print ``READY`` once set up and warmed
-up, wait for a line on stdin, measure, print one JSON line, wait for another line on stdin, then check
-deliveries. The harness reads Redis's ``INFO commandstats`` at the two waits,
-so only the measured work is counted.
+up; then, for each ``go`` line on stdin, measure and print one JSON line,
+wait for another line, check deliveries and print them as a JSON line.
+The harness reads Redis's ``INFO commandstats`` before the ``go`` and after
+the result, so only the measured work is counted. Closing stdin ends it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,39 @@ MESSAGE = {
 }
 
 
+class RoundTrips:
+    """No layer at all: one PING round trip per send and per receive (the floor).
+
+    Any layer that needs a round trip to send and one to receive, one after
+    the other, is slower than this on the same machine and Redis.
+    """
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        import hiredis
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = hiredis.Reader()
+        self.ping = hiredis.pack_command((b"PING",))
+
+    def round_trip(self) -> None:
+        self.sock.sendall(self.ping)
+        while self.reader.gets() is False:
+            self.reader.feed(self.sock.recv(65536))
+
+    def send(self, channel: str, message: dict) -> None:
+        self.round_trip()
+
+    def receive(self, channels: list[str], block: bool = False) -> tuple[str, dict]:
+        self.round_trip()
+        return channels[0], MESSAGE
+
+
 def make_layer(impl: str, url: str, port: int, capacity: int):
+    if impl == "floor":
+        return RoundTrips(port)
     if impl == "telex":
         from telex.layers.redis import RedisChannelLayer
 
@@ -70,7 +103,7 @@ def stream(layer, channel: str, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--impl", choices=["telex", "asgi_redis"], required=True)
+    parser.add_argument("--impl", choices=["telex", "asgi_redis", "floor"], required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--case", choices=["worker", "reply", "group", "stream"], required=True)
@@ -100,34 +133,39 @@ def main() -> None:
             layer.group_add("bench", member)
 
     print("READY", flush=True)
-    sys.stdin.readline()
-    start = time.perf_counter()
-    if args.case in ("worker", "reply", "stream"):
-        if args.case == "stream":
-            stream(layer, channel, args.count)
+    # One round per "go" line, until stdin closes: the harness alternates
+    # rounds between layers so a machine's drift hits both alike.
+    while sys.stdin.readline().strip() == "go":
+        start = time.perf_counter()
+        if args.case in ("worker", "reply", "stream"):
+            if args.case == "stream":
+                stream(layer, channel, args.count)
+            else:
+                send_receive(layer, channel, receive_on, args.count, block)
+            elapsed = time.perf_counter() - start
+            result = {"messages": args.count, "seconds": elapsed, "msgs_per_s": args.count / elapsed}
         else:
-            send_receive(layer, channel, receive_on, args.count, block)
-        elapsed = time.perf_counter() - start
-        result = {"messages": args.count, "seconds": elapsed, "msgs_per_s": args.count / elapsed}
-    else:
-        for _ in range(args.count):
-            layer.send_group("bench", {"text": "hello"})
-        elapsed = time.perf_counter() - start
-        result = {
-            "messages": args.count * args.members,
-            "group_sends": args.count,
-            "seconds": elapsed,
-            "ms_per_group_send": elapsed / args.count * 1000,
-            "msgs_per_s": args.count * args.members / elapsed,
-        }
-    print(json.dumps(result), flush=True)
-    sys.stdin.readline()
-    if args.case == "group":
-        received = 0
-        for member in members:
-            while layer.receive([member], block=False)[0] is not None:
-                received += 1
-        print(json.dumps({"received": received}), flush=True)
+            for _ in range(args.count):
+                layer.send_group("bench", {"text": "hello"})
+            elapsed = time.perf_counter() - start
+            result = {
+                "messages": args.count * args.members,
+                "group_sends": args.count,
+                "seconds": elapsed,
+                "ms_per_group_send": elapsed / args.count * 1000,
+                "msgs_per_s": args.count * args.members / elapsed,
+            }
+        print(json.dumps(result), flush=True)
+        sys.stdin.readline()  # the harness has read the command counts
+        check = {}
+        if args.case == "group":
+            # Drained after the count, so each round starts with empty queues.
+            received = 0
+            for member in members:
+                while layer.receive([member], block=False)[0] is not None:
+                    received += 1
+            check["received"] = received
+        print(json.dumps(check), flush=True)
 
 
 if __name__ == "__main__":

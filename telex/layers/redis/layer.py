@@ -39,7 +39,7 @@ from ..base import (
     check_message,
     non_local_name,
 )
-from ._codec import Codec, deadline_prefix, split_entry
+from ._codec import DEADLINE_DIGITS, Codec, deadline_prefix, split_entry
 from ._shards import Shard, ShardRing, shard_from_entry, split_url
 from ._wire import SHAS, SOURCES, AsyncWire, SyncWire, WireClosed, is_noscript, is_readonly, pack
 
@@ -163,6 +163,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._thread = threading.local()
         self._wire_generation = 0  # close() bumps it: other threads' wires are replaced at next use
         self._plans: dict[tuple[str, ...], tuple[tuple[int, list[str]], ...]] = {}
+        self._destinations: dict[str, tuple[str, str, bytes, int]] = {}
         self._down: set[int] = set()
         self._backoff = _BACKOFF_START
         self._armed = [False] * len(self.shards)
@@ -238,12 +239,24 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _send_args(self, channel: str, message: dict) -> tuple[str, str, list[Any]]:
         """The queue, its key and the send script's arguments (entry, capacity, now, ttl)."""
-        self.check_channel_name(channel)
+        queue, key, name, capacity = self._destinations.get(channel) or self._destination(channel)
         payload = self._encode(channel, message)
-        queue = non_local_name(channel)
         now = _now_ms()
-        entry = deadline_prefix(now + self._expiry_ms) + channel.encode("ascii") + b" " + payload
-        return queue, self._queue_key(queue), [entry, self.get_capacity(channel), now, self._ttl_ms]
+        return queue, key, [b"%013d" % (now + self._expiry_ms) + name + payload, capacity, now, self._ttl_ms]
+
+    def _destination(self, channel: str) -> tuple[str, str, bytes, int]:
+        """Everything a send needs to know about a channel name, worked out once per name.
+
+        (queue, its key, the entry's name part, capacity). Bounded: emptied
+        when full, as reply channels come and go.
+        """
+        self.check_channel_name(channel)
+        queue = non_local_name(channel)
+        found = (queue, self._queue_key(queue), channel.encode("ascii") + b" ", self.get_capacity(channel))
+        if len(self._destinations) >= _PLAN_CACHE_SIZE:
+            self._destinations.clear()
+        self._destinations[channel] = found
+        return found
 
     def _refuse_send(self, channel: str, queue: str, capacity: int, unavailable: Exception | None) -> None:
         if unavailable is not None:
@@ -259,10 +272,6 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         plan = self._plan(channels)
         try:
-            if block and len(plan) == 1 and len(plan[0][1]) == 1:
-                # One queue: BLPOP returns at once when a message waits, so
-                # a take first would only add a round trip.
-                return self._blpop(*plan[0])
             found = self._take(plan, 1)
             if found or not block:
                 return found[0] if found else (None, None)
@@ -936,13 +945,16 @@ class RedisChannelLayer(BaseChannelLayer):
                 logger.warning("could not return a message to %s after a cancelled receive", queue_key)
 
     def _decode_all(self, entries: list[bytes]) -> list[tuple[str, Any]]:
+        """The live messages among stored entries (``split_entry``'s format, inlined: hot path)."""
         now = _now_ms()
+        decode = self._codec.decode
         found = []
         for entry in entries:
-            deadline, channel, payload = split_entry(entry)
-            if deadline <= now:
-                continue  # expired while a BLPOP was delivering it
-            message = self._codec.decode(payload, channel)
+            if int(entry[:DEADLINE_DIGITS]) <= now:
+                continue  # expired while waiting in the queue or while a BLPOP delivered it
+            space = entry.index(b" ", DEADLINE_DIGITS)
+            channel = entry[DEADLINE_DIGITS:space].decode("ascii")
+            message = decode(entry[space + 1 :], channel)
             if message is not None:
                 found.append((channel, message))
         return found
