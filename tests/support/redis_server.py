@@ -7,6 +7,7 @@ Readiness is detected by reading the server's own log line, not by sleeping.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -32,10 +33,23 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class RedisServer:
-    """One redis-server process; ``kill()`` and ``start()`` again to test outages."""
+    """One redis-server process; ``kill()`` and ``start()`` again to test outages.
 
-    def __init__(self, port: int | None = None, unix_socket: bool = False) -> None:
+    ``replica_of`` starts it as a replica of another server; ``monitor``
+    (``{"name": master_name, "port": master_port}``) starts a Sentinel
+    watching that master, with a one-sentinel quorum.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        unix_socket: bool = False,
+        replica_of: RedisServer | None = None,
+        monitor: dict | None = None,
+    ) -> None:
         self.binary = find_redis_server()
+        self.replica_of = replica_of
+        self.monitor = monitor
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.directory = tempfile.mkdtemp(prefix="telex-redis-")
@@ -64,16 +78,33 @@ class RedisServer:
         ]
         if self.unix_socket:
             args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        if self.replica_of is not None:
+            args += ["--replicaof", self.replica_of.host, str(self.replica_of.port)]
+        if self.monitor is not None:
+            # Sentinel rewrites its configuration file, so it must have one.
+            config = os.path.join(self.directory, "sentinel.conf")
+            name, port = self.monitor["name"], self.monitor["port"]
+            with open(config, "w") as file:
+                file.write(
+                    f"sentinel monitor {name} 127.0.0.1 {port} 1\n"
+                    f"sentinel down-after-milliseconds {name} 1000\n"
+                    f"sentinel failover-timeout {name} 5000\n"
+                )
+            args = [self.binary, config, "--sentinel", *args[1:5], "--dir", self.directory, "--logfile", ""]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         seen = []
         assert self.process.stdout is not None
-        while time.monotonic() < deadline:
+        # A Sentinel logs no "Ready" line; its monitor line comes once it listens.
+        ready = b"+monitor master" if self.monitor is not None else b"Ready to accept connections"
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([self.process.stdout], [], [], remaining)[0]:
+                break
             line = self.process.stdout.readline()
             if not line:
                 break
             seen.append(line)
-            if b"Ready to accept connections" in line:
+            if ready in line:
                 # Drain further output so the pipe never fills and blocks Redis.
                 os.set_blocking(self.process.stdout.fileno(), False)
                 return
