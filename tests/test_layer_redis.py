@@ -613,6 +613,30 @@ def test_a_threads_own_connection_closes_when_the_thread_ends(redis_server, make
     assert layer.receive(["c"]) == ("c", {})
 
 
+def test_a_forked_child_opens_its_own_connections(make_layer):
+    # Sharing the parent's socket would interleave two processes' replies.
+    layer = make_layer(prefix="fork:")
+    layer.send("parent", {"n": 1})
+    assert layer.receive(["parent"]) == ("parent", {"n": 1})
+    parents_wire = layer._sync_wire(0)
+    pid = os.fork()
+    if pid == 0:  # the child: send through the layer the parent already used
+        status = 1
+        try:
+            layer.send("child", {"n": 2})
+            fresh = layer._sync_wire(0) is not parents_wire
+            status = 0 if fresh and layer.receive(["child"]) == ("child", {"n": 2}) else 1
+            layer.send("child", {"n": 3})
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's own connection is untouched and still in step.
+    layer.send("parent", {"n": 4})
+    assert layer.receive(["parent"]) == ("parent", {"n": 4})
+    assert layer.receive(["child"]) == ("child", {"n": 3})
+
+
 def test_redis_py_internals_the_wire_relies_on(redis_server):
     # AsyncWire lets redis-py open the connection, then takes the transport
     # from its StreamWriter (a private attribute): pin that here.

@@ -91,7 +91,8 @@ class RedisServer:
                     f"sentinel failover-timeout {name} 5000\n"
                 )
             args = [self.binary, config, "--sentinel", *args[1:5], "--dir", self.directory, "--logfile", ""]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Unbuffered, so select() sees every line readline() has not taken yet.
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
         deadline = time.monotonic() + timeout
         seen = []
         assert self.process.stdout is not None

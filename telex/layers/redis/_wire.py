@@ -56,7 +56,7 @@ class SyncWire:
     def __init__(self, pool: Any, stamp: tuple[int, int]) -> None:
         # Built like the pool builds its own, so Sentinel and TLS pools work.
         self.conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
-        self.stamp = stamp  # (process id, the layer's close() generation)
+        self.stamp = stamp  # (forks so far in this process, the layer's close() generation)
         self._sock: Any = None
         self._reader: Any = None
 

@@ -59,6 +59,12 @@ _BACKOFF_CAP = 2.0
 _PLAN_CACHE_SIZE = 2048
 
 
+# Bumped in every forked child, so a wire made before a fork is never used
+# after it; cheaper than asking os.getpid() (a system call) per command.
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
 class RedisUnavailable(ConnectionError):
     """A Redis shard cannot be reached. The layer reconnects by itself on a later call."""
 
@@ -1025,14 +1031,14 @@ class RedisChannelLayer(BaseChannelLayer):
             # close when the thread ends.
             if wires is None:
                 wires = self._thread.wires = [None] * len(self.shards)
-            elif wires[shard] is not None and wires[shard].stamp[0] == os.getpid():
+            elif wires[shard] is not None and wires[shard].stamp[0] == _forks[0]:
                 wires[shard].close()
             wire = wires[shard] = SyncWire(self._client(shard).redis.connection_pool, self._wire_stamp())
             return wire
         return wires[shard]
 
     def _wire_stamp(self) -> tuple[int, int]:
-        return os.getpid(), self._wire_generation
+        return _forks[0], self._wire_generation
 
     def _client(self, shard: int) -> _Client:
         client = self._sync_clients[shard]
