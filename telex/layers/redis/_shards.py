@@ -17,8 +17,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 DEFAULT_PORT = 6379
 
@@ -31,11 +32,12 @@ class Shard:
     url: str | None = None
     sentinel: dict[str, Any] | None = field(default=None, hash=False)
 
-    def _connection_options(self, options: dict[str, Any]) -> dict[str, Any]:
+    def _connection_options(self, options: dict[str, Any], retry_class: type) -> dict[str, Any]:
         # No retries inside redis-py: re-sending a command whose reply was lost
         # could deliver a message twice, and the spec wants at most once.
         # Stale pooled connections are still replaced when they are checked out.
-        options = {"retry": Retry(NoBackoff(), 0), **options}
+        # (redis-py 8.2 warns when an asyncio client is given the sync Retry.)
+        options = {"retry": retry_class(NoBackoff(), 0), **options}
         if self.identity.startswith("unix:"):
             options.pop("socket_connect_timeout", None)  # TCP-only options
         else:
@@ -43,7 +45,7 @@ class Shard:
         return options
 
     def sync_client(self, options: dict[str, Any]) -> redis.Redis:
-        kwargs = self._connection_options(options)
+        kwargs = self._connection_options(options, redis.retry.Retry)
         if self.sentinel is not None:
             from redis.sentinel import Sentinel
 
@@ -51,7 +53,7 @@ class Shard:
         return redis.Redis(connection_pool=redis.ConnectionPool.from_url(self.url, **kwargs))
 
     def async_client(self, options: dict[str, Any]) -> redis.asyncio.Redis:
-        kwargs = self._connection_options(options)
+        kwargs = self._connection_options(options, redis.asyncio.retry.Retry)
         if self.sentinel is not None:
             from redis.asyncio.sentinel import Sentinel
 
