@@ -600,6 +600,23 @@ def test_an_unresponsive_redis_fails_async_calls_after_socket_timeout(fresh_redi
     assert layer.receive(["c"]) == ("c", {})
 
 
+def test_an_unresponsive_redis_fails_sync_calls_after_socket_timeout(fresh_redis_server, layers):
+    # The thread's own connection leaves the timeout to the kernel
+    # (SO_RCVTIMEO): it must still fire, and a blocking receive must not raise.
+    layer = layers(hosts=[fresh_redis_server.url], blocking_timeout=0.2, socket_timeout=0.5)
+    layer.send("c", {"n": 1})
+    fresh_redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable, match=r"no reply from Redis within 0\.5 s"):
+            layer.send("c", {"n": 2})
+        assert time.monotonic() - started < 5
+        assert layer.receive(["nothing"], block=True) == (None, None)
+    finally:
+        fresh_redis_server.process.send_signal(signal.SIGCONT)
+    assert layer.receive(["c"]) == ("c", {"n": 1})
+
+
 def test_a_threads_own_connection_closes_when_the_thread_ends(redis_server, make_layer):
     layer = make_layer()
     client = raw(redis_server)

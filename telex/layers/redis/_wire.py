@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import socket
+import struct
 from typing import Any
 
 import hiredis
@@ -71,9 +73,12 @@ class SyncWire:
                 if not data:
                     raise redis.exceptions.ConnectionError("Redis closed the connection")
                 reader.feed(data)
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError) as exc:
+            # BlockingIOError: the kernel's SO_RCVTIMEO/SO_SNDTIMEO ran out.
             self.close()
-            raise redis.exceptions.TimeoutError(f"no reply from Redis: {exc}") from exc
+            raise redis.exceptions.TimeoutError(
+                f"no reply from Redis within {self.conn.socket_timeout} s"
+            ) from exc
         except (OSError, hiredis.ProtocolError) as exc:
             self.close()
             raise redis.exceptions.ConnectionError(f"connection to Redis lost: {exc}") from exc
@@ -99,9 +104,19 @@ class SyncWire:
     def _connect(self) -> Any:
         # Pinned by tests/test_layer_redis.py::test_redis_py_internals_the_wire_relies_on.
         self.conn.connect()
-        self._sock = self.conn._sock
+        sock = self._sock = self.conn._sock
+        timeout = sock.gettimeout()
+        if type(sock) is socket.socket and timeout:
+            # A Python-level timeout costs a poll() before every send and recv
+            # (four system calls per round trip); the kernel enforces the same
+            # limit on a blocking socket for two. TLS sockets keep theirs.
+            seconds, fraction = divmod(timeout, 1)
+            limit = struct.pack("@ll", int(seconds), int(fraction * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+            sock.settimeout(None)
         self._reader = hiredis.Reader()
-        return self._sock
+        return sock
 
     def close(self) -> None:
         self._sock = self._reader = None
