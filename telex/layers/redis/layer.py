@@ -169,7 +169,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._thread = threading.local()
         self._wire_generation = 0  # close() bumps it: other threads' wires are replaced at next use
         self._plans: dict[tuple[str, ...], tuple[tuple[int, list[str]], ...]] = {}
-        self._destinations: dict[str, tuple[str, str, bytes, int]] = {}
+        self._destinations: dict[str, tuple[str, str, bytes, int, tuple[int, ...]]] = {}
         self._down: set[int] = set()
         self._backoff = _BACKOFF_START
         self._armed = [False] * len(self.shards)
@@ -212,9 +212,9 @@ class RedisChannelLayer(BaseChannelLayer):
     # -- core API --------------------------------------------------------------
 
     def send(self, channel: str, message: dict) -> None:
-        queue, key, args = self._send_args(channel, message)
+        queue, key, shards, args = self._send_args(channel, message)
         unavailable = None
-        for shard in self._send_shards(queue):
+        for shard in shards:
             try:
                 sent = self._eval(shard, "send", [key], args)
             except RedisUnavailable as exc:
@@ -228,10 +228,10 @@ class RedisChannelLayer(BaseChannelLayer):
     async def send_async(self, channel: str, message: dict) -> None:
         """``send`` on the running loop's asyncio clients: what the server uses,
         so a send never blocks the reactor and needs no thread."""
-        queue, key, args = self._send_args(channel, message)
+        queue, key, shards, args = self._send_args(channel, message)
         state = self._loop_state()
         unavailable = None
-        for shard in self._send_shards(queue):
+        for shard in shards:
             try:
                 # Sends issued in the same loop iteration share one write.
                 sent = await self._eval_async(state, shard, "send", [key], args)
@@ -243,22 +243,27 @@ class RedisChannelLayer(BaseChannelLayer):
                 return
         self._refuse_send(channel, queue, args[1], unavailable)
 
-    def _send_args(self, channel: str, message: dict) -> tuple[str, str, list[Any]]:
-        """The queue, its key and the send script's arguments (entry, capacity, now, ttl)."""
-        queue, key, name, capacity = self._destinations.get(channel) or self._destination(channel)
+    def _send_args(self, channel: str, message: dict) -> tuple[str, str, Iterable[int], list[Any]]:
+        """The queue, its key, the shards to try in turn and the send script's
+        arguments (entry, capacity, now, ttl)."""
+        queue, key, name, capacity, shards = self._destinations.get(channel) or self._destination(channel)
         payload = self._encode(channel, message)
         now = _now_ms()
-        return queue, key, [b"%013d" % (now + self._expiry_ms) + name + payload, capacity, now, self._ttl_ms]
+        entry = b"%013d" % (now + self._expiry_ms) + name + payload
+        return queue, key, shards or self._spread(), [entry, capacity, now, self._ttl_ms]
 
-    def _destination(self, channel: str) -> tuple[str, str, bytes, int]:
+    def _destination(self, channel: str) -> tuple[str, str, bytes, int, tuple[int, ...]]:
         """Everything a send needs to know about a channel name, worked out once per name.
 
-        (queue, its key, the entry's name part, capacity). Bounded: emptied
-        when full, as reply channels come and go.
+        (queue, its key, the entry's name part, capacity, its shard or () when
+        sends spread over all). Bounded: emptied when full, as reply channels
+        come and go.
         """
         self.check_channel_name(channel)
         queue = non_local_name(channel)
-        found = (queue, self._queue_key(queue), channel.encode("ascii") + b" ", self.get_capacity(channel))
+        shards = (self._ring.shard_of(queue),) if _pinned(queue) or len(self.shards) == 1 else ()
+        name = channel.encode("ascii") + b" "
+        found = (queue, self._queue_key(queue), name, self.get_capacity(channel), shards)
         if len(self._destinations) >= _PLAN_CACHE_SIZE:
             self._destinations.clear()
         self._destinations[channel] = found
@@ -649,14 +654,12 @@ class RedisChannelLayer(BaseChannelLayer):
             self._plans[names] = plan
         return plan
 
-    def _rotated(self, plan: tuple[tuple[int, list[str]], ...]) -> Iterator[tuple[int, list[str]]]:
+    def _rotated(self, plan: tuple[tuple[int, list[str]], ...]) -> tuple[tuple[int, list[str]], ...]:
         # Start at a different shard each time so no shard is always read first.
         if len(plan) == 1:
-            yield plan[0]
-            return
+            return plan
         start = next(self._round_robin) % len(plan)
-        yield from plan[start:]
-        yield from plan[:start]
+        return plan[start:] + plan[:start]
 
     def _take(self, plan: tuple[tuple[int, list[str]], ...], count: int) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []
@@ -989,10 +992,8 @@ class RedisChannelLayer(BaseChannelLayer):
             return (self._ring.shard_of(queue),)
         return range(len(self.shards))
 
-    def _send_shards(self, queue: str) -> Iterable[int]:
-        if _pinned(queue) or len(self.shards) == 1:
-            return (self._ring.shard_of(queue),)
-        # Normal channels spread round-robin; a full shard passes to the next.
+    def _spread(self) -> list[int]:
+        """Shards for a normal channel's send: round-robin; a full shard passes to the next."""
         start = next(self._round_robin) % len(self.shards)
         return [(start + offset) % len(self.shards) for offset in range(len(self.shards))]
 
@@ -1025,7 +1026,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _sync_wire(self, shard: int) -> SyncWire:
         wires = getattr(self._thread, "wires", None)
-        if wires is None or wires[shard] is None or wires[shard].stamp != self._wire_stamp():
+        if wires is None or wires[shard] is None or wires[shard].stamp != (_forks[0], self._wire_generation):
             # First use in this thread, after close(), or in a forked child
             # (which must not share its parent's sockets). A thread's wires
             # close when the thread ends.
