@@ -4,12 +4,14 @@ Telex's RedisChannelLayer and asgi_redis 1.4.3 (in the Daphne stack's
 virtualenv) take turns on the same redis-server, several rounds each,
 alternating which goes first; each row is the median round. Commands are
 counted from ``INFO commandstats`` deltas around the measured parts only.
+The one-after-the-other cases run each client on the redis-server's CPU.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,19 @@ CASES = {
 
 
 # The one-after-the-other cases, whose floor is two round trips per message.
+# Each client and the redis-server share one CPU while they run: on a VM a
+# wake-up on the other CPU costs tens of microseconds per hop, and where the
+# scheduler puts the two processes changes from round to round, so unpinned
+# these rows measure the placement more than the layer (docs/benchmarks.md).
 FLOOR_CASES = ("worker", "reply")
+
+
+def pin_to_one_cpu(pids: list[int]) -> set[int]:
+    """Put ``pids`` on this process's last usable CPU; the CPU set to restore afterwards."""
+    allowed = os.sched_getaffinity(0)
+    for pid in pids:
+        os.sched_setaffinity(pid, {max(allowed)})
+    return allowed
 
 
 def command_calls(client) -> dict[str, int]:
@@ -100,9 +114,16 @@ def measure_case(
     }
     rounds: dict[str, list[dict]] = {impl: [] for impl in clients}
     order = list(clients)
-    for index in range(ctx.pick(3, 5)):
-        for impl in order if index % 2 == 0 else reversed(order):
-            rounds[impl].append(measure_round(ctx, clients[impl], server, index))
+    pinned = case in FLOOR_CASES
+    if pinned:
+        allowed = pin_to_one_cpu([server.process.pid, *(proc.popen.pid for proc in clients.values())])
+    try:
+        for index in range(ctx.pick(3, 5)):
+            for impl in order if index % 2 == 0 else reversed(order):
+                rounds[impl].append(measure_round(ctx, clients[impl], server, index))
+    finally:
+        if pinned:
+            os.sched_setaffinity(server.process.pid, allowed)
     results = {}
     for impl, proc in clients.items():
         assert proc.popen.stdin is not None
@@ -174,6 +195,8 @@ def run(ctx: Context) -> list[Row]:
                     )
                     rounds = "/".join(f"{value:,}" for value in result["rounds_msgs_per_s"])
                     note = f"{result['commands_per_msg']:.2f} cmds/msg ({per}); rounds {rounds}"
+                    if case in FLOOR_CASES:
+                        note += "; client and redis-server on one CPU"
                     if case == "group" and result["received"] != result["sent"]:
                         note += f"; received {result['received']} of {result['sent']}"
                     rows.append(Row(NAME, label, system, "msgs_per_s", "msg/s", metrics, note=note))
