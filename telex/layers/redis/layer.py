@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import hiredis
@@ -261,7 +261,8 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         self.check_channel_name(channel)
         queue = non_local_name(channel)
-        shards = (self._ring.shard_of(queue),) if _pinned(queue) or len(self.shards) == 1 else ()
+        homes = self._shards_of(queue)
+        shards = tuple(homes) if len(homes) == 1 else ()
         name = channel.encode("ascii") + b" "
         found = (queue, self._queue_key(queue), name, self.get_capacity(channel), shards)
         if len(self._destinations) >= _PLAN_CACHE_SIZE:
@@ -986,7 +987,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def _ordering_keys(self, key: str) -> list[str]:
         return [self._key("o:", key), self._key("op:", key), self._key("ostall", "")]
 
-    def _shards_of(self, queue: str) -> Iterable[int]:
+    def _shards_of(self, queue: str) -> Sequence[int]:
         """Shards a queue may live on: its pinned one, or all for a normal channel."""
         if _pinned(queue):
             return (self._ring.shard_of(queue),)
@@ -1026,7 +1027,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _sync_wire(self, shard: int) -> SyncWire:
         wires = getattr(self._thread, "wires", None)
-        if wires is None or wires[shard] is None or wires[shard].stamp != (_forks[0], self._wire_generation):
+        if wires is None or wires[shard] is None or wires[shard].stamp != self._wire_stamp():
             # First use in this thread, after close(), or in a forked child
             # (which must not share its parent's sockets). A thread's wires
             # close when the thread ends.
