@@ -41,9 +41,11 @@ class BaseConsumer:
     def get_handler(self, message: Message) -> Callable[..., Any]:
         """The bound method for the message's channel, wrapped in the decorators asked for."""
         try:
-            handler: Callable[..., Any] = getattr(self, self.method_mapping[message.channel])
+            handler: Callable[..., Any] = getattr(self, self.method_mapping[message.channel_name])
         except KeyError:
-            raise ValueError(f"{type(self).__name__} has no method for channel {message.channel!r}") from None
+            raise ValueError(
+                f"{type(self).__name__} has no method for channel {message.channel_name!r}"
+            ) from None
         if self.channel_session:
             handler = channel_session(handler)
         if self.strict_ordering:
@@ -67,8 +69,8 @@ class WebsocketConsumer(BaseConsumer):
     def get_handler(self, message: Message) -> Callable[..., Any]:
         if not self.http_user:
             return super().get_handler(message)
-        handler: Callable[..., Any] = getattr(self, self.method_mapping[message.channel])
-        if message.channel == "websocket.connect":
+        handler: Callable[..., Any] = getattr(self, self.method_mapping[message.channel_name])
+        if message.channel_name == "websocket.connect":
             handler = channel_session_user_from_http(handler)
         else:
             handler = channel_session_user(handler)

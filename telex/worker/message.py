@@ -20,6 +20,8 @@ class Message:
     def __init__(self, content: dict, channel: str, channel_layer: Any) -> None:
         self.content = content
         self.channel = channel
+        #: The same name; ``telex.django``'s message has a Channel in ``channel``.
+        self.channel_name = channel
         self.channel_layer = channel_layer
         reply = content.get("reply_channel")
         self.reply_channel: Channel | None = (

@@ -64,7 +64,7 @@ def enforce_ordering(func: Consumer | None = None, *, slight: bool = False) -> A
         if type(order) is not int or not isinstance(reply_channel, str):
             raise ValueError(
                 f"@enforce_ordering needs messages with an integer 'order' and a 'reply_channel' "
-                f"(websocket.*); the message on {message.channel!r} lacks them"
+                f"(websocket.*); the message on {message.channel_name!r} lacks them"
             )
         layer = message.channel_layer
         if "telex.ordering" not in getattr(layer, "extensions", ()):
@@ -73,14 +73,16 @@ def enforce_ordering(func: Consumer | None = None, *, slight: bool = False) -> A
                 f"{type(layer).__name__} does not offer it"
             )
         key = ORDERING_PREFIX + reply_channel
-        verdict = layer.ordering_claim(key, order, message.channel, message.content)
+        verdict = layer.ordering_claim(key, order, message.channel_name, message.content)
         if verdict == "park":
-            logger.debug("parked %s order %d of %s until its predecessors ran", message.channel, order, key)
+            logger.debug(
+                "parked %s order %d of %s until its predecessors ran", message.channel_name, order, key
+            )
             return None
         if verdict == "drop":
             logger.warning(
                 "dropped %s order %d of %s: its turn has passed (duplicate or skipped)",
-                message.channel,
+                message.channel_name,
                 order,
                 reply_channel,
             )

@@ -106,7 +106,7 @@ class Router:
 
     def __init__(self, routing: Any) -> None:
         if isinstance(routing, Router):
-            self.entries: list[_Leaf | _Mount] = routing.entries
+            self.entries: list[_Leaf | _Mount] = list(routing.entries)
         else:
             self.entries = _compile_list(_load(routing, "routing"), "routing")
         channels: set[str] = set()

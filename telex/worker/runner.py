@@ -14,7 +14,7 @@ import fnmatch
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..layers import get_channel_layer
@@ -53,7 +53,13 @@ class Worker:
     checked and compiled here, so errors raise :class:`RoutingError` before
     anything runs. ``only_channels`` / ``exclude_channels`` are globs that
     narrow the channels this worker listens on.
+
+    Integrations (``telex.django``) subclass it: ``message_class`` builds
+    the message, ``run_consumer`` wraps every call, and ``fallbacks``
+    answers what no route claims.
     """
+
+    message_class: type = Message
 
     def __init__(
         self,
@@ -73,8 +79,8 @@ class Worker:
         self.router = Router(routing)
         # Channels 1.x does the same: last-resort routes, so connect and
         # requests are always consumed.
-        self.router.add_fallback("websocket.connect", accept_connection)
-        self.router.add_fallback("http.request", not_found)
+        for fallback_channel, fallback in self.fallbacks().items():
+            self.router.add_fallback(fallback_channel, fallback)
         channels = self.router.channels
         if only_channels:
             channels = [c for c in channels if any(fnmatch.fnmatchcase(c, g) for g in only_channels)]
@@ -99,6 +105,10 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._wake_channels: list[str] = []
         self._owns_default_layer = False
+
+    def fallbacks(self) -> dict[str, Callable[..., Any]]:
+        """The consumers of messages no route claims, by channel."""
+        return {"websocket.connect": accept_connection, "http.request": not_found}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -183,13 +193,13 @@ class Worker:
         previous = enter_context(context)
         name = "(no route)"
         try:
-            message = Message(content, channel, self.channel_layer)
+            message = self.message_class(content, channel, self.channel_layer)
             found = self.router.match(channel, content)
             if found is None:
-                self._no_route(message)
+                self._no_route(channel, content)
             else:
                 consumer, kwargs, name = found
-                consumer(message, **kwargs)
+                self.run_consumer(consumer, message, kwargs)
         except Exception:
             logger.exception(
                 "consumer %s raised on channel %s (reply channel %s)", name, channel, context.reply_channel
@@ -200,8 +210,12 @@ class Worker:
             enter_context(previous)
         context.flush()
 
-    def _no_route(self, message: Message) -> None:
-        logger.warning("no route for a message on %s (path %r)", message.channel, message.get("path"))
+    def run_consumer(self, consumer: Callable[..., Any], message: Any, kwargs: dict[str, Any]) -> None:
+        """Call one consumer; subclasses wrap it (signals, connections, exceptions)."""
+        consumer(message, **kwargs)
+
+    def _no_route(self, channel: str, content: dict) -> None:
+        logger.warning("no route for a message on %s (path %r)", channel, content.get("path"))
 
     @staticmethod
     def _after_failure(channel: str, context: ConsumerContext) -> None:

@@ -76,7 +76,7 @@ def channel_session(func: Consumer) -> Consumer:
         reply_channel = message.content.get("reply_channel")
         if not isinstance(reply_channel, str):
             raise ValueError(
-                f"@channel_session needs a message with a reply_channel; {message.channel!r} has none"
+                f"@channel_session needs a message with a reply_channel; {message.channel_name!r} has none"
             )
         store = _store_of(message)
         key = STORE_PREFIX + reply_channel
@@ -87,10 +87,10 @@ def channel_session(func: Consumer) -> Consumer:
         try:
             result = func(message, *args, **kwargs)
         except BaseException:
-            if message.channel == "websocket.disconnect":
+            if message.channel_name == "websocket.disconnect":
                 store.store_delete(key)
             raise
-        if message.channel == "websocket.disconnect":
+        if message.channel_name == "websocket.disconnect":
             store.store_delete(key)
         elif session != saved:
             store.store_set(key, dict(session))

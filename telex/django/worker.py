@@ -1,0 +1,152 @@
+"""The worker for Django projects: the toolkit's worker, with Django around each consumer.
+
+Per message, as Channels 1.x's worker did: ``consumer_started`` (which
+resets the query log and closes stale database connections), the consumer,
+its held sends, then ``consumer_finished`` (which closes stale connections
+again) — so a worker thread that lives for weeks treats its database
+connection as Django treats it around a request. ``DenyConnection``,
+``ChannelSocketException`` and ``ConsumeLater`` are acted on; an
+``http.request`` nobody routes is answered by Django's views.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connections
+
+from ..worker import Worker
+from ..worker.channels import current_context, send_with_retry
+from ..worker.ordering import ORDERING_TIMEOUT
+from .asgi import DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper, channel_layers
+from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from .message import Message
+from .signals import consumer_finished, consumer_started, worker_process_ready, worker_ready
+
+__all__ = ["DjangoWorker"]
+
+logger = logging.getLogger("telex.worker")
+
+#: How often a message may be put back with ``ConsumeLater`` before it is dropped (Channels 1.x's default).
+MESSAGE_RETRIES = 10
+#: Seconds a ``ConsumeLater`` requeue retries a full channel.
+REQUEUE_SECONDS = 0.5
+
+
+def null_consumer(message: Message, **kwargs: Any) -> None:
+    """Takes the unrouted ``websocket.receive``/``disconnect``, as Channels 1.x did."""
+
+
+class DjangoWorker(Worker):
+    """Run a Django project's consumers.
+
+    ``channel_layer`` is an alias of ``CHANNEL_LAYERS`` (default
+    ``"default"``), its wrapper, or a layer; ``routing`` defaults to the
+    alias's ``ROUTING``.
+    """
+
+    message_class = Message
+
+    def __init__(
+        self,
+        channel_layer: Any = DEFAULT_CHANNEL_LAYER,
+        routing: Any = None,
+        threads: int = 1,
+        only_channels: Sequence[str] | None = None,
+        exclude_channels: Sequence[str] | None = None,
+        *,
+        ordering_timeout: float = ORDERING_TIMEOUT,
+        message_retries: int = MESSAGE_RETRIES,
+    ) -> None:
+        if isinstance(channel_layer, str):
+            channel_layer = channel_layers[channel_layer]
+        if isinstance(channel_layer, ChannelLayerWrapper):
+            if routing is None:
+                routing = channel_layer.router
+            channel_layer = channel_layer.channel_layer
+        if routing is None:
+            raise ValueError("DjangoWorker needs a routing when given a bare layer")
+        self.message_retries = message_retries
+        super().__init__(
+            channel_layer,
+            routing,
+            threads,
+            only_channels,
+            exclude_channels,
+            ordering_timeout=ordering_timeout,
+        )
+
+    def fallbacks(self) -> dict[str, Callable[..., Any]]:
+        from .handler import ViewConsumer
+
+        # Channels 1.x consumed every WebSocket channel, so unrouted frames
+        # never fill the server's sends; Django's views answer every request.
+        return {
+            **super().fallbacks(),
+            "http.request": ViewConsumer(),
+            "websocket.receive": null_consumer,
+            "websocket.disconnect": null_consumer,
+        }
+
+    def start(self) -> None:
+        worker_process_ready.send(sender=type(self))
+        super().start()
+        for _ in range(self.threads):
+            worker_ready.send(sender=self)
+
+    def _consume(self, wake_channel: str) -> None:
+        try:
+            super()._consume(wake_channel)
+        finally:
+            # Thread-local connections would otherwise stay open until the process exits.
+            connections.close_all()
+
+    def run_consumer(self, consumer: Callable[..., Any], message: Any, kwargs: dict[str, Any]) -> None:
+        context = current_context()
+        consumer_started.send(sender=type(self), environ={})
+        if context is not None:
+            # After the held sends, as Channels 1.x flushed them before closing connections.
+            context.after_flush.append(lambda: consumer_finished.send(sender=type(self)))
+        try:
+            consumer(message, **kwargs)
+        except DenyConnection:
+            if message.channel.name != "websocket.connect":
+                raise ValueError(
+                    "DenyConnection can only be raised in a websocket.connect consumer"
+                ) from None
+            message.reply_channel.send({"close": True})
+        except ChannelSocketException as exc:
+            exc.run(message)
+        except ConsumeLater:
+            self._consume_later(message)
+        except Exception:
+            if message.channel.name != "http.request" or context is None or context.replied:
+                raise
+            self._django_500(message, context, sys.exc_info())
+        finally:
+            if context is None:
+                consumer_finished.send(sender=type(self))
+
+    def _consume_later(self, message: Message) -> None:
+        content = dict(message.content)
+        retries = content.get("__retries__", 0) + 1
+        if retries > self.message_retries:
+            logger.warning(
+                "dropped a message on %s after %d ConsumeLater retries",
+                message.channel.name,
+                self.message_retries,
+            )
+            return
+        content["__retries__"] = retries
+        send_with_retry(self.channel_layer, message.channel.name, content, limit=REQUEUE_SECONDS)
+
+    def _django_500(self, message: Message, context: Any, exc_info: Any) -> None:
+        """A consumer raised on ``http.request``: Django's own 500 (the technical page with ``DEBUG``)."""
+        from .handler import AsgiHandler
+
+        context.outbox.clear()
+        for response in AsgiHandler.exception_messages(message, exc_info):
+            context.hold("channel", message.reply_channel.name, response)

@@ -1,0 +1,1 @@
+"""Models of the test project (data binding, background saves)."""
