@@ -66,7 +66,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     assert (
         "pip install ." in install_and_demo and "telex serve --routing telex.demo:routing" in install_and_demo
     )
-    assert "pip install -e '.[test,redis]'" in install_and_test
+    assert "pip install -e '.[test,redis,django]'" in install_and_test
     test_command = install_and_test.rsplit("&&", 1)[1].strip().replace(".venv/bin/", "")
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as script:
         ci = script.read()
@@ -109,6 +109,11 @@ def test_readme_first_command_installs_and_serves_the_chat_in_a_fresh_virtualenv
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
         assert b"Telex chat" in page
         assert asyncio.run(chat_from_two_clients(port)) == ("hello from the first client",) * 2
+        # The core install stays free of Django, Redis's client and asgiref (extras carry them).
+        python = str(checkout / ".venv" / "bin" / "python")
+        for module in ("django", "redis", "asgiref", "msgpack"):
+            found = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+            assert found.returncode != 0, f"the core install brought in {module}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

@@ -12,7 +12,10 @@ connection as Django treats it around a request. ``DenyConnection``,
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +29,7 @@ from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
 from .message import Message
 from .signals import consumer_finished, consumer_started, worker_process_ready, worker_ready
 
-__all__ = ["DjangoWorker"]
+__all__ = ["DjangoWorker", "Worker", "WorkerGroup"]
 
 logger = logging.getLogger("telex.worker")
 
@@ -150,3 +153,58 @@ class DjangoWorker(Worker):
         context.outbox.clear()
         for response in AsgiHandler.exception_messages(message, exc_info):
             context.hold("channel", message.reply_channel.name, response)
+
+
+class Worker(DjangoWorker):
+    """Channels 1.x's ``channels.worker.Worker``: ``run()`` consumes until SIGTERM or SIGINT.
+
+    ``callback(channel_name, message)`` is called before each consumer.
+    ``signal_handlers=False`` leaves the signals to the caller (stop it with
+    :meth:`stop`). ``n_threads`` replaces ``WorkerGroup``'s sub-workers.
+    """
+
+    def __init__(  # noqa: PLR0917 (Channels 1.x's positional signature)
+        self,
+        channel_layer: Any = DEFAULT_CHANNEL_LAYER,
+        callback: Callable[[str, Message], Any] | None = None,
+        message_retries: int = MESSAGE_RETRIES,
+        signal_handlers: bool = True,
+        only_channels: Sequence[str] | None = None,
+        exclude_channels: Sequence[str] | None = None,
+        n_threads: int = 1,
+    ) -> None:
+        self.callback = callback
+        self.signal_handlers = signal_handlers
+        self._stopped = threading.Event()
+        super().__init__(
+            channel_layer,
+            threads=n_threads,
+            only_channels=only_channels,
+            exclude_channels=exclude_channels,
+            message_retries=message_retries,
+        )
+
+    def run_consumer(self, consumer: Callable[..., Any], message: Any, kwargs: dict[str, Any]) -> None:
+        if self.callback is not None:
+            self.callback(message.channel.name, message)
+        super().run_consumer(consumer, message, kwargs)
+
+    def run(self) -> None:
+        if self.signal_handlers:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self._stopped.set())
+        self.start()
+        while not self._stopped.wait(3600):
+            pass
+        super().stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()  # run() returns too
+        super().stop(timeout)
+
+
+class WorkerGroup(Worker):
+    """Channels 1.x's thread pool of workers: one worker with ``n_threads`` threads (default: the CPUs)."""
+
+    def __init__(self, *args: Any, n_threads: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, n_threads=n_threads or os.cpu_count() or 1, **kwargs)
