@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestAborted as _DjangoRequestAborted
+
 from ..worker.http import RequestAborted as _ToolkitRequestAborted
 
 __all__ = [
@@ -35,11 +37,11 @@ class RequestTimeout(Exception):
     """The request body did not arrive in time."""
 
 
-class RequestAborted(_ToolkitRequestAborted):
+class RequestAborted(_ToolkitRequestAborted, _DjangoRequestAborted):
     """The client left before the request body (or the response) was complete.
 
-    A subclass of the toolkit's ``telex.worker.http.RequestAborted``, so code
-    catching either sees both.
+    A subclass of the toolkit's ``telex.worker.http.RequestAborted`` and of
+    Django's own, so code catching any of the three sees it.
     """
 
 

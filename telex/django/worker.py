@@ -26,6 +26,7 @@ from ..worker.channels import current_context, send_with_retry
 from ..worker.ordering import ORDERING_TIMEOUT
 from .asgi import DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper, channel_layers
 from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from .handler import http_disconnect
 from .message import Message
 from .signals import consumer_finished, consumer_started, worker_process_ready, worker_ready
 
@@ -90,6 +91,8 @@ class DjangoWorker(Worker):
         return {
             **super().fallbacks(),
             "http.request": ViewConsumer(),
+            # Marks the reply channel gone, so ViewConsumer stops a streaming response.
+            "http.disconnect": http_disconnect,
             "websocket.receive": null_consumer,
             "websocket.disconnect": null_consumer,
         }
@@ -109,6 +112,8 @@ class DjangoWorker(Worker):
 
     def run_consumer(self, consumer: Callable[..., Any], message: Any, kwargs: dict[str, Any]) -> None:
         context = current_context()
+        if message.channel_name == "http.disconnect" and consumer is not http_disconnect:
+            http_disconnect(message)  # the project routes it: still stop that streaming response
         consumer_started.send(sender=type(self), environ={})
         if context is not None:
             # After the held sends, as Channels 1.x flushed them before closing connections.
