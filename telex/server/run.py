@@ -67,7 +67,13 @@ def serve(
     routing: str | None = None,
     threads: int = 1,
     force_sync: bool = False,
+    *,
+    signal_handlers: bool = True,
 ) -> int:
+    """Serve until stopped; ``signal_handlers=False`` off the main thread, where the caller stops the reactor.
+
+    (Django's autoreloader runs ``manage.py runserver`` on a thread of its own.)
+    """
     layer = load_layer(layer_spec, routing)
     check_layer_reachable(layer)
     worker = None
@@ -128,7 +134,8 @@ def serve(
 
     reactor.callWhenRunning(begin)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
-    _install_signal_handlers(server)
+    if signal_handlers:
+        _install_signal_handlers(server)
     reactor.run(installSignalHandlers=False)
     if state["error"]:
         raise ServeError(state["error"])

@@ -1,0 +1,111 @@
+"""``manage.py runworker``: run the project's consumers, in the foreground, until SIGTERM/SIGINT.
+
+The worker of Channels 1.x's ``runworker``, on a cross-process layer
+(Redis): servers (``telex serve``, or ``runserver --noworker``) put the
+messages on the layer, any number of these processes consume them. On
+SIGTERM or SIGINT it stops receiving, lets running consumers finish for up
+to ``--stop-timeout`` seconds and exits 0 (1 if some were still running).
+Options and defaults: ``docs/django.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import DEFAULT_CHANNEL_LAYER
+from ...asgi import InvalidChannelLayerError, channel_layers
+from .. import CommandWorker, check_reachable, http_consumer, serve_static, setup_logging
+
+logger = logging.getLogger("telex.worker")
+
+
+class Command(BaseCommand):
+    help = "Runs the consumers of a channel layer's ROUTING until SIGTERM or SIGINT."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--layer",
+            default=DEFAULT_CHANNEL_LAYER,
+            help="the CHANNEL_LAYERS alias to consume from (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="consumer threads in this process (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--only-channels",
+            nargs="+",
+            action="extend",
+            metavar="GLOB",
+            help="listen only on routed channels matching one of these globs (repeatable)",
+        )
+        parser.add_argument(
+            "--exclude-channels",
+            nargs="+",
+            action="extend",
+            metavar="GLOB",
+            help="do not listen on routed channels matching one of these globs (repeatable)",
+        )
+        parser.add_argument(
+            "--stop-timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="on SIGTERM/SIGINT, wait this long for running consumers (default: %(default)s)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        setup_logging(options["verbosity"])
+        alias = options["layer"]
+        if options["threads"] < 1:
+            raise CommandError(f"--threads must be at least 1, got {options['threads']}")
+        try:
+            wrapper = channel_layers[alias]
+        except InvalidChannelLayerError as exc:
+            raise CommandError(str(exc)) from None
+        if wrapper.local_only():
+            raise CommandError(
+                f"CHANNEL_LAYERS[{alias!r}]: the in-memory layer cannot be used across processes; "
+                "set its BACKEND to a cross-process layer such as asgi_redis.RedisChannelLayer"
+            )
+        try:
+            # Channels 1.x served static files from its workers too, under DEBUG.
+            worker = CommandWorker(
+                wrapper,
+                threads=options["threads"],
+                only_channels=options["only_channels"],
+                exclude_channels=options["exclude_channels"],
+                http_consumer=http_consumer(serve_static()),
+            )
+        except ValueError as exc:  # RoutingError too: the routing and the channel globs leave nothing
+            raise CommandError(f"CHANNEL_LAYERS[{alias!r}]['ROUTING']: {exc}") from None
+        check_reachable(wrapper)
+
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: object) -> None:
+            logger.info("received %s; finishing running consumers", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        logger.info("running worker against channel layer %s", wrapper)
+        worker.start()
+        # The main thread only waits, so the signal handler runs between its waits.
+        while not stop.wait(3600):
+            pass
+        worker.stop(options["stop_timeout"])
+        if worker.running:
+            # Its non-daemon threads would keep the process alive: leave now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)

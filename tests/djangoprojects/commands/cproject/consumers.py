@@ -1,0 +1,2 @@
+def echo(message):
+    message.reply_channel.send({"text": message.content.get("text")})

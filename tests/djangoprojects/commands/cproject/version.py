@@ -1,0 +1,3 @@
+"""Rewritten by the autoreloader test: the answer of /hello/ shows which code runs."""
+
+VERSION = 1
