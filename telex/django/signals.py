@@ -21,8 +21,11 @@ worker_ready = Signal()
 #: Sent once per worker process, before its threads start.
 worker_process_ready = Signal()
 
+#: dispatch_uids of the connection-closing receivers (telex.django.test switches them off in tests).
+CLOSE_CONNECTIONS_UIDS = ("telex.django.close_old_connections_start", "telex.django.close_old_connections")
+
 # Django does both around a request (django.db.__init__): queries logged with
 # DEBUG would otherwise grow without bound in a worker that never restarts.
 consumer_started.connect(reset_queries, dispatch_uid="telex.django.reset_queries")
-consumer_started.connect(close_old_connections, dispatch_uid="telex.django.close_old_connections_start")
-consumer_finished.connect(close_old_connections, dispatch_uid="telex.django.close_old_connections")
+consumer_started.connect(close_old_connections, dispatch_uid=CLOSE_CONNECTIONS_UIDS[0])
+consumer_finished.connect(close_old_connections, dispatch_uid=CLOSE_CONNECTIONS_UIDS[1])

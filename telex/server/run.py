@@ -89,7 +89,7 @@ def serve(
     server = Server(settings, layer)
     if force_sync:
         server.bridge = ThreadedBridge(layer)
-    _attach_websocket(server)
+    attach_websocket(server)
     state: dict[str, Any] = {"error": None}
 
     def started(_: Any) -> None:
@@ -142,7 +142,7 @@ def serve(
     return 0
 
 
-def _attach_websocket(server: Server) -> None:
+def attach_websocket(server: Server) -> None:
     try:
         from ..protocols.websocket import WebSocketSupport
     except ImportError:

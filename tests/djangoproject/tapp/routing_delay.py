@@ -1,3 +1,6 @@
-"""Placeholder: filled by the tests of this area."""
+"""Routing of the delay tests (tests/test_django_delay.py)."""
 
-channel_routing = []
+from tapp import consumers_delay
+from telex.django.routing import route
+
+channel_routing = [route("delay.schedule", consumers_delay.schedule)]
