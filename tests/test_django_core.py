@@ -139,7 +139,8 @@ def test_test_config_builds_a_second_layer():
             manager.make_test_backend("default")
 
 
-def test_asgi_module_gives_the_raw_layer_for_telex_serve():
+def test_asgi_module_gives_the_raw_layer_for_telex_serve(monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)  # asgi.py sets it, as a project's does
     from tproject import asgi
 
     assert asgi.channel_layer is channel_layers["default"].channel_layer

@@ -67,7 +67,7 @@ class WebsocketCloseException(ChannelSocketException):
 
     def run(self, message: Any) -> None:
         reply_channel = message.reply_channel
-        if reply_channel is None or not reply_channel.name.startswith("websocket."):
+        if reply_channel is None or not message.channel.name.startswith("websocket."):
             raise ValueError("WebsocketCloseException can only be raised in a WebSocket consumer")
         reply_channel.send({"close": self._code or True})
 

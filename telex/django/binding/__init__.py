@@ -1,0 +1,5 @@
+"""Data binding: model changes broadcast to groups, and model changes received from sockets."""
+
+from .base import Binding
+
+__all__ = ["Binding"]

@@ -1,0 +1,1 @@
+"""Checks on incoming connections (``telex.django.security.websockets``)."""
