@@ -75,13 +75,15 @@ def service_arguments(name: str) -> list[str]:
 def test_the_unit_files_pass_systemd_analyze_verify(tmp_path):
     if SYSTEMD_ANALYZE is None:
         pytest.skip("systemd-analyze not installed (Debian package: systemd)")
-    for name in ("telex.socket", "telex.service", "telex@.service"):
+    for name in ("telex.socket", "telex.service", "telex@.service", "telex-django-worker@.service"):
         with open(os.path.join(UNITS, name)) as source:
             # verify insists that ExecStart's program exists on this machine.
             text = source.read().replace("/opt/telex/venv/bin/telex", sys.executable)
+            text = text.replace("/opt/telex/venv/bin/python", sys.executable)
         (tmp_path / name).write_text(text)
+    units = ["telex.socket", "telex.service", "telex@1.service", "telex-django-worker@1.service"]
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", "--man=no", "telex.socket", "telex.service", "telex@1.service"],
+        [SYSTEMD_ANALYZE, "verify", "--man=no", *units],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -170,3 +172,11 @@ def test_ready_and_stopping_are_sent_to_notify_socket(tmp_path, namespace):
             server.signal(signal.SIGTERM)
             assert notify.recv(4096) == b"STOPPING=1"
             assert server.wait(15) == 0
+
+
+def test_the_django_worker_unit_runs_runworker_and_outlasts_its_stop_timeout():
+    command = shlex.split(unit_value("telex-django-worker@.service", "Service", "ExecStart"))
+    assert command[1:3] == ["manage.py", "runworker"]
+    # runworker's --stop-timeout is 10 s: systemd must not kill it mid-consumer.
+    assert int(unit_value("telex-django-worker@.service", "Service", "TimeoutStopSec")) > 10
+    assert unit_value("telex-django-worker@.service", "Service", "KillSignal") == "SIGTERM"
