@@ -1,6 +1,6 @@
 """Peer virtualenvs, built on demand and cached outside the repository.
 
-Two are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
+Three are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
 Telex layer" is Daphne 1.4.2 alone (it imports neither Channels nor
 asgi_redis) plus Telex with its redis extra, installed from this checkout and
 reinstalled whenever its source changes, so Daphne fronts exactly the layer
@@ -12,6 +12,10 @@ Python 3.11, and its setup.py then silently installs the pure-Python
 fallback, which would make the peer several times slower than it is on the
 interpreters it was built for. So the sources are regenerated with Cython
 0.29.x and the build is checked: the C ``Unpacker`` must be the one loaded.
+
+The third, for ``django-view``, holds gunicorn and uvicorn (what Django 5.2
+users run instead) on the Django release the harness's own Python has, which
+the Telex rows run.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ DAPHNE_ENV = f"daphne-1.4.2-py{sys.version_info[0]}.{sys.version_info[1]}"
 SETUP_TIMEOUT = 600.0
 
 # Scenarios that need the Daphne stack's virtualenv.
-NEEDS_DAPHNE = {"layer", "http-hello", "ws-echo", "ws-fanout", "ws-idle", "upload"}
+NEEDS_DAPHNE = {"layer", "http-hello", "ws-echo", "ws-fanout", "ws-idle", "upload", "django-view"}
 
 # Daphne 1.4.2 needs only asgiref 1.x, autobahn and Twisted; autobahn is pinned
 # as in the stack (>= 26 wants msgpack >= 1.0 and newer Twisted APIs alike).
@@ -56,6 +60,17 @@ DAPHNE_TELEX_ENV = f"daphne-1.4.2-telex-py{sys.version_info[0]}.{sys.version_inf
 NEEDS_DAPHNE_TELEX = {"http-hello", "ws-echo"}
 # What a Telex install is built from; a change to any of them reinstalls it.
 TELEX_SOURCES = ("telex", "setup.cfg", "pyproject.toml", "README.md")
+
+# gunicorn and uvicorn as their docs install them ("standard": uvloop, httptools).
+DJANGO_SERVERS = ["gunicorn", "uvicorn[standard]"]
+DJANGO_ENV = f"django-servers-py{sys.version_info[0]}.{sys.version_info[1]}"
+NEEDS_DJANGO = {"django-view"}
+
+_VERIFY_DJANGO = r"""
+import json, importlib.metadata as m
+names = ["Django", "gunicorn", "uvicorn", "uvloop", "httptools", "asgiref"]
+print(json.dumps({"versions": {n: m.version(n) for n in names}}))
+"""
 
 _VERIFY_DAPHNE_TELEX = r"""
 import json, importlib.metadata as m
@@ -214,6 +229,38 @@ def ensure_daphne_telex_env(ctx: Context) -> dict[str, Any]:
     return info
 
 
+def django_python(ctx: Context) -> Path:
+    return ctx.cache_dir / DJANGO_ENV / "bin" / "python"
+
+
+def harness_django() -> str:
+    """The Django the Telex rows run: the harness's own; the peers' venv gets the same release."""
+    try:
+        return metadata.version("Django")
+    except metadata.PackageNotFoundError:
+        raise BenchError("Django is not installed here (pip install -e '.[django]')") from None
+
+
+def ensure_django_env(ctx: Context) -> dict[str, Any]:
+    """Build the gunicorn + uvicorn venv on the harness's Django release if needed."""
+    env_dir = ctx.cache_dir / DJANGO_ENV
+    stamp = env_dir / "telex-bench.json"
+    spec = [f"Django=={harness_django()}", *DJANGO_SERVERS]
+    recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if recorded.get("spec") == spec:
+        return recorded
+    print(f"building {spec[0]} + gunicorn + uvicorn in {env_dir} (once)", flush=True)
+    shutil.rmtree(env_dir, ignore_errors=True)
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "venv", str(env_dir)], 60)
+    python = str(env_dir / "bin" / "python")
+    _run([python, "-m", "pip", "--disable-pip-version-check", "-q", "install", *spec], SETUP_TIMEOUT)
+    info = json.loads(_run([python, "-c", _VERIFY_DJANGO], 60))
+    info.update(spec=spec, python=python)
+    stamp.write_text(json.dumps(info, indent=2))
+    return info
+
+
 def prepare(ctx: Context, chosen: list[str]) -> dict[str, Any]:
     """Build what the chosen scenarios need; a failure is recorded, not fatal."""
     peers: dict[str, Any] = {}
@@ -232,6 +279,12 @@ def prepare(ctx: Context, chosen: list[str]) -> dict[str, Any]:
         except BenchError as exc:
             peers["daphne_telex"] = {"error": str(exc)}
             print(f"Daphne + Telex layer unavailable: {exc}", file=sys.stderr)
+    if NEEDS_DJANGO.intersection(chosen):
+        try:
+            peers["django_servers"] = ensure_django_env(ctx)
+        except BenchError as exc:
+            peers["django_servers"] = {"error": str(exc)}
+            print(f"gunicorn/uvicorn virtualenv unavailable: {exc}", file=sys.stderr)
     return peers
 
 
@@ -246,7 +299,7 @@ def _tool_version(args: list[str]) -> str | None:
 
 def telex_versions() -> dict[str, Any]:
     versions: dict[str, Any] = {}
-    for name in ("telex", "Twisted", "autobahn", "redis", "hiredis", "msgpack", "websockets"):
+    for name in ("telex", "Twisted", "autobahn", "redis", "hiredis", "msgpack", "websockets", "Django"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -15,6 +15,9 @@ DAPHNE = "daphne 1.4.2 stack"
 # A peer, not a Telex row: Daphne in front of Telex's own layer and worker.
 DAPHNE_TELEX = "daphne 1.4.2 + telex layer"
 ASGI_REDIS = "asgi_redis 1.4.3"
+# django-view's peers without a channel layer: Django 5.2 behind the usual WSGI and ASGI servers.
+GUNICORN = "gunicorn, 2 sync workers"
+UVICORN = "uvicorn, 1 worker"
 TWISTED_BARE = "twisted bare (upper bound)"
 # Not a layer: two PING round trips per message, the floor for the layer's
 # one-after-the-other send+receive cases.

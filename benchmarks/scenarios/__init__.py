@@ -9,7 +9,17 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-MODULES = ("memory_layer", "layer", "http_hello", "h2", "ws_echo", "ws_fanout", "ws_idle", "upload")
+MODULES = (
+    "memory_layer",
+    "layer",
+    "http_hello",
+    "h2",
+    "ws_echo",
+    "ws_fanout",
+    "ws_idle",
+    "upload",
+    "django_view",
+)
 
 
 def load() -> dict[str, ModuleType]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 
 from ..harness import BenchError, Processes, Skip, run_json
 from ..results_model import DAPHNE, Context, Row
@@ -46,9 +47,19 @@ def parse_wrk(output: str) -> dict:
     return metrics
 
 
-def wrk(ctx: Context, procs: Processes, port: int, connections: int, seconds: int) -> dict:
+def wrk(
+    ctx: Context,
+    procs: Processes,
+    port: int,
+    connections: int,
+    seconds: int,
+    *,
+    headers: Sequence[str] = (),
+    name: str = "wrk",
+) -> dict:
+    """``wrk`` on ``/``; ``headers`` are "Name: value" lines sent with every request."""
     proc = procs.start(
-        f"wrk-c{connections}",
+        f"{name}-c{connections}",
         [
             "wrk",
             "-t1",
@@ -57,6 +68,7 @@ def wrk(ctx: Context, procs: Processes, port: int, connections: int, seconds: in
             "--latency",
             "--timeout",
             "5s",
+            *(arg for header in headers for arg in ("-H", header)),
             f"http://127.0.0.1:{port}/",
         ],
     )
