@@ -17,13 +17,12 @@ import hashlib
 from collections.abc import Callable
 from importlib import import_module
 from typing import Any
-from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
-from django.http.cookie import parse_cookie
 
 from ..worker import ordering as _ordering
+from ..worker.sessions import http_session_key
 from .message import Message
 
 __all__ = [
@@ -36,8 +35,6 @@ __all__ = [
 
 Consumer = Callable[..., Any]
 
-#: The query parameter that carries a session key where no cookie can (Channels 1.x's name).
-SESSION_QUERY_PARAMETER = "session_key"
 #: Set on a message once ``http_session`` looked for its session (which may be None).
 _HTTP_LOADED = "_telex_http_session_loaded"
 
@@ -147,20 +144,7 @@ def channel_session(func: Consumer) -> Consumer:
 
 def _http_session_key(message: Any) -> str | None:
     """The session key of a request or handshake: the ``session_key`` query parameter, else the cookie."""
-    query = message.content.get("query_string") or b""
-    if isinstance(query, bytes):
-        query = query.decode("latin-1")
-    values = parse_qs(query).get(SESSION_QUERY_PARAMETER)
-    if values and values[0]:
-        return values[0]
-    cookies = [
-        value.decode("latin-1") if isinstance(value, bytes) else value
-        for name, value in message.content.get("headers") or ()
-        if name.lower() in (b"cookie", "cookie")
-    ]
-    if not cookies:
-        return None
-    return parse_cookie("; ".join(cookies)).get(settings.SESSION_COOKIE_NAME) or None
+    return http_session_key(message, settings.SESSION_COOKIE_NAME)
 
 
 def _http_session_for_key(session_key: str | None) -> SessionBase | None:

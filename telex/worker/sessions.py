@@ -109,8 +109,8 @@ def set_user_loader(loader: Callable[[str], Any] | None) -> None:
     _user_loader = loader
 
 
-def http_session_key(message: Message) -> str | None:
-    """The session id of the request or handshake: query parameter, then cookie."""
+def http_session_key(message: Any, cookie_name: str = SESSION_COOKIE_NAME) -> str | None:
+    """The session id of the request or handshake: query parameter, then cookie ``cookie_name``."""
     query = message.content.get("query_string") or b""
     if isinstance(query, bytes):
         query = query.decode("latin-1")
@@ -122,8 +122,8 @@ def http_session_key(message: Message) -> str | None:
             text = value.decode("latin-1") if isinstance(value, bytes) else value
             # Parsed by hand: http.cookies rejects whole headers over one odd cookie.
             for pair in text.split(";"):
-                cookie_name, _, cookie_value = pair.strip().partition("=")
-                if cookie_name == SESSION_COOKIE_NAME and cookie_value:
+                name_here, _, cookie_value = pair.strip().partition("=")
+                if name_here == cookie_name and cookie_value:
                     return cookie_value.strip('"')
     return None
 

@@ -11,6 +11,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from ..asgi import InvalidChannelLayerError, channel_layers
 from ..worker import DjangoWorker
 
 #: ``-v`` of a management command → level of the ``telex`` loggers.
@@ -52,6 +53,21 @@ def check_reachable(wrapper: Any) -> None:
         raise CommandError(
             f"CHANNEL_LAYERS[{wrapper.alias!r}]: channel layer unreachable: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def cross_process_layer(alias: str) -> Any:
+    """The wrapper of ``alias`` for a command that runs beside a server: not in-memory, and reachable."""
+    try:
+        wrapper = channel_layers[alias]
+    except InvalidChannelLayerError as exc:
+        raise CommandError(str(exc)) from None
+    if wrapper.local_only():
+        raise CommandError(
+            f"CHANNEL_LAYERS[{alias!r}]: the in-memory layer cannot be used across processes; "
+            "set its BACKEND to a cross-process layer such as asgi_redis.RedisChannelLayer"
+        )
+    check_reachable(wrapper)
+    return wrapper
 
 
 class CommandWorker(DjangoWorker):

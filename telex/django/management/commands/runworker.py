@@ -20,8 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import DEFAULT_CHANNEL_LAYER
-from ...asgi import InvalidChannelLayerError, channel_layers
-from .. import CommandWorker, check_reachable, http_consumer, serve_static, setup_logging
+from .. import CommandWorker, cross_process_layer, http_consumer, serve_static, setup_logging
 
 logger = logging.getLogger("telex.worker")
 
@@ -68,15 +67,7 @@ class Command(BaseCommand):
         alias = options["layer"]
         if options["threads"] < 1:
             raise CommandError(f"--threads must be at least 1, got {options['threads']}")
-        try:
-            wrapper = channel_layers[alias]
-        except InvalidChannelLayerError as exc:
-            raise CommandError(str(exc)) from None
-        if wrapper.local_only():
-            raise CommandError(
-                f"CHANNEL_LAYERS[{alias!r}]: the in-memory layer cannot be used across processes; "
-                "set its BACKEND to a cross-process layer such as asgi_redis.RedisChannelLayer"
-            )
+        wrapper = cross_process_layer(alias)
         try:
             # Channels 1.x served static files from its workers too, under DEBUG.
             worker = CommandWorker(
@@ -88,7 +79,6 @@ class Command(BaseCommand):
             )
         except ValueError as exc:  # RoutingError too: the routing and the channel globs leave nothing
             raise CommandError(f"CHANNEL_LAYERS[{alias!r}]['ROUTING']: {exc}") from None
-        check_reachable(wrapper)
 
         stop = threading.Event()
 

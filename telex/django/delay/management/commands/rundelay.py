@@ -13,8 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections, router
 
 from .... import DEFAULT_CHANNEL_LAYER
-from ....asgi import InvalidChannelLayerError, channel_layers
-from ....management import setup_logging
+from ....management import cross_process_layer, setup_logging
 from ...models import DelayedMessage
 from ...worker import DEFAULT_SLEEP, Worker
 
@@ -41,21 +40,7 @@ class Command(BaseCommand):
         alias, sleep = options["layer"], options["sleep"]
         if not sleep > 0:
             raise CommandError(f"--sleep must be a positive number of seconds, got {sleep}")
-        try:
-            wrapper = channel_layers[alias]
-        except InvalidChannelLayerError as exc:
-            raise CommandError(str(exc)) from None
-        if wrapper.local_only():
-            raise CommandError(
-                f"CHANNEL_LAYERS[{alias!r}]: the in-memory layer cannot be used across processes; "
-                "set its BACKEND to a cross-process layer such as asgi_redis.RedisChannelLayer"
-            )
-        try:
-            wrapper.channel_layer.receive(["telex.health"], block=False)
-        except Exception as exc:
-            raise CommandError(
-                f"CHANNEL_LAYERS[{alias!r}]: channel layer unreachable: {type(exc).__name__}: {exc}"
-            ) from None
+        wrapper = cross_process_layer(alias)
         check_table()
         worker = Worker(wrapper, database_sleep_duration=sleep)
         worker.run()
