@@ -111,7 +111,7 @@ def test_readme_first_command_installs_and_serves_the_chat_in_a_fresh_virtualenv
         assert asyncio.run(chat_from_two_clients(port)) == ("hello from the first client",) * 2
         # The core install stays free of Django, Redis's client and asgiref (extras carry them).
         python = str(checkout / ".venv" / "bin" / "python")
-        for module in ("django", "redis", "asgiref", "msgpack"):
+        for module in ("django", "redis", "asgiref"):
             found = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
             assert found.returncode != 0, f"the core install brought in {module}"
     finally:
