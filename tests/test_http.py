@@ -16,42 +16,9 @@ import socket
 import pytest
 
 from tests.apps.jsonable import from_jsonable as decode
-from tests.layer_contract import wait_until
+from tests.support.http import RAW, raw_exchange, received_message, request
 from tests.support.processes import TelexServer, rss_kib
-
-RAW = "tests.apps.raw_http:channel_layer"
-
-
-def request(server, method, path, body=None, headers=None, timeout=10):
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def raw_exchange(server, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send raw bytes, read until the server closes (or the timeout)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except TimeoutError:
-            pass
-        return b"".join(chunks)
-
-
-def received_message(server, path="/message", **kwargs):
-    status, _, body = request(server, "GET", path, **kwargs)
-    assert status == 200, body
-    return decode(json.loads(body))
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
