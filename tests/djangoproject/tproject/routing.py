@@ -1,8 +1,8 @@
 """Channel routing of the test project: one list per area of the tests, mounted by path."""
 
-from telex.django.routing import include, route
-
 from tapp import consumers
+
+from telex.django.routing import include, route
 
 channel_routing = [
     route("websocket.receive", consumers.echo, path=r"^/echo/$"),

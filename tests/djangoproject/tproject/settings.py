@@ -69,7 +69,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 _layer = os.environ.get("TELEX_TEST_LAYER", "memory")
 if _layer == "memory":
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "asgiref.inmemory.ChannelLayer", "ROUTING": "tproject.routing.channel_routing"},
+        "default": {
+            "BACKEND": "asgiref.inmemory.ChannelLayer",
+            "ROUTING": "tproject.routing.channel_routing",
+        },
     }
 else:
     CHANNEL_LAYERS = {

@@ -1,7 +1,6 @@
 """URLs of the test project: one module per area of the tests."""
 
 from django.urls import include, path
-
 from tapp import views
 
 urlpatterns = [
