@@ -336,6 +336,8 @@ def test_telex_redis_environment_has_no_asgi_redis_and_is_consistent(venv_b):
 def test_server_reaches_each_layer_through_the_expected_bridge(setup_a, setup_b):
     setup_a.server.wait_for("threaded bridge")
     setup_b.server.wait_for("asyncio bridge")
+    for setup in (setup_a, setup_b):
+        assert request(setup.server, "GET", "/hello/")[0] == 200, setup.name
 
 
 def test_http_hello_from_a_channels_consumer(served):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 
 from tests.apps.jsonable import from_jsonable as decode
 
@@ -36,6 +37,34 @@ def raw_exchange(server, data: bytes, timeout: float = 10.0) -> bytes:
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything the server sends until it closes the connection (a FIN or a reset).
+
+    Unlike :func:`raw_exchange`, a connection still open after ``timeout`` fails the test.
+    """
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        except TimeoutError:
+            raise AssertionError(f"the server left the connection open for {timeout} s") from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def exchange_until_closed(server, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes; everything the server answers before it closes the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock, timeout)
 
 
 def received_message(server, path="/message", **kwargs):
