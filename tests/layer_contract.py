@@ -18,16 +18,7 @@ import time
 import pytest
 
 from telex.layers import ChannelFull, MessageTooLarge
-
-
-def wait_until(predicate, timeout=5.0, interval=0.01):
-    """Wait for a condition that time alone brings about (expiry), bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from tests.support.waiting import wait_until
 
 
 class LayerContract:

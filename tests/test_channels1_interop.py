@@ -34,10 +34,10 @@ import pytest
 import redis
 import websockets
 
+from tests.support.http import request
+from tests.support.installs import cache_root, clean_env, copy_checkout
 from tests.support.processes import ROOT, TelexProcess
 from tests.support.redis_server import RedisServer, free_port
-from tests.test_http import request
-from tests.test_new_user import copy_checkout
 
 # Building a virtualenv from a cold pip cache takes most of a minute.
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -68,17 +68,6 @@ TELEX_SOURCES = ("telex", "setup.cfg", "pyproject.toml", "README.md")
 BUILD_TIMEOUT = 280.0
 # Part of every cache key: bump it when the build steps below change.
 RECIPE = 1
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "telex-tests"
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without anything that would point a child at the checkout or another venv."""
-    prefixes = ("TELEX_", "PYTHON", "VIRTUAL_ENV", "DJANGO_", "CHANNELS1_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
 def tree_hash(root: Path, names: tuple[str, ...]) -> str:
@@ -347,6 +336,8 @@ def test_telex_redis_environment_has_no_asgi_redis_and_is_consistent(venv_b):
 def test_server_reaches_each_layer_through_the_expected_bridge(setup_a, setup_b):
     setup_a.server.wait_for("threaded bridge")
     setup_b.server.wait_for("asyncio bridge")
+    for setup in (setup_a, setup_b):
+        assert request(setup.server, "GET", "/hello/")[0] == 200, setup.name
 
 
 def test_http_hello_from_a_channels_consumer(served):

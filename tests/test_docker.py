@@ -21,9 +21,9 @@ from fnmatch import fnmatch
 
 import pytest
 
+from tests.support.http import request
 from tests.support.processes import ROOT, TelexProcess
 from tests.support.redis_server import free_port
-from tests.test_http import request
 
 DOCKERFILE = os.path.join(ROOT, "Dockerfile")
 COMPOSE = os.path.join(ROOT, "deploy", "docker-compose.yml")

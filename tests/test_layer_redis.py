@@ -22,8 +22,9 @@ import redis
 
 from telex.layers import ChannelFull, LayerSpecError, get_channel_layer
 from telex.layers.redis import RedisChannelLayer, RedisUnavailable
-from tests.layer_contract import LayerContract, check_receive_twisted_woken_by_thread, run_script, wait_until
+from tests.layer_contract import LayerContract, check_receive_twisted_woken_by_thread, run_script
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 

@@ -16,8 +16,8 @@ import redis
 
 from telex.layers import get_channel_layer
 from telex.layers.redis import RedisUnavailable
-from tests.layer_contract import wait_until
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 MASTER = "telexmaster"
 

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.certs import make_ca, make_server_cert
+from tests.support.http import RAW
 from tests.support.processes import TelexProcess
 from tests.support.redis_server import free_port
-from tests.test_http import RAW
 
 PROCESSES = 2
 

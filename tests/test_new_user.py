@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -17,6 +16,7 @@ import pytest
 import websockets
 
 from tests.support.browser import Browser, find_chromium, in_ci
+from tests.support.installs import copy_checkout
 from tests.support.processes import ROOT, TelexServer
 from tests.support.redis_server import free_port
 
@@ -29,26 +29,6 @@ def readme_commands() -> list[str]:
         text = readme.read()
     section = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
     return [line.strip() for line in section.splitlines() if line.startswith("    ") and line.strip()]
-
-
-def copy_checkout(destination: str) -> None:
-    """What a fresh clone holds: tracked files and new ones git does not ignore."""
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, listed):
-        source = os.path.join(ROOT, name)
-        if os.path.isfile(source):
-            target = os.path.join(destination, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy2(source, target)
 
 
 async def chat_from_two_clients(port: int) -> tuple[str, str]:

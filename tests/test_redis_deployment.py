@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.layer_contract import wait_until
+from tests.support.http import request
 from tests.support.processes import TelexProcess, TelexServer, run_telex
 from tests.support.redis_server import free_port
-from tests.test_http import request
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 

@@ -28,9 +28,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.http import request
 from tests.support.processes import TelexProcess, TelexServer
 from tests.support.ws import RawClient, frame, handshake_request
-from tests.test_http import request
 
 MODES = ["embedded", pytest.param("production", marks=pytest.mark.redis)]
 

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from tests.layer_contract import wait_until
+from tests.apps.jsonable import from_jsonable as decode
+from tests.support.http import RAW, received_message, request
 from tests.support.processes import TelexProcess, TelexServer, run_telex
 from tests.support.redis_server import free_port
-from tests.test_http import RAW, decode, received_message, request
+from tests.support.waiting import wait_until
 
 DAPHNE_FLAGS = [
     "-b",

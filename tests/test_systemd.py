@@ -19,9 +19,9 @@ import sys
 
 import pytest
 
+from tests.support.http import RAW, received_message, request
 from tests.support.processes import ROOT, TelexProcess, TelexServer, run_telex
 from tests.support.redis_server import free_port
-from tests.test_http import RAW, received_message, request
 
 UNITS = os.path.join(ROOT, "deploy", "systemd")
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")

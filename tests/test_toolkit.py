@@ -18,7 +18,7 @@ from telex.sessions import (
     http_session_key,
     set_user_loader,
 )
-from telex.worker import JsonWebsocketConsumer, Message, WebsocketConsumer, response_messages
+from telex.worker import JsonWebsocketConsumer, Message, WebsocketConsumer
 from tests.worker_harness import FakeSocket, running_worker
 
 HAS_REDIS_LAYER = importlib.util.find_spec("telex.layers.redis") is not None
@@ -333,39 +333,3 @@ def test_a_json_consumer_decodes_and_encodes_frames_in_order():
             assert json.loads(socket.receive()["text"]) == {"echo": index}
         assert socket.receive() == {"text": '{"echo": "bye"}'}
         assert socket.receive() == {"close": 4000}
-
-
-# -- HTTP responses --------------------------------------------------------------
-
-
-def test_a_response_is_one_message_when_the_body_fits():
-    messages = list(response_messages(b"hello", status=201, headers={"X-Thing": "1"}))
-    assert messages == [
-        {
-            "status": 201,
-            "headers": [[b"x-thing", b"1"], [b"content-type", b"text/plain; charset=utf-8"]],
-            "content": b"hello",
-            "more_content": False,
-        }
-    ]
-
-
-def test_a_large_body_is_split_into_response_chunks():
-    body = bytes(range(256)) * 4096  # 1 MiB
-    messages = list(response_messages(body, chunk_size=300_000))
-    assert [len(m["content"]) for m in messages] == [300_000, 300_000, 300_000, 148_576]
-    assert [m["more_content"] for m in messages] == [True, True, True, False]
-    assert "status" in messages[0] and all("status" not in m for m in messages[1:])
-    assert b"".join(m["content"] for m in messages) == body
-
-
-def test_an_iterator_body_becomes_chunks_and_str_is_utf8():
-    messages = list(response_messages(iter(["caf\u00e9", b"", b"!"]), headers=[(b"Content-Type", b"text/x")]))
-    assert [m["content"] for m in messages] == [b"caf\xc3\xa9", b"!"]
-    assert messages[0]["headers"] == [[b"content-type", b"text/x"]]
-
-
-def test_an_empty_body_is_one_response():
-    assert list(response_messages(b"", status=204, content_type=None)) == [
-        {"status": 204, "headers": [], "content": b"", "more_content": False}
-    ]

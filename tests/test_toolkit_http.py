@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from tests.layer_contract import wait_until
+from tests.support.http import raw_exchange, request
 from tests.support.processes import TelexServer
-from tests.test_http import raw_exchange, request
+from tests.support.waiting import wait_until
 
 ROUTING = "tests.apps.toolkit_http:routing"
 

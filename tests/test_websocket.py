@@ -12,13 +12,21 @@ import time
 import urllib.request
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.processes import TelexServer
-from tests.support.ws import RawClient, events_for, frame, handshake_request, wait_for_event
-
-RAW_WS = "tests.apps.raw_ws:channel_layer"
+from tests.support.ws import (
+    RAW_WS,
+    RawClient,
+    close_code_of,
+    events_for,
+    frame,
+    handshake_request,
+    wait_for_event,
+    whoami,
+    ws_url,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +48,11 @@ def server():
         yield process
 
 
-def ws_url(server, path: str) -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
-
-
-def whoami(ws) -> str:
-    ws.send("whoami")
-    return ws.recv(timeout=10)
-
-
 def refusal_status(server, path: str, **kwargs) -> int:
     with pytest.raises(InvalidStatus) as refused:
         with connect(ws_url(server, path), open_timeout=10, **kwargs):
             pass
     return refused.value.response.status_code
-
-
-def close_code_of(ws) -> int | None:
-    with pytest.raises(ConnectionClosed) as closed:
-        for _ in range(1000):
-            ws.recv(timeout=10)
-    return closed.value.rcvd.code if closed.value.rcvd else None
 
 
 # -- websocket.connect ---------------------------------------------------------------

@@ -23,7 +23,7 @@ import sys
 import pytest
 
 from tests.support.processes import TelexServer
-from tests.test_websocket import RAW_WS
+from tests.support.ws import RAW_WS
 
 KOSOKU = "kosoku==0.1.0"
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}

@@ -16,7 +16,6 @@ from twisted.protocols.basic import LineReceiver
 from twisted.web import http
 
 from telex.protocols import websocket
-from telex.protocols import websocket_messages as msgs
 from telex.server.settings import ServerSettings
 
 
@@ -112,48 +111,3 @@ def test_autobahn_handshake_timeout_is_above_the_connect_timeout():
 class _Support:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-
-
-# -- message shapes (pure) ------------------------------------------------------------------
-
-
-def test_handshake_decision_follows_send_close_accept():
-    decide = lambda **message: msgs.handshake_decision(msgs.parse_reply(message))  # noqa: E731
-    assert decide(accept=True) == msgs.ACCEPT
-    assert decide(accept=False, text="ignored", close=True) == msgs.REJECT
-    assert decide(text="hello") == msgs.ACCEPT
-    assert decide(bytes=b"x", close=4000) == msgs.ACCEPT
-    assert decide(close=True) == msgs.REJECT
-    assert decide(close=4000, text="") == msgs.REJECT
-    assert decide(accept=True, close=True) == msgs.ACCEPT
-    assert decide(text="") == msgs.UNDECIDED
-    assert decide() == msgs.UNDECIDED
-
-
-def test_close_true_is_1000_and_unsendable_codes_become_1000_with_a_note():
-    assert msgs.parse_reply({"close": True}).close == 1000
-    assert msgs.parse_reply({"close": 4001}).close == 4001
-    assert msgs.parse_reply({"close": False}).close is None
-    reply = msgs.parse_reply({"close": 1006})
-    assert reply.close == 1000 and "1006" in (reply.close_note or "")
-
-
-def test_both_bytes_and_text_is_malformed():
-    try:
-        msgs.parse_reply({"bytes": b"a", "text": "b"})
-    except msgs.MalformedReply as exc:
-        assert "both" in str(exc)
-    else:
-        raise AssertionError("a message with both bytes and text was accepted")
-
-
-def test_origin_allow_list_matches_hosts_patterns_and_full_origins():
-    allowed = ["example.com", "*.trusted.example", "https://exact.example:8443"]
-    assert msgs.origin_allowed("https://example.com", allowed)
-    assert msgs.origin_allowed("http://a.trusted.example", allowed)
-    assert msgs.origin_allowed("https://exact.example:8443", allowed)
-    assert not msgs.origin_allowed("https://exact.example", allowed)
-    assert not msgs.origin_allowed("https://evil.example", allowed)
-    assert not msgs.origin_allowed("null", allowed)
-    assert msgs.origin_allowed(None, allowed)  # non-browser clients send none
-    assert msgs.origin_allowed("https://anything", [])

@@ -20,8 +20,16 @@ from websockets.sync.client import connect
 
 from tests.support.processes import TelexServer
 from tests.support.redis_server import free_port
-from tests.support.ws import RawClient, frame, handshake_request, wait_for_event
-from tests.test_websocket import RAW_WS, close_code_of, whoami, ws_url
+from tests.support.ws import (
+    RAW_WS,
+    RawClient,
+    close_code_of,
+    frame,
+    handshake_request,
+    wait_for_event,
+    whoami,
+    ws_url,
+)
 
 
 def disconnect_of(port: int, reply_channel: str, timeout: float = 10.0) -> dict:

@@ -289,7 +289,7 @@ def endpoints_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]]
     """Twisted endpoint strings for -b/-p/-u and -e, as Daphne 1.x builds them:
     (plain endpoints, endpoints to serve with TLS from the --ssl-* files)."""
     endpoints = list(args.endpoints)
-    tls_endpoints = []
+    tls_endpoints: list[str] = []
     if args.unix_socket:
         endpoints.append("unix:" + args.unix_socket.replace(":", r"\:"))
     tls_wanted = args.ssl_certfile is not None
@@ -375,7 +375,10 @@ def configure_logging(verbosity: int) -> None:
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     # Twisted's own log goes through Python logging, under the "twisted" name.
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        [STDLibLogObserver(name="twisted")],  # type: ignore[list-item]  # a zope @implementer
+        redirectStandardIO=False,
+    )
     if verbosity < 3:
         logging.getLogger("twisted").setLevel(max(level, logging.INFO))
 

@@ -397,4 +397,4 @@ class ViewConsumer:
                     context.replied = True
         finally:
             # Closes the response (and a streaming response's iterator).
-            replies.close()
+            replies.close()  # type: ignore[attr-defined]  # a generator

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import connections
 
-from ..worker import Worker
+from ..worker import Worker as ToolkitWorker
 from ..worker.channels import current_context, send_with_retry
 from ..worker.ordering import ORDERING_TIMEOUT
 from .asgi import DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper, channel_layers
@@ -44,7 +44,7 @@ def null_consumer(message: Message, **kwargs: Any) -> None:
     """Takes the unrouted ``websocket.receive``/``disconnect``, as Channels 1.x did."""
 
 
-class DjangoWorker(Worker):
+class DjangoWorker(ToolkitWorker):
     """Run a Django project's consumers.
 
     ``channel_layer`` is an alias of ``CHANNEL_LAYERS`` (default
@@ -157,7 +157,7 @@ class DjangoWorker(Worker):
 
         context.outbox.clear()
         for response in AsgiHandler.exception_messages(message, exc_info):
-            context.hold("channel", message.reply_channel.name, response)
+            context.hold("channel", message.reply_channel.name, response)  # type: ignore[union-attr]
 
 
 class Worker(DjangoWorker):
@@ -212,4 +212,4 @@ class WorkerGroup(Worker):
     """Channels 1.x's thread pool of workers: one worker with ``n_threads`` threads (default: the CPUs)."""
 
     def __init__(self, *args: Any, n_threads: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, n_threads=n_threads or os.cpu_count() or 1, **kwargs)
+        super().__init__(*args, n_threads=n_threads or os.cpu_count() or 1, **kwargs)  # type: ignore[misc]

@@ -189,7 +189,7 @@ def _install_signal_handlers(server: Server) -> None:
     wait until the reactor next woke up for some other reason.
     """
     loop = asyncio.get_event_loop()
-    stopping = []
+    stopping: list[int] = []
 
     def on_signal(signum: int) -> None:
         if stopping:

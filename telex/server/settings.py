@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -124,5 +125,5 @@ class ServerSettings:
     #: 0 errors only, 1 info (default), 2 debug and tracebacks, 3 everything.
     verbosity: int = 1
 
-    def replace(self, **changes: object) -> ServerSettings:
+    def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)

@@ -151,7 +151,8 @@ class TLSListeners:
         self.factories.append(contexts)
         if isinstance(endpoint, str):
             endpoint = serverFromString(reactor, endpoint)
-        return endpoint.listen(TLSMemoryBIOFactory(contexts, False, factory))
+        # The factory provides IOpenSSLServerConnectionCreator through zope @implementer.
+        return endpoint.listen(TLSMemoryBIOFactory(contexts, False, factory))  # type: ignore[arg-type]
 
     def reload(self) -> None:
         if not self.factories:

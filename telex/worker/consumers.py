@@ -100,7 +100,7 @@ class WebsocketConsumer(BaseConsumer):
 
     def connect(self, message: Message, **kwargs: Any) -> None:
         """Accept by default; send ``{"close": True}`` (``self.close()``) to reject."""
-        self.message.reply_channel.send({"accept": True})
+        self.message.reply_channel.send({"accept": True})  # type: ignore[union-attr]
 
     def receive(self, text: str | None = None, bytes: bytes | None = None, **kwargs: Any) -> None:
         """Called for each frame, with ``text`` or ``bytes``."""
@@ -109,10 +109,10 @@ class WebsocketConsumer(BaseConsumer):
         """Called when the socket closed; its groups are already left."""
 
     def send(self, text: str | None = None, bytes: bytes | None = None, close: bool | int = False) -> None:
-        self.message.reply_channel.send(_frame(text, bytes, close))
+        self.message.reply_channel.send(_frame(text, bytes, close))  # type: ignore[union-attr]
 
     def close(self, code: bool | int = True) -> None:
-        self.message.reply_channel.send({"close": code})
+        self.message.reply_channel.send({"close": code})  # type: ignore[union-attr]
 
     @classmethod
     def group_send(

@@ -24,7 +24,10 @@ __all__ = ["CHUNK_SIZE", "RequestAborted", "iter_body", "read_body", "response_m
 #: per-message cost of a send is small against copying the bytes.
 CHUNK_SIZE = 256 * 1024
 
-Headers = Mapping[str | bytes, str | bytes] | Iterable[tuple[str | bytes, str | bytes]] | None
+# Pairs may be tuples or the ``[name, value]`` lists of the message format.
+Headers = (
+    Mapping[str | bytes, str | bytes] | Iterable[tuple[str | bytes, str | bytes] | list[str | bytes]] | None
+)
 Body = bytes | str | Iterable[bytes | str]
 
 

@@ -1,4 +1,5 @@
-"""Raw WebSocket helpers for tests that must control every byte on the wire."""
+"""WebSocket helpers: raw frames for tests that control every byte on the wire, and
+small wrappers around the ``websockets`` client."""
 
 from __future__ import annotations
 
@@ -10,7 +11,31 @@ import struct
 import time
 import urllib.request
 
+import pytest
+from websockets.exceptions import ConnectionClosed
+
 from tests.apps.jsonable import from_jsonable as decode
+
+# tests.apps.raw_ws: bare layer calls; it records every message it receives (see events()).
+RAW_WS = "tests.apps.raw_ws:channel_layer"
+
+
+def ws_url(server, path: str) -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def whoami(ws) -> str:
+    """The reply channel of a ``websockets`` connection to ``tests.apps.raw_ws``."""
+    ws.send("whoami")
+    return ws.recv(timeout=10)
+
+
+def close_code_of(ws) -> int | None:
+    """Read a ``websockets`` connection until it closes; the close code the server sent."""
+    with pytest.raises(ConnectionClosed) as closed:
+        for _ in range(1000):
+            ws.recv(timeout=10)
+    return closed.value.rcvd.code if closed.value.rcvd else None
 
 
 def handshake_request(path: str = "/echo", headers: tuple[tuple[str, str], ...] = (), port: int = 0) -> bytes:

@@ -38,7 +38,7 @@ class DelayedMessage(models.Model):
         db_table = LEGACY_TABLE
 
     @property
-    def delay(self) -> int:
+    def delay(self) -> float:
         """Milliseconds from now to ``due_date``, as it was set."""
         return self._delay
 

@@ -79,6 +79,9 @@ class ChannelTestCaseMixin:
     #: The aliases to swap; name more to test a project with several layers.
     test_channel_aliases: Sequence[str] = [DEFAULT_CHANNEL_LAYER]
 
+    #: The layers swapped out, put back after each test.
+    _old_layers: dict[str, Any]
+
     if PRE_SETUP_IS_CLASSMETHOD:
 
         @classmethod
@@ -88,7 +91,7 @@ class ChannelTestCaseMixin:
 
     else:
 
-        def _pre_setup(self) -> None:
+        def _pre_setup(self) -> None:  # type: ignore[misc]  # one of the two, chosen at import
             super()._pre_setup()  # type: ignore[misc]
             self._swap_layers()
 
@@ -277,7 +280,7 @@ class apply_routes:
 
     def __call__(self, test: Any) -> Any:
         if isinstance(test, type):
-            setup, teardown = test.setUp, test.tearDown
+            setup, teardown = test.setUp, test.tearDown  # type: ignore[attr-defined]
 
             def new_setup(this: Any) -> None:
                 self.enter()
@@ -289,7 +292,7 @@ class apply_routes:
                 finally:
                     self.exit()
 
-            test.setUp, test.tearDown = new_setup, new_teardown
+            test.setUp, test.tearDown = new_setup, new_teardown  # type: ignore[attr-defined]
             return test
 
         @functools.wraps(test)

@@ -87,7 +87,7 @@ class ChannelLiveServerTestCase(TransactionTestCase):
 
     else:
 
-        def _pre_setup(self) -> None:
+        def _pre_setup(self) -> None:  # type: ignore[misc]  # one of the two, chosen at import
             self._check_setup()
             super()._pre_setup()
             self._start()

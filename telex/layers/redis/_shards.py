@@ -50,7 +50,7 @@ class Shard:
             from redis.sentinel import Sentinel
 
             return self._master(Sentinel, kwargs)
-        return redis.Redis(connection_pool=redis.ConnectionPool.from_url(self.url, **kwargs))
+        return redis.Redis(connection_pool=redis.ConnectionPool.from_url(self.url, **kwargs))  # type: ignore[arg-type]
 
     def async_client(self, options: dict[str, Any]) -> redis.asyncio.Redis:
         kwargs = self._connection_options(options, redis.asyncio.retry.Retry)
@@ -58,7 +58,7 @@ class Shard:
             from redis.asyncio.sentinel import Sentinel
 
             return self._master(Sentinel, kwargs)
-        return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool.from_url(self.url, **kwargs))
+        return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool.from_url(self.url, **kwargs))  # type: ignore[arg-type]
 
     def _master(self, sentinel_class: Any, kwargs: dict[str, Any]) -> Any:
         spec = self.sentinel

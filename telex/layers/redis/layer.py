@@ -810,7 +810,7 @@ class RedisChannelLayer(BaseChannelLayer):
             connecting = state.connecting[shard] = asyncio.ensure_future(self._open_wire(state, shard))
             connecting.add_done_callback(lambda _: state.connecting.__setitem__(shard, None))
         wire = state.wires[shard] = await asyncio.shield(connecting)
-        return wire
+        return wire  # type: ignore[return-value]  # just opened, so not None
 
     async def _open_wire(self, state: _LoopState, shard: int) -> AsyncWire:
         pool = state.clients[shard].redis.connection_pool

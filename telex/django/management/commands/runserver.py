@@ -160,7 +160,7 @@ class Command(RunserverCommand):
         main_thread = threading.current_thread() is threading.main_thread()
         finished = threading.Event()
         if not main_thread:
-            threading._register_atexit(lambda: self._stop_at_exit(finished))
+            threading._register_atexit(lambda: self._stop_at_exit(finished))  # type: ignore[attr-defined]
         if worker is not None:
             worker.start()
         try:
@@ -221,6 +221,9 @@ def _log_twisted(verbosity: int) -> None:
     """Twisted's own log (unhandled errors, mostly) into the ``telex.twisted`` logger, as telex serve."""
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="telex.twisted")], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        [STDLibLogObserver(name="telex.twisted")],  # type: ignore[list-item]  # a zope @implementer
+        redirectStandardIO=False,
+    )
     if verbosity < 3:
         logging.getLogger("telex.twisted").setLevel(logging.WARNING)
