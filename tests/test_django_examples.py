@@ -52,9 +52,7 @@ def migrated_db(tmp_path_factory) -> str:
     """The README's ``migrate``, and two users, once; each deployment gets a copy."""
     path = str(tmp_path_factory.mktemp("example-db") / "template.sqlite3")
     manage("migrate", "--noinput", env={"EXAMPLE_DB": path})
-    users = "; ".join(
-        f"User.objects.create_user({name!r}, password={PASSWORD!r})" for name in ("ann", "bob")
-    )
+    users = "; ".join(f"User.objects.create_user({name!r}, password={PASSWORD!r})" for name in ("ann", "bob"))
     manage("shell", "-c", f"from django.contrib.auth.models import User; {users}", env={"EXAMPLE_DB": path})
     return path
 

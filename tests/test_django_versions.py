@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_channels1_interop import cache_root, clean_env
-from tests.test_new_user import copy_checkout
+from tests.support.installs import cache_root, clean_env, copy_checkout
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

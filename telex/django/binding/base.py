@@ -73,6 +73,14 @@ class Binding(metaclass=BindingMetaclass):
     #: The keyword arguments of the signal that triggered the current outbound send.
     signal_kwargs: dict[str, Any] | None = None
     model_label: str = ""
+    # Set per outbound send (instance) or inbound message (the rest).
+    instance: Any
+    message: Any
+    kwargs: dict[str, Any]
+    action: str
+    pk: Any
+    data: Any
+    user: Any
 
     # -- registration ------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ class WebsocketBinding(Binding):
     ``slight_ordering`` is accepted (connect always runs before receive in Telex).
     """
 
-    model = None  # abstract
+    model: Any = None  # abstract
     strict_ordering: bool = False
     slight_ordering: bool = False
 
@@ -115,7 +115,7 @@ class WebsocketBindingWithMembers(WebsocketBinding):
     A dotted member ``"owner.name"`` is sent under the key ``"owner__name"``.
     """
 
-    model = None  # abstract
+    model: Any = None  # abstract
     send_members: Iterable[str] = []
     encoder = DjangoJSONEncoder()
 

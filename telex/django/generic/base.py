@@ -28,6 +28,8 @@ class BaseConsumer(_consumers.BaseConsumer):
     method_mapping: dict[str, str] = {}
     channel_session: bool = False
     channel_session_user: bool = False
+    #: A ``telex.django.message.Message`` (its ``reply_channel`` is set on WebSocket channels).
+    message: Any
 
     def __init__(self, message: Any, **kwargs: Any) -> None:
         self.message = message

@@ -13,9 +13,10 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from ...worker import channels as _channels
 from ...worker import consumers as _consumers
 from ..auth import channel_and_http_session_user_from_http, channel_session_user_from_http
-from ..channel import Channel, Group
+from ..channel import Group
 from ..exceptions import SendNotAvailableOnDemultiplexer
 from ..sessions import enforce_ordering
 from .base import BaseConsumer
@@ -140,7 +141,7 @@ class WebsocketMultiplexer:
     A demultiplexer passes one to each stream's consumer as ``kwargs["multiplexer"]``.
     """
 
-    def __init__(self, stream: str, reply_channel: Channel) -> None:
+    def __init__(self, stream: str, reply_channel: _channels.Channel) -> None:
         self.stream = stream
         self.reply_channel = reply_channel
 
@@ -177,7 +178,7 @@ class WebsocketDemultiplexer(JsonWebsocketConsumer):
     consumers: dict[str, Callable[..., Any]] = {}
     multiplexer_class: type[WebsocketMultiplexer] = WebsocketMultiplexer
 
-    def receive(self, content: Any = None, **kwargs: Any) -> None:
+    def receive(self, content: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
         if not isinstance(content, dict) or "stream" not in content or "payload" not in content:
             raise ValueError("invalid multiplexed frame: expected a JSON object with 'stream' and 'payload'")
         stream = content["stream"]
