@@ -160,12 +160,13 @@ def test_expired_messages_do_not_count_against_capacity(make_layer):
     assert [layer.receive(["c"])[1] for _ in range(3)] == [{"new": 1}, {"new": 2}, None]
 
 
-def test_receive_batch_takes_several_messages_in_one_round_trip(make_layer):
+def test_receive_batch_nowait_takes_several_messages_in_one_round_trip(make_layer):
     layer = make_layer()
     for i in range(5):
         layer.send("proc!a", {"i": i})
-    assert layer.receive_batch(["proc!"], max_messages=3) == [("proc!a", {"i": i}) for i in range(3)]
-    assert layer.receive_batch(["proc!"], max_messages=10) == [("proc!a", {"i": i}) for i in range(3, 5)]
+    assert layer.receive_batch_nowait(["proc!"], max_messages=3) == [("proc!a", {"i": i}) for i in range(3)]
+    rest = [("proc!a", {"i": i}) for i in range(3, 5)]
+    assert layer.receive_batch_nowait(["proc!"], max_messages=10) == rest
 
 
 def test_flush_removes_only_keys_under_its_own_prefix(redis_server, make_layer):
@@ -563,15 +564,15 @@ def test_pipelined_sends_survive_a_script_cache_flush_in_order(redis_server, lay
     assert [layer.receive(["ordered"])[1]["i"] for _ in range(10)] == list(range(10))
 
 
-def test_receive_many_async_takes_what_is_waiting_or_waits_for_one(make_layer):
+def test_receive_batch_async_takes_what_is_waiting_or_waits_for_one(make_layer):
     layer = make_layer()
     for i in range(5):
         layer.send("proc!a", {"i": i})
 
     async def main():
-        first = await layer.receive_many_async(["proc!"], 3)
-        rest = await layer.receive_many_async(["proc!"], 10)
-        waiting = asyncio.ensure_future(layer.receive_many_async(["proc!"], 10))
+        first = await layer.receive_batch_async(["proc!"], 3)
+        rest = await layer.receive_batch_async(["proc!"], 10)
+        waiting = asyncio.ensure_future(layer.receive_batch_async(["proc!"], 10))
         await asyncio.sleep(0.05)
         await layer.send_async("proc!b", {"late": True})
         return first, rest, await asyncio.wait_for(waiting, 10)

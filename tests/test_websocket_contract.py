@@ -141,7 +141,7 @@ def test_close_true_is_1000_and_unsendable_codes_become_1000_with_a_note():
 def test_both_bytes_and_text_is_malformed():
     try:
         msgs.parse_reply({"bytes": b"a", "text": "b"})
-    except msgs.MalformedReply as exc:
+    except msgs.MalformedWebSocketReply as exc:
         assert "both" in str(exc)
     else:
         raise AssertionError("a message with both bytes and text was accepted")

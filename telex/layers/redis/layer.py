@@ -297,7 +297,7 @@ class RedisChannelLayer(BaseChannelLayer):
             time.sleep(self._next_pause())
             return None, None
 
-    def receive_batch(self, channels: Iterable[str], max_messages: int = 100) -> list[tuple[str, Any]]:
+    def receive_batch_nowait(self, channels: Iterable[str], max_messages: int = 100) -> list[tuple[str, Any]]:
         """Take up to ``max_messages`` waiting messages without blocking, one round trip per shard.
 
         For readers that drain a busy queue (an interface server's ``prefix!``).
@@ -320,10 +320,10 @@ class RedisChannelLayer(BaseChannelLayer):
         cancellation arrived is pushed back to the head of its queue before
         the next receive on this loop starts.
         """
-        found = await self.receive_many_async(channels, 1)
+        found = await self.receive_batch_async(channels, 1)
         return found[0] if found else (None, None)
 
-    async def receive_many_async(
+    async def receive_batch_async(
         self, channels: Iterable[str], max_messages: int = 100
     ) -> list[tuple[str, Any]]:
         """Await up to ``max_messages`` messages: those already waiting, in one
