@@ -636,13 +636,13 @@ def test_a_forked_child_opens_its_own_connections(make_layer):
     layer = make_layer(prefix="fork:")
     layer.send("parent", {"n": 1})
     assert layer.receive(["parent"]) == ("parent", {"n": 1})
-    parents_wire = layer._sync_wire(0)
+    parents_wire = layer._threads.wire(0)
     pid = os.fork()
     if pid == 0:  # the child: send through the layer the parent already used
         status = 1
         try:
             layer.send("child", {"n": 2})
-            fresh = layer._sync_wire(0) is not parents_wire
+            fresh = layer._threads.wire(0) is not parents_wire
             status = 0 if fresh and layer.receive(["child"]) == ("child", {"n": 2}) else 1
             layer.send("child", {"n": 3})
         finally:
