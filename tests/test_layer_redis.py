@@ -429,6 +429,43 @@ def test_the_layer_reconnects_after_redis_restarts(fresh_redis_server, layers):
     assert layer.receive(["c"], block=True) == ("c", {"after": True})
 
 
+def test_a_take_skips_a_shard_that_is_down_on_threads_and_on_event_loops(
+    redis_shards, fresh_redis_server, layers
+):
+    # docs/redis-layer.md, Outages: a take reads the shards that answer and
+    # raises (or, blocking, pauses) only when none of them had a message.
+    down = fresh_redis_server
+    layer = layers(
+        hosts=[redis_shards[0].url, redis_shards[1].url, down.url],
+        blocking_timeout=0.5,
+        socket_connect_timeout=1,
+    )
+    down.kill()
+
+    def fill() -> None:
+        for n in range(6):
+            layer.send("spread", {"n": n})  # a normal channel's send passes over the shard that is down
+
+    # Three takes in a row start at each of the three shards once.
+    fill()
+    assert [len(layer.receive_batch_nowait(["spread"], 2)) for _ in range(3)] == [2, 2, 2]
+    with pytest.raises(RedisUnavailable):
+        layer.receive_batch_nowait(["spread"], 2)
+    fill()
+    assert [layer.receive(["spread"], block=True)[0] for _ in range(3)] == ["spread"] * 3
+
+    async def on_a_loop() -> tuple[list[int], list, list]:
+        fill()
+        sizes = [len(await layer.receive_batch_async(["spread"], 2)) for _ in range(3)]
+        singles = [(await layer.receive_async(["spread"]))[0] for _ in range(3)]
+        return sizes, singles, await layer.receive_batch_async(["spread"], 2)
+
+    sizes, singles, nothing = asyncio.run(on_a_loop())
+    assert sizes == [2, 2, 2]
+    assert singles == ["spread"] * 3
+    assert nothing == []  # none waiting and a shard down: a pause, then an empty batch
+
+
 def test_a_redis_that_lost_its_data_is_detected_once(fresh_redis_server, layers):
     layer = layers(hosts=[fresh_redis_server.url])
     assert layer.check_data_lost() is False  # arms the check

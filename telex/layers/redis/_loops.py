@@ -250,8 +250,13 @@ class LoopConnections:
     # -- taking ---------------------------------------------------------------------
 
     async def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
-        """Up to ``count`` waiting messages, shard after shard in ``plan``'s order."""
+        """Up to ``count`` waiting messages, shard after shard in ``plan``'s order.
+
+        A shard that is down is skipped, as ``ThreadConnections.take`` does:
+        only when no shard had a message is its :class:`RedisUnavailable` raised.
+        """
         found: list[tuple[str, Any]] = []
+        unavailable = None
         for shard, keys in plan:
             for _ in range(64):  # each pass pops at least one entry or finds the queues empty
                 wanted = count - len(found)
@@ -265,12 +270,17 @@ class LoopConnections:
                     # Redis may already have popped: give it back before the next receive.
                     self.push_back_when_done(self._entries_of(shard, taking))
                     raise
+                except RedisUnavailable as exc:
+                    unavailable = unavailable or exc
+                    break
                 entries = entries or []  # LPOP's nil: the queue is empty
                 found += self._codec.open_entries(entries, now_ms())
                 if len(found) >= count or len(entries) < wanted:
                     break
             if len(found) >= count:
                 break
+        if unavailable is not None and not found:
+            raise unavailable
         return found
 
     async def _entries_of(self, shard: int, taking: asyncio.Future[Any]) -> list[tuple[int, bytes, bytes]]:

@@ -202,7 +202,8 @@ class ThreadConnections:
         """Up to ``count`` waiting messages, shard after shard in ``plan``'s order.
 
         A shard that is down is skipped: the others may still have messages.
-        Only when none was found is its :class:`RedisUnavailable` raised.
+        Only when none was found is its :class:`RedisUnavailable` raised
+        (``docs/redis-layer.md``, Outages; ``LoopConnections.take`` does the same).
         """
         found: list[tuple[str, Any]] = []
         unavailable = None
