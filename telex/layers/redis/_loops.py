@@ -29,10 +29,9 @@ from ._codec import Codec, now_ms, split_entry
 from ._health import UNAVAILABLE, RedisUnavailable, ReplicaAnswered, ShardHealth, reply_error
 from ._scripts import SHAS, SOURCES, blpop_timeout
 from ._shards import Shard
+from ._take import Plan, take_steps
 
 logger = logging.getLogger("telex.layers.redis")
-
-Plan = tuple[tuple[int, list[str]], ...]
 
 
 class WireClosed(ConnectionError):
@@ -250,38 +249,24 @@ class LoopConnections:
     # -- taking ---------------------------------------------------------------------
 
     async def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
-        """Up to ``count`` waiting messages, shard after shard in ``plan``'s order.
-
-        A shard that is down is skipped, as ``ThreadConnections.take`` does:
-        only when no shard had a message is its :class:`RedisUnavailable` raised.
-        """
-        found: list[tuple[str, Any]] = []
-        unavailable = None
-        for shard, keys in plan:
-            for _ in range(64):  # each pass pops at least one entry or finds the queues empty
-                wanted = count - len(found)
-                if len(keys) == 1:
-                    taking = self.command(shard, b"LPOP", keys[0], wanted)
-                else:
-                    taking = self.eval(shard, "receive", keys, [now_ms(), wanted])
+        """Up to ``count`` waiting messages: ``_take``'s steps on this loop's shared wires."""
+        steps = take_steps(plan, count, self._codec)
+        try:
+            shard, script, args = next(steps)
+            while True:
+                taking = self.eval(shard, script, *args) if script else self.command(shard, *args)
                 try:
-                    entries = await asyncio.shield(taking)
+                    reply = await asyncio.shield(taking)
                 except asyncio.CancelledError:
                     # Redis may already have popped: give it back before the next receive.
                     self.push_back_when_done(self._entries_of(shard, taking))
                     raise
                 except RedisUnavailable as exc:
-                    unavailable = unavailable or exc
-                    break
-                entries = entries or []  # LPOP's nil: the queue is empty
-                found += self._codec.open_entries(entries, now_ms())
-                if len(found) >= count or len(entries) < wanted:
-                    break
-            if len(found) >= count:
-                break
-        if unavailable is not None and not found:
-            raise unavailable
-        return found
+                    shard, script, args = steps.throw(exc)
+                else:
+                    shard, script, args = steps.send(reply)
+        except StopIteration as done:
+            return done.value
 
     async def _entries_of(self, shard: int, taking: asyncio.Future[Any]) -> list[tuple[int, bytes, bytes]]:
         return [(shard, b"", entry) for entry in await taking or ()]

@@ -32,6 +32,7 @@ from ._codec import Codec, now_ms
 from ._health import UNAVAILABLE, RedisUnavailable, ShardHealth, reply_error
 from ._scripts import SHAS, SOURCES, blpop_timeout
 from ._shards import Shard
+from ._take import Plan, take_steps
 
 # Bumped in every forked child, so a wire made before a fork is never used
 # after it; cheaper than asking os.getpid() (a system call) per command.
@@ -198,37 +199,20 @@ class ThreadConnections:
 
     # -- taking and waiting -------------------------------------------------------
 
-    def take(self, plan: tuple[tuple[int, list[str]], ...], count: int) -> list[tuple[str, Any]]:
-        """Up to ``count`` waiting messages, shard after shard in ``plan``'s order.
-
-        A shard that is down is skipped: the others may still have messages.
-        Only when none was found is its :class:`RedisUnavailable` raised
-        (``docs/redis-layer.md``, Outages; ``LoopConnections.take`` does the same).
-        """
-        found: list[tuple[str, Any]] = []
-        unavailable = None
-        for shard, keys in plan:
-            # Bounded: each pass pops at least one entry or finds the queues empty.
-            for _ in range(64):
-                wanted = count - len(found)
+    def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
+        """Up to ``count`` waiting messages: ``_take``'s steps on this thread's connections."""
+        steps = take_steps(plan, count, self._codec)
+        try:
+            shard, script, args = next(steps)
+            while True:
                 try:
-                    if len(keys) == 1:
-                        # Plain LPOP with a count: no script to run (expired entries
-                        # are dropped by open_entries, and counted as taken here).
-                        entries = self.call(shard, b"LPOP", keys[0], wanted) or []
-                    else:
-                        entries = self.eval(shard, "receive", keys, [now_ms(), wanted])
+                    reply = self.eval(shard, script, *args) if script else self.call(shard, *args)
                 except RedisUnavailable as exc:
-                    unavailable = unavailable or exc
-                    break
-                found += self._codec.open_entries(entries, now_ms())
-                if len(found) >= count or len(entries) < wanted:
-                    break
-            if len(found) >= count:
-                break
-        if unavailable is not None and not found:
-            raise unavailable
-        return found
+                    shard, script, args = steps.throw(exc)
+                else:
+                    shard, script, args = steps.send(reply)
+        except StopIteration as done:
+            return done.value
 
     def blpop(self, shard: int, keys: list[str], timeout: float) -> tuple[Any, Any]:
         """Wait up to ``timeout`` seconds inside Redis for one live message on one shard."""

@@ -35,6 +35,7 @@ from ._codec import Codec, channel_field, deadline_field, frame_entry, now_ms, p
 from ._health import RedisUnavailable, ShardHealth
 from ._loops import LoopConnections
 from ._shards import Shard, ShardRing
+from ._take import Plan
 from ._threads import ThreadConnections
 from ._urls import layer_arguments, shard_from_entry
 
@@ -43,8 +44,6 @@ __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 # A receive over the same channels is planned once; servers and workers
 # listen on a handful of channel lists, request-body readers on one each.
 _PLAN_CACHE_SIZE = 2048
-
-Plan = tuple[tuple[int, list[str]], ...]
 
 
 class RedisChannelLayer(BaseChannelLayer):
