@@ -171,9 +171,9 @@ class LoopConnections:
         self._codec = codec
         self._queue_key_of = queue_key_of  # a stored entry's channel -> its queue's key
         self._wake_key = wake_key  # a fresh key that ends one BLPOP early
-        self.wires: list[AsyncWire | None] = [None] * len(shards)
-        self.connecting: list[asyncio.Future[AsyncWire] | None] = [None] * len(shards)
-        self.blocking: list[list[AsyncWire]] = [[] for _ in shards]
+        self._wires: list[AsyncWire | None] = [None] * len(shards)
+        self._connecting: list[asyncio.Future[AsyncWire] | None] = [None] * len(shards)
+        self._blocking: list[list[AsyncWire]] = [[] for _ in shards]
         self.pending: set[asyncio.Future[Any]] = set()  # push-backs still running
 
     # -- commands ---------------------------------------------------------------
@@ -193,7 +193,7 @@ class LoopConnections:
         return self._queue(shard, "", pack(*args))
 
     def _queue(self, shard: int, script: str, packed: bytes) -> asyncio.Future[Any]:
-        wire = self.wires[shard]
+        wire = self._wires[shard]
         loop = asyncio.get_running_loop()
         if wire is not None and wire.lost is None:
             reply = wire.call(packed)
@@ -226,7 +226,7 @@ class LoopConnections:
                     self._health.up(shard)
                 return
             exc = reply_error(reply)
-            wire = self.wires[shard]
+            wire = self._wires[shard]
             if (
                 script
                 and isinstance(exc, redis.exceptions.NoScriptError)
@@ -239,7 +239,7 @@ class LoopConnections:
                 retry.add_done_callback(lambda again: self._settle(shard, ("", packed), again, result))
                 return
             if isinstance(exc, ReplicaAnswered):
-                for each in (wire, *self.blocking[shard]):
+                for each in (wire, *self._blocking[shard]):
                     if each is not None:
                         each.close()
         if isinstance(exc, UNAVAILABLE):
@@ -378,14 +378,14 @@ class LoopConnections:
     # -- the wires ------------------------------------------------------------------
 
     async def _command_wire(self, shard: int) -> AsyncWire:
-        wire = self.wires[shard]
+        wire = self._wires[shard]
         if wire is not None and wire.lost is None:
             return wire
-        connecting = self.connecting[shard]
+        connecting = self._connecting[shard]
         if connecting is None:
-            connecting = self.connecting[shard] = asyncio.ensure_future(self._open_wire(shard))
-            connecting.add_done_callback(lambda _: self.connecting.__setitem__(shard, None))
-        wire = self.wires[shard] = await asyncio.shield(connecting)
+            connecting = self._connecting[shard] = asyncio.ensure_future(self._open_wire(shard))
+            connecting.add_done_callback(lambda _: self._connecting.__setitem__(shard, None))
+        wire = self._wires[shard] = await asyncio.shield(connecting)
         return wire
 
     async def _open_wire(self, shard: int) -> AsyncWire:
@@ -395,7 +395,7 @@ class LoopConnections:
             raise self._health.failed(shard, exc) from exc
 
     async def _blocking_wire(self, shard: int) -> AsyncWire:
-        idle = self.blocking[shard]
+        idle = self._blocking[shard]
         while idle:
             wire = idle.pop()
             if wire.idle:
@@ -404,8 +404,8 @@ class LoopConnections:
         return await self._open_wire(shard)
 
     def _release_blocking(self, shard: int, wire: AsyncWire) -> None:
-        if wire.idle and len(self.blocking[shard]) < 8:
-            self.blocking[shard].append(wire)
+        if wire.idle and len(self._blocking[shard]) < 8:
+            self._blocking[shard].append(wire)
         else:
             wire.close()
 
