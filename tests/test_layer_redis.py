@@ -601,6 +601,22 @@ def test_pipelined_sends_survive_a_script_cache_flush_in_order(redis_server, lay
     assert [layer.receive(["ordered"])[1]["i"] for _ in range(10)] == list(range(10))
 
 
+def test_every_script_is_loaded_again_after_a_script_cache_flush_on_a_threads_connection(
+    redis_server, layers
+):
+    # All scripts run one way (EVALSHA, SCRIPT LOAD on NOSCRIPT), the ordering ones included.
+    layer = layers(hosts=[redis_server.url])
+    layer.send("warm", {})
+    raw(redis_server).script_flush()
+    layer.send("c", {"n": 1})
+    assert layer.receive(["c", "d"]) == ("c", {"n": 1})  # two queues: the receive script
+    raw(redis_server).script_flush()
+    assert layer.ordering_claim("seq", 1, "c", {"n": 2}) == "park"
+    raw(redis_server).script_flush()
+    layer.ordering_advance("seq", 0)
+    assert layer.receive(["c"]) == ("c", {"n": 2})
+
+
 def test_receive_batch_async_takes_what_is_waiting_or_waits_for_one(make_layer):
     layer = make_layer()
     for i in range(5):
