@@ -170,7 +170,7 @@ def test_any_other_reply_is_a_response_chunk():
 
 @pytest.mark.parametrize("status", ["200", 200.0, True, 99, 1000, None])
 def test_response_status_must_be_an_integer_from_100_to_999(status):
-    with pytest.raises(msgs.MalformedReply, match="status must be an integer"):
+    with pytest.raises(msgs.MalformedHttpReply, match="status must be an integer"):
         msgs.parse_reply({"status": status})
 
 
@@ -191,25 +191,25 @@ def test_response_header_names_are_lowercased_and_order_is_kept():
 
 @pytest.mark.parametrize("headers", [{b"a": b"b"}, b"a: b", [[b"a"]], [[b"a", b"b", b"c"]], [b"ab"]])
 def test_response_headers_must_be_a_list_of_name_value_pairs(headers):
-    with pytest.raises(msgs.MalformedReply, match="pair"):
+    with pytest.raises(msgs.MalformedHttpReply, match="pair"):
         msgs.parse_reply({"status": 200, "headers": headers})
 
 
 @pytest.mark.parametrize("pair", [["a", b"b"], [b"a", "b"], [b"a", 1]])
 def test_response_header_names_and_values_must_be_byte_strings(pair):
-    with pytest.raises(msgs.MalformedReply, match="must be bytes"):
+    with pytest.raises(msgs.MalformedHttpReply, match="must be bytes"):
         msgs.parse_reply({"status": 200, "headers": [pair]})
 
 
 @pytest.mark.parametrize("name", [b"", b"bad name", b"x:y", b"caf\xc3\xa9", b"a\r\nb"])
 def test_response_header_names_must_be_tokens(name):
-    with pytest.raises(msgs.MalformedReply, match="invalid header name"):
+    with pytest.raises(msgs.MalformedHttpReply, match="invalid header name"):
         msgs.parse_reply({"status": 200, "headers": [[name, b"v"]]})
 
 
 @pytest.mark.parametrize("value", [b"1\r\nset-cookie: evil=1", b"a\nb", b"a\rb", b"a\x00b"])
 def test_response_header_values_must_not_contain_cr_lf_or_nul(value):
-    with pytest.raises(msgs.MalformedReply, match="CR, LF or NUL"):
+    with pytest.raises(msgs.MalformedHttpReply, match="CR, LF or NUL"):
         msgs.parse_reply({"status": 200, "headers": [[b"x-a", value]]})
 
 
@@ -223,7 +223,7 @@ def test_response_content_defaults_to_empty_and_none_is_empty():
 
 @pytest.mark.parametrize("message", [{"status": 200}, {}])
 def test_content_must_be_a_byte_string(message):
-    with pytest.raises(msgs.MalformedReply, match="content must be bytes, got str"):
+    with pytest.raises(msgs.MalformedHttpReply, match="content must be bytes, got str"):
         msgs.parse_reply(message | {"content": "text"})
 
 
@@ -234,7 +234,7 @@ def test_more_content_defaults_to_false(message):
 
 @pytest.mark.parametrize("more", [1, 0, "yes", None])
 def test_more_content_must_be_a_bool(more):
-    with pytest.raises(msgs.MalformedReply, match="more_content must be a bool"):
+    with pytest.raises(msgs.MalformedHttpReply, match="more_content must be a bool"):
         msgs.parse_reply({"content": b"x", "more_content": more})
 
 
@@ -242,7 +242,7 @@ def test_more_content_must_be_a_bool(more):
 
 
 def test_server_push_request_must_be_a_request_message_dict():
-    with pytest.raises(msgs.MalformedReply, match="'request' must be a dict"):
+    with pytest.raises(msgs.MalformedHttpReply, match="'request' must be a dict"):
         msgs.parse_reply({"request": "/style.css"})
 
 

@@ -161,12 +161,13 @@ def test_expired_messages_do_not_count_against_capacity(make_layer):
     assert [layer.receive(["c"])[1] for _ in range(3)] == [{"new": 1}, {"new": 2}, None]
 
 
-def test_receive_batch_takes_several_messages_in_one_round_trip(make_layer):
+def test_receive_batch_nowait_takes_several_messages_in_one_round_trip(make_layer):
     layer = make_layer()
     for i in range(5):
         layer.send("proc!a", {"i": i})
-    assert layer.receive_batch(["proc!"], max_messages=3) == [("proc!a", {"i": i}) for i in range(3)]
-    assert layer.receive_batch(["proc!"], max_messages=10) == [("proc!a", {"i": i}) for i in range(3, 5)]
+    assert layer.receive_batch_nowait(["proc!"], max_messages=3) == [("proc!a", {"i": i}) for i in range(3)]
+    rest = [("proc!a", {"i": i}) for i in range(3, 5)]
+    assert layer.receive_batch_nowait(["proc!"], max_messages=10) == rest
 
 
 def test_flush_removes_only_keys_under_its_own_prefix(redis_server, make_layer):
@@ -429,6 +430,43 @@ def test_the_layer_reconnects_after_redis_restarts(fresh_redis_server, layers):
     assert layer.receive(["c"], block=True) == ("c", {"after": True})
 
 
+def test_a_take_skips_a_shard_that_is_down_on_threads_and_on_event_loops(
+    redis_shards, fresh_redis_server, layers
+):
+    # docs/redis-layer.md, Outages: a take reads the shards that answer and
+    # raises (or, blocking, pauses) only when none of them had a message.
+    down = fresh_redis_server
+    layer = layers(
+        hosts=[redis_shards[0].url, redis_shards[1].url, down.url],
+        blocking_timeout=0.5,
+        socket_connect_timeout=1,
+    )
+    down.kill()
+
+    def fill() -> None:
+        for n in range(6):
+            layer.send("spread", {"n": n})  # a normal channel's send passes over the shard that is down
+
+    # Three takes in a row start at each of the three shards once.
+    fill()
+    assert [len(layer.receive_batch_nowait(["spread"], 2)) for _ in range(3)] == [2, 2, 2]
+    with pytest.raises(RedisUnavailable):
+        layer.receive_batch_nowait(["spread"], 2)
+    fill()
+    assert [layer.receive(["spread"], block=True)[0] for _ in range(3)] == ["spread"] * 3
+
+    async def on_a_loop() -> tuple[list[int], list, list]:
+        fill()
+        sizes = [len(await layer.receive_batch_async(["spread"], 2)) for _ in range(3)]
+        singles = [(await layer.receive_async(["spread"]))[0] for _ in range(3)]
+        return sizes, singles, await layer.receive_batch_async(["spread"], 2)
+
+    sizes, singles, nothing = asyncio.run(on_a_loop())
+    assert sizes == [2, 2, 2]
+    assert singles == ["spread"] * 3
+    assert nothing == []  # none waiting and a shard down: a pause, then an empty batch
+
+
 def test_a_redis_that_lost_its_data_is_detected_once(fresh_redis_server, layers):
     layer = layers(hosts=[fresh_redis_server.url])
     assert layer.check_data_lost() is False  # arms the check
@@ -564,15 +602,31 @@ def test_pipelined_sends_survive_a_script_cache_flush_in_order(redis_server, lay
     assert [layer.receive(["ordered"])[1]["i"] for _ in range(10)] == list(range(10))
 
 
-def test_receive_many_async_takes_what_is_waiting_or_waits_for_one(make_layer):
+def test_every_script_is_loaded_again_after_a_script_cache_flush_on_a_threads_connection(
+    redis_server, layers
+):
+    # All scripts run one way (EVALSHA, SCRIPT LOAD on NOSCRIPT), the ordering ones included.
+    layer = layers(hosts=[redis_server.url])
+    layer.send("warm", {})
+    raw(redis_server).script_flush()
+    layer.send("c", {"n": 1})
+    assert layer.receive(["c", "d"]) == ("c", {"n": 1})  # two queues: the receive script
+    raw(redis_server).script_flush()
+    assert layer.ordering_claim("seq", 1, "c", {"n": 2}) == "park"
+    raw(redis_server).script_flush()
+    layer.ordering_advance("seq", 0)
+    assert layer.receive(["c"]) == ("c", {"n": 2})
+
+
+def test_receive_batch_async_takes_what_is_waiting_or_waits_for_one(make_layer):
     layer = make_layer()
     for i in range(5):
         layer.send("proc!a", {"i": i})
 
     async def main():
-        first = await layer.receive_many_async(["proc!"], 3)
-        rest = await layer.receive_many_async(["proc!"], 10)
-        waiting = asyncio.ensure_future(layer.receive_many_async(["proc!"], 10))
+        first = await layer.receive_batch_async(["proc!"], 3)
+        rest = await layer.receive_batch_async(["proc!"], 10)
+        waiting = asyncio.ensure_future(layer.receive_batch_async(["proc!"], 10))
         await asyncio.sleep(0.05)
         await layer.send_async("proc!b", {"late": True})
         return first, rest, await asyncio.wait_for(waiting, 10)
@@ -636,13 +690,13 @@ def test_a_forked_child_opens_its_own_connections(make_layer):
     layer = make_layer(prefix="fork:")
     layer.send("parent", {"n": 1})
     assert layer.receive(["parent"]) == ("parent", {"n": 1})
-    parents_wire = layer._sync_wire(0)
+    parents_wire = layer._threads.wire(0)
     pid = os.fork()
     if pid == 0:  # the child: send through the layer the parent already used
         status = 1
         try:
             layer.send("child", {"n": 2})
-            fresh = layer._sync_wire(0) is not parents_wire
+            fresh = layer._threads.wire(0) is not parents_wire
             status = 0 if fresh and layer.receive(["child"]) == ("child", {"n": 2}) else 1
             layer.send("child", {"n": 3})
         finally:

@@ -46,7 +46,7 @@ def test_send_and_receive_over_tls_on_threads_and_on_a_loop(tls_redis):
         first = await asyncio.wait_for(waiting, 10)
         for n in range(4, 7):
             await layer.send_async("async", {"n": n})
-        return [first, *await layer.receive_many_async(["async"], 10)]
+        return [first, *await layer.receive_batch_async(["async"], 10)]
 
     assert asyncio.run(on_loop()) == [("async", {"n": n}) for n in range(3, 7)]
     layer.close()

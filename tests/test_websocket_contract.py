@@ -111,3 +111,4 @@ def test_autobahn_handshake_timeout_is_above_the_connect_timeout():
 class _Support:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+

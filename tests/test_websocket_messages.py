@@ -112,24 +112,24 @@ def test_empty_bytes_or_text_is_still_a_frame():
 def test_both_bytes_and_text_is_malformed():
     try:
         msgs.parse_reply({"bytes": b"a", "text": "b"})
-    except msgs.MalformedReply as exc:
+    except msgs.MalformedWebSocketReply as exc:
         assert "both" in str(exc)
     else:
         raise AssertionError("a message with both bytes and text was accepted")
 
 
 def test_bytes_must_be_a_byte_string():
-    with pytest.raises(msgs.MalformedReply, match="'bytes' must be a byte string, got str"):
+    with pytest.raises(msgs.MalformedWebSocketReply, match="'bytes' must be a byte string, got str"):
         msgs.parse_reply({"bytes": "text"})
 
 
 def test_text_must_be_a_unicode_string():
-    with pytest.raises(msgs.MalformedReply, match="'text' must be a unicode string, got bytes"):
+    with pytest.raises(msgs.MalformedWebSocketReply, match="'text' must be a unicode string, got bytes"):
         msgs.parse_reply({"text": b"bytes"})
 
 
 def test_accept_must_be_a_bool():
-    with pytest.raises(msgs.MalformedReply, match="'accept' must be a bool"):
+    with pytest.raises(msgs.MalformedWebSocketReply, match="'accept' must be a bool"):
         msgs.parse_reply({"accept": 1})
 
 
@@ -168,7 +168,7 @@ def test_a_reserved_or_unregistered_close_code_closes_with_1000_and_says_why(cod
 
 @pytest.mark.parametrize("close", ["1000", 1000.0, [1000]])
 def test_close_must_be_a_bool_or_an_integer(close):
-    with pytest.raises(msgs.MalformedReply, match="'close' must be a bool or a positive integer"):
+    with pytest.raises(msgs.MalformedWebSocketReply, match="'close' must be a bool or a positive integer"):
         msgs.parse_reply({"close": close})
 
 

@@ -321,7 +321,7 @@ class AsgiRequest(http.Request):
             return
         try:
             reply = msgs.parse_reply(message)
-        except msgs.MalformedReply as exc:
+        except msgs.MalformedHttpReply as exc:
             self._malformed(str(exc))
             return
         if isinstance(reply, msgs.ServerPush):

@@ -17,7 +17,7 @@ _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 _BAD_VALUE_BYTES = b"\x00\r\n"
 
 
-class MalformedReply(ValueError):
+class MalformedHttpReply(ValueError):
     """A reply message that breaks www.rst; the text says what is wrong."""
 
 
@@ -137,7 +137,7 @@ def parse_reply(message: dict[str, Any]) -> Reply:
     if "status" in message:
         status = message["status"]
         if type(status) is not int or not 100 <= status <= 999:
-            raise MalformedReply(f"status must be an integer from 100 to 999, got {status!r}")
+            raise MalformedHttpReply(f"status must be an integer from 100 to 999, got {status!r}")
         return Response(
             status,
             _check_headers(message.get("headers", ())),
@@ -146,7 +146,7 @@ def parse_reply(message: dict[str, Any]) -> Reply:
         )
     if "request" in message:
         if not isinstance(message["request"], dict):
-            raise MalformedReply("Server Push 'request' must be a dict")
+            raise MalformedHttpReply("Server Push 'request' must be a dict")
         return ServerPush(message["request"])
     return ResponseChunk(_check_content(message), _check_more(message))
 
@@ -156,14 +156,14 @@ def _check_content(message: dict[str, Any]) -> bytes:
     if content is None:
         return b""
     if type(content) is not bytes:
-        raise MalformedReply(f"content must be bytes, got {type(content).__name__}")
+        raise MalformedHttpReply(f"content must be bytes, got {type(content).__name__}")
     return content
 
 
 def _check_more(message: dict[str, Any]) -> bool:
     more = message.get("more_content", False)
     if type(more) is not bool:
-        raise MalformedReply(f"more_content must be a bool, got {type(more).__name__}")
+        raise MalformedHttpReply(f"more_content must be a bool, got {type(more).__name__}")
     return more
 
 
@@ -171,19 +171,21 @@ def _check_headers(headers: Any) -> list[tuple[bytes, bytes]]:
     if headers is None:
         return []
     if not isinstance(headers, (list, tuple)):
-        raise MalformedReply(f"headers must be a list of [name, value] pairs, got {type(headers).__name__}")
+        raise MalformedHttpReply(
+            f"headers must be a list of [name, value] pairs, got {type(headers).__name__}"
+        )
     checked = []
     for pair in headers:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise MalformedReply(f"each header must be a [name, value] pair, got {pair!r}")
+            raise MalformedHttpReply(f"each header must be a [name, value] pair, got {pair!r}")
         name, value = pair
         if type(name) is not bytes or type(value) is not bytes:
-            raise MalformedReply(f"header name and value must be bytes, got {pair!r}")
+            raise MalformedHttpReply(f"header name and value must be bytes, got {pair!r}")
         name = name.lower()
         if not _HEADER_NAME.match(name):
-            raise MalformedReply(f"invalid header name {name!r}")
+            raise MalformedHttpReply(f"invalid header name {name!r}")
         if len(value.translate(None, _BAD_VALUE_BYTES)) != len(value):
-            raise MalformedReply(f"header {name!r} has a value containing CR, LF or NUL")
+            raise MalformedHttpReply(f"header {name!r} has a value containing CR, LF or NUL")
         checked.append((name, value))
     return checked
 

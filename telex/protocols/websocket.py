@@ -361,7 +361,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             return
         try:
             reply = msgs.parse_reply(message)
-        except msgs.MalformedReply as exc:
+        except msgs.MalformedWebSocketReply as exc:
             logger.error("ignoring a malformed message on %s: %s", self.reply_channel, exc)
             self.context.count("telex_malformed_replies_total")
             return

@@ -19,7 +19,7 @@ _SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 101
 REPLY_KEYS = frozenset(("bytes", "text", "close", "accept"))
 
 
-class MalformedReply(ValueError):
+class MalformedWebSocketReply(ValueError):
     """A Send/Close/Accept message that breaks www.rst; the text says what is wrong."""
 
 
@@ -90,19 +90,21 @@ class Reply:
 def parse_reply(message: dict[str, Any]) -> Reply:
     """Validate a Send/Close/Accept message (www.rst, Send/Close/Accept).
 
-    Raises MalformedReply for wrong types and for both ``bytes`` and ``text``
+    Raises MalformedWebSocketReply for wrong types and for both ``bytes`` and ``text``
     present (the spec: ignore the message entirely).
     """
     binary, text = message.get("bytes"), message.get("text")
     if binary is not None and text is not None:
-        raise MalformedReply("both 'bytes' and 'text' are set; the spec says to ignore such a message")
+        raise MalformedWebSocketReply(
+            "both 'bytes' and 'text' are set; the spec says to ignore such a message"
+        )
     if binary is not None and type(binary) is not bytes:
-        raise MalformedReply(f"'bytes' must be a byte string, got {type(binary).__name__}")
+        raise MalformedWebSocketReply(f"'bytes' must be a byte string, got {type(binary).__name__}")
     if text is not None and type(text) is not str:
-        raise MalformedReply(f"'text' must be a unicode string, got {type(text).__name__}")
+        raise MalformedWebSocketReply(f"'text' must be a unicode string, got {type(text).__name__}")
     accept = message.get("accept")
     if accept is not None and type(accept) is not bool:
-        raise MalformedReply(f"'accept' must be a bool, got {type(accept).__name__}")
+        raise MalformedWebSocketReply(f"'accept' must be a bool, got {type(accept).__name__}")
     close, note = _close_code(message.get("close", False))
     unknown = tuple(sorted(str(key) for key in message if key not in REPLY_KEYS))
     return Reply(accept, binary if binary is not None else text, close, unknown, note)
@@ -114,7 +116,7 @@ def _close_code(close: Any) -> tuple[int | None, str | None]:
     if close is True:
         return 1000, None
     if type(close) is not int:
-        raise MalformedReply(f"'close' must be a bool or a positive integer, got {close!r}")
+        raise MalformedWebSocketReply(f"'close' must be a bool or a positive integer, got {close!r}")
     if close <= 0:
         return None, None
     if close in _SENDABLE_CLOSE_CODES or 3000 <= close <= 4999:

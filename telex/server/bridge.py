@@ -8,7 +8,7 @@ Three bridges, chosen by what the layer offers (``make_bridge``):
 * ``AsyncioBridge`` — a layer with ``send_async``/``receive_async`` (Telex's
   Redis layer): coroutines run on the asyncio loop under Twisted's asyncio
   reactor, no thread per call; replies are read in batches when the layer
-  also offers ``receive_many_async``.
+  also offers ``receive_batch_async``.
 * ``ThreadedBridge`` — any other ASGI 1 layer (asgi_redis from a Channels 1.x
   install): one reader thread blocks in ``receive(block=True)`` and hands
   messages to the reactor; one FIFO sender thread performs every send, which
@@ -80,10 +80,10 @@ class AsyncioBridge(LayerBridge):
         self._reader = asyncio.ensure_future(self._read(channels, dispatch))
 
     async def _read(self, channels: list[str], dispatch: Dispatch) -> None:
-        # A layer offering receive_many_async hands over every reply already
+        # A layer offering receive_batch_async hands over every reply already
         # waiting in one round trip (READER_BATCH at most), so a busy server
         # pays one take per batch instead of one per reply.
-        many = getattr(self.layer, "receive_many_async", None)
+        many = getattr(self.layer, "receive_batch_async", None)
         backoff = ERROR_BACKOFF[0]
         handled = 0
         while self.running:

@@ -1,4 +1,9 @@
-"""Message encoding: msgpack with bin type, optional Fernet encryption, entry framing."""
+"""The entry codec: messages to stored entries and back (the Lua in ``_scripts`` is the only other framer).
+
+A payload is msgpack with bin type, Fernet-encrypted when keys are set. A
+stored entry is ``DEADLINE CHANNEL " " PAYLOAD`` (``_scripts`` explains why);
+a parked ``telex.ordering`` record is QUEUEKEY, CHANNEL and PAYLOAD on lines of their own.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 import msgpack
@@ -67,12 +73,48 @@ class Codec:
                 return None
         return msgpack.unpackb(payload, raw=False)
 
+    def open_entries(self, entries: list[bytes], now_ms: int) -> list[tuple[str, dict]]:
+        """``(channel, message)`` of each live entry; expired and undecryptable ones are dropped."""
+        decode = self.decode
+        found = []
+        for entry in entries:
+            # split_entry, inlined: this runs for every message received.
+            if int(entry[:DEADLINE_DIGITS]) <= now_ms:
+                continue  # expired while waiting in the queue or while a BLPOP delivered it
+            space = entry.index(b" ", DEADLINE_DIGITS)
+            channel = entry[DEADLINE_DIGITS:space].decode("ascii")
+            message = decode(entry[space + 1 :], channel)
+            if message is not None:
+                found.append((channel, message))
+        return found
 
-def deadline_prefix(deadline_ms: int) -> bytes:
+
+def now_ms() -> int:
+    """The clock deadlines are written and judged by: Unix time in milliseconds."""
+    return int(time.time() * 1000)
+
+
+def deadline_field(deadline_ms: int) -> bytes:
+    """An entry's first field (the Lua scripts that frame entries take it ready-made)."""
     return b"%013d" % deadline_ms
+
+
+def channel_field(channel: str) -> bytes:
+    """An entry's second field with its separator; worked out once per channel name by senders."""
+    return channel.encode("ascii") + b" "
+
+
+def frame_entry(deadline_ms: int, channel: bytes, payload: bytes) -> bytes:
+    """A stored entry; ``channel`` is :func:`channel_field`'s bytes."""
+    return b"%013d" % deadline_ms + channel + payload
 
 
 def split_entry(entry: bytes) -> tuple[int, str, bytes]:
     """(deadline_ms, channel, payload) of a stored entry."""
     space = entry.index(b" ", DEADLINE_DIGITS)
     return int(entry[:DEADLINE_DIGITS]), entry[DEADLINE_DIGITS:space].decode("ascii"), entry[space + 1 :]
+
+
+def parked_record(queue_key: str, channel: str, payload: bytes) -> bytes:
+    """A message ``ordering_claim`` parks; ``queue_key`` is empty when its queue is on another shard."""
+    return queue_key.encode() + b"\n" + channel.encode() + b"\n" + payload

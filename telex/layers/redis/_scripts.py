@@ -1,5 +1,9 @@
 """The Lua scripts of the Redis layer: each step that must be atomic is one script.
 
+Every script is run one way, ``EVALSHA`` on the layer's own connections
+(``_threads``, ``_loops``), and loaded with ``SCRIPT LOAD`` when Redis
+answers ``NOSCRIPT`` (``_health.reply_error``).
+
 Stored entry format (one list element per message, the message stored once):
 ``DEADLINE CHANNEL " " PAYLOAD`` where DEADLINE is 13 ASCII digits (Unix time
 in milliseconds at which the message expires), CHANNEL the full channel name
@@ -12,6 +16,8 @@ scripts deterministic and saves a command per call; hosts need NTP-synced clocks
 """
 
 from __future__ import annotations
+
+import hashlib
 
 # Push ``entry`` onto ``key`` unless the list is at capacity. Expired messages
 # never count against capacity: when the push overflows, expired heads are
@@ -205,3 +211,21 @@ end
 return out
 """
 )
+
+#: Every script by name, and its SHA1 for ``EVALSHA``.
+SOURCES = {
+    "send": SEND,
+    "receive": RECEIVE,
+    "group_push": GROUP_PUSH,
+    "group_send_local": GROUP_SEND_LOCAL,
+    "group_members": GROUP_MEMBERS,
+    "ordering_claim": ORDERING_CLAIM,
+    "ordering_advance": ORDERING_ADVANCE,
+    "ordering_skip_stalled": ORDERING_SKIP_STALLED,
+}
+SHAS = {name: hashlib.sha1(source.encode()).hexdigest().encode() for name, source in SOURCES.items()}
+
+
+def blpop_timeout(seconds: float) -> float:
+    """``BLPOP``'s timeout argument: its 0 means "forever"; Redis 6 takes fractional seconds."""
+    return max(round(seconds, 3), 0.01)

@@ -1,9 +1,11 @@
-"""Redis hosts: parsing the ``hosts`` option and URLs, clients per shard, the shard ring.
+"""Shards: how to reach each one (redis-py clients that make the connections), and which
+shard a name lives on.
 
 A *shard* is one Redis server (or one Sentinel-monitored master). Each has a
 stable *identity* (``host:port/db``, ``unix:/path/db`` or
 ``sentinel:master/db``) that the rendezvous hash uses, so every process that
 lists the same shards, in any order, maps names to the same shard.
+``_urls`` turns the ``hosts`` option and layer URLs into shards.
 """
 
 from __future__ import annotations
@@ -13,15 +15,12 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
-
-DEFAULT_PORT = 6379
 
 
 @dataclass(frozen=True)
@@ -69,99 +68,6 @@ class Shard:
             key: spec[key] for key in ("db", "password", "username") if spec.get(key) is not None
         }
         return manager.master_for(spec["master_name"], **master_kwargs, **kwargs)
-
-
-def shard_from_entry(entry: Any) -> Shard:
-    """One ``hosts`` entry: a URL, a ``(host, port)`` pair, or a Sentinel dict."""
-    if isinstance(entry, str):
-        if "://" not in entry:
-            host, _, port = entry.rpartition(":")
-            entry = f"redis://{host or entry}:{port if host else DEFAULT_PORT}/0"
-        return _shard_from_url(entry)
-    if isinstance(entry, (tuple, list)) and len(entry) == 2:
-        host, port = entry
-        return Shard(identity=f"{host}:{int(port)}/0", url=f"redis://{_host(host)}:{int(port)}/0")
-    if isinstance(entry, dict) and "sentinels" in entry:
-        master = entry.get("master_name") or entry.get("service_name")
-        if not master or not entry["sentinels"]:
-            raise ValueError(f"a Sentinel hosts entry needs 'sentinels' and 'master_name', got {entry!r}")
-        spec = {**entry, "master_name": master}
-        return Shard(identity=f"sentinel:{master}/{int(entry.get('db') or 0)}", sentinel=spec)
-    raise ValueError(
-        f"invalid hosts entry {entry!r}: use a redis://, rediss:// or unix:// URL, a (host, port) pair, "
-        "or a dict with 'sentinels' and 'master_name'"
-    )
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _shard_from_url(url: str) -> Shard:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "unix":
-        db = _query_db(parts.query) or "0"
-        return Shard(identity=f"unix:{unquote(parts.path)}/{db}", url=url)
-    if scheme not in ("redis", "rediss"):
-        raise ValueError(f"unsupported Redis URL scheme in {url!r} (use redis://, rediss:// or unix://)")
-    db = _query_db(parts.query) or parts.path.strip("/") or "0"
-    host = parts.hostname or "localhost"
-    port = parts.port or DEFAULT_PORT
-    return Shard(identity=f"{host}:{port}/{db}", url=url)
-
-
-def _query_db(query: str) -> str | None:
-    for item in query.split("&"):
-        key, _, value = item.partition("=")
-        if key == "db":
-            return value
-    return None
-
-
-def split_url(url: str) -> tuple[list[Shard], str]:
-    """The shards a layer URL names, and its query string (the layer's options).
-
-    Several shards are written as a comma-separated host list sharing the
-    credentials and database: ``redis://:pw@h1:6379,h2:6379/0?capacity=200``.
-    ``redis+sentinel://[:pw@]s1:26379,s2:26379/master_name[/db]`` is one
-    Sentinel-monitored shard.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"not a URL: {url!r}")
-    scheme = scheme.lower()
-    rest, _, query = rest.partition("?")
-    if scheme == "unix":
-        db = _query_db(query) or "0"
-        return [Shard(identity=f"unix:{unquote(rest)}/{db}", url=f"unix://{rest}?db={db}")], query
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    credentials = userinfo + at
-    hosts = [host for host in hostlist.split(",") if host] or ["localhost"]
-    if scheme == "redis+sentinel":
-        master, _, db = path.partition("/")
-        if not master:
-            raise ValueError(f"{url!r}: redis+sentinel:// needs the master name as its path")
-        sentinels = []
-        for host in hosts:
-            name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-            sentinels.append((name or host, int(port or 26379)))
-        password = unquote(userinfo.partition(":")[2]) if userinfo else None
-        return [
-            shard_from_entry(
-                {
-                    "sentinels": sentinels,
-                    "master_name": unquote(master),
-                    "db": int(db or 0),
-                    "password": password or None,
-                }
-            )
-        ], query
-    if scheme not in ("redis", "rediss"):
-        raise ValueError(f"unsupported Redis URL scheme {scheme!r} in {url!r}")
-    db = _query_db(query) or path.strip("/") or "0"
-    return [_shard_from_url(f"{scheme}://{credentials}{host}/{quote(db)}") for host in hosts], query
 
 
 class ShardRing:

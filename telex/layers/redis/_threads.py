@@ -1,0 +1,271 @@
+"""Connections used from threads: each thread has its own connection to each shard.
+
+redis-py's client wraps every command in a pool checkout, a retry helper,
+observability hooks and (for scripts) a ``Script`` object: on the development
+machine that was more Python per round trip than Redis and the loopback hop
+together (``docs/redis-layer.md``, Performance). redis-py still opens every
+connection here (TLS, AUTH/ACL, SELECT, Sentinel discovery, client options),
+so every ``connection_kwargs`` option keeps working; only the per-command path
+is ours: :class:`SyncWire` writes RESP packed by hiredis to the socket and
+parses the replies with a hiredis reader.
+
+Every command a thread sends, hot or rare, goes through
+:meth:`ThreadConnections.call` (or ``eval``/``pipeline``), which hands any
+failure to ``_health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import hiredis
+import redis.exceptions
+
+from ._codec import Codec, now_ms
+from ._health import UNAVAILABLE, RedisUnavailable, ShardHealth, reply_error
+from ._scripts import SHAS, SOURCES, blpop_timeout
+from ._shards import Shard
+from ._take import Plan, take_steps
+
+# Bumped in every forked child, so a wire made before a fork is never used
+# after it; cheaper than asking os.getpid() (a system call) per command.
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
+class SyncWire:
+    """A socket pinned to one thread: RESP written and parsed with hiredis, nothing else.
+
+    redis-py opens (and reopens) the connection, so TLS, AUTH, SELECT and
+    Sentinel discovery work; the commands then go straight to its socket.
+    Any failure closes the connection and the next call opens a new one;
+    nothing is retried here (at most once).
+    """
+
+    __slots__ = ("_reader", "_sock", "conn", "stamp")
+
+    def __init__(self, pool: Any, stamp: tuple[int, int]) -> None:
+        # Built like the pool builds its own, so Sentinel and TLS pools work.
+        self.conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
+        self.stamp = stamp  # (forks so far in this process, the layer's close() generation)
+        self._sock: Any = None
+        self._reader: Any = None
+
+    def call(self, *args: Any) -> Any:
+        """One command's reply; an error reply is raised as ``_health.reply_error`` maps it."""
+        reply = self._exchange(hiredis.pack_command(args), 1)[0]
+        if isinstance(reply, hiredis.ReplyError):
+            raise self._error(reply)
+        return reply
+
+    def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one write, and their replies; the first error reply is raised."""
+        replies = self._exchange(
+            b"".join([hiredis.pack_command(command) for command in commands]), len(commands)
+        )
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise self._error(reply)
+        return replies
+
+    def _exchange(self, data: bytes, count: int) -> list[Any]:
+        sock = self._sock or self._connect()
+        reader = self._reader
+        replies: list[Any] = []
+        try:
+            sock.sendall(data)
+            while len(replies) < count:
+                while (reply := reader.gets()) is False:
+                    received = sock.recv(65536)
+                    if not received:
+                        raise ConnectionResetError("Redis closed the connection")
+                    reader.feed(received)
+                replies.append(reply)
+        except (TimeoutError, BlockingIOError) as exc:
+            # BlockingIOError: the kernel's SO_RCVTIMEO/SO_SNDTIMEO ran out.
+            self.close()
+            raise redis.exceptions.TimeoutError(
+                f"no reply from Redis within {self.conn.socket_timeout} s"
+            ) from exc
+        except (OSError, hiredis.ProtocolError) as exc:
+            self.close()
+            raise redis.exceptions.ConnectionError(f"connection to Redis lost: {exc}") from exc
+        return replies
+
+    def _error(self, reply: Any) -> Exception:
+        error = reply_error(reply)
+        if isinstance(error, redis.exceptions.ConnectionError):
+            self.close()  # READONLY: the next connection asks the sentinels for the master
+        return error
+
+    def eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return self.call(b"EVALSHA", SHAS[name], len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # Not run, so running it again is safe: load it, then run it.
+            return self.pipeline(
+                [(b"SCRIPT", b"LOAD", SOURCES[name]), (b"EVALSHA", SHAS[name], len(keys), *keys, *args)]
+            )[1]
+
+    def _connect(self) -> Any:
+        # Pinned by tests/test_layer_redis.py::test_redis_py_internals_the_wire_relies_on.
+        self.conn.connect()
+        sock = self._sock = self.conn._sock
+        timeout = sock.gettimeout()
+        if type(sock) is socket.socket and timeout:
+            # A Python-level timeout costs a poll() before every send and recv
+            # (four system calls per round trip); the kernel enforces the same
+            # limit on a blocking socket for two. TLS sockets keep theirs.
+            seconds, fraction = divmod(timeout, 1)
+            limit = struct.pack("@ll", int(seconds), int(fraction * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+            sock.settimeout(None)
+        self._reader = hiredis.Reader()
+        return sock
+
+    def close(self) -> None:
+        self._sock = self._reader = None
+        self.conn.disconnect()
+
+
+class ThreadConnections:
+    """Each thread's own :class:`SyncWire` per shard, and the thread-side take and wait.
+
+    A thread's wires close when the thread ends; a forked child opens its own;
+    :meth:`close` closes the calling thread's at once and has the others
+    replaced at their next command (they may be mid-command).
+    """
+
+    def __init__(
+        self, shards: list[Shard], options: dict[str, Any], health: ShardHealth, codec: Codec
+    ) -> None:
+        self._shards = shards
+        self._codec = codec
+        self._options = options
+        self._health = health
+        self._lock = threading.Lock()
+        self._pools: list[Any] = [None] * len(shards)  # redis-py's, only to make connections
+        self._local = threading.local()
+        self._generation = 0  # close() bumps it
+
+    # -- commands ---------------------------------------------------------------
+
+    def eval(self, shard: int, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script (the hot path: every send)."""
+        try:
+            result = self.wire(shard).eval(script, keys, args)
+        except UNAVAILABLE as exc:
+            raise self._health.failed(shard, exc) from exc
+        if self._health.down:
+            self._health.up(shard)
+        return result
+
+    def call(self, shard: int, *args: Any) -> Any:
+        """One command's reply."""
+        try:
+            result = self.wire(shard).call(*args)
+        except UNAVAILABLE as exc:
+            raise self._health.failed(shard, exc) from exc
+        if self._health.down:
+            self._health.up(shard)
+        return result
+
+    def pipeline(self, shard: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one round trip, and their replies."""
+        try:
+            result = self.wire(shard).pipeline(commands)
+        except UNAVAILABLE as exc:
+            raise self._health.failed(shard, exc) from exc
+        if self._health.down:
+            self._health.up(shard)
+        return result
+
+    def scan(self, shard: int, pattern: str) -> Iterator[bytes]:
+        """Every key matching ``pattern`` (``SCAN``, never ``KEYS``)."""
+        cursor = b"0"
+        while True:
+            cursor, keys = self.call(shard, b"SCAN", cursor, b"MATCH", pattern, b"COUNT", 1000)
+            yield from keys
+            if cursor == b"0":
+                return
+
+    # -- taking and waiting -------------------------------------------------------
+
+    def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
+        """Up to ``count`` waiting messages: ``_take``'s steps on this thread's connections."""
+        steps = take_steps(plan, count, self._codec)
+        try:
+            shard, script, args = next(steps)
+            while True:
+                try:
+                    reply = self.eval(shard, script, *args) if script else self.call(shard, *args)
+                except RedisUnavailable as exc:
+                    shard, script, args = steps.throw(exc)
+                else:
+                    shard, script, args = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+
+    def blpop(self, shard: int, keys: list[str], timeout: float) -> tuple[Any, Any]:
+        """Wait up to ``timeout`` seconds inside Redis for one live message on one shard."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0.001:
+            reply = self.call(shard, b"BLPOP", *keys, blpop_timeout(remaining))
+            if reply is None:
+                break
+            found = self._codec.open_entries([reply[1]], now_ms())
+            if found:
+                return found[0]
+        return None, None
+
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """This thread's own event loop, for a blocking receive that waits on several shards at once."""
+        loop = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = self._local.loop = asyncio.new_event_loop()
+        return loop
+
+    # -- the wires ----------------------------------------------------------------
+
+    def wire(self, shard: int) -> SyncWire:
+        wires = getattr(self._local, "wires", None)
+        if wires is None or wires[shard] is None or wires[shard].stamp != (_forks[0], self._generation):
+            # First use in this thread, after close(), or in a forked child
+            # (which must not share its parent's sockets).
+            if wires is None:
+                wires = self._local.wires = [None] * len(self._shards)
+            elif wires[shard] is not None and wires[shard].stamp[0] == _forks[0]:
+                wires[shard].close()
+            wire = wires[shard] = SyncWire(self._pool(shard), (_forks[0], self._generation))
+            return wire
+        return wires[shard]
+
+    def _pool(self, shard: int) -> Any:
+        pool = self._pools[shard]
+        if pool is None:
+            with self._lock:
+                pool = self._pools[shard]
+                if pool is None:
+                    pool = self._pools[shard] = self._shards[shard].sync_client(self._options).connection_pool
+        return pool
+
+    def close(self) -> None:
+        self._generation += 1
+        for wire in getattr(self._local, "wires", None) or ():
+            if wire is not None:
+                wire.close()
+        self._local.wires = None
+        with self._lock:
+            pools, self._pools = self._pools, [None] * len(self._shards)
+        for pool in pools:
+            if pool is not None:
+                # Sentinel pools hold connections to the sentinels.
+                pool.disconnect(inuse_connections=False)
