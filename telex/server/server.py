@@ -68,6 +68,9 @@ class Server:
         self.ports: list[Any] = []
         self.tls = TLSListeners()
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
+        # Counted by the bridge (reader and sends); read through self.bridge,
+        # which --force-sync replaces after this.
+        self.metrics.gauges["telex_layer_errors_total"] = lambda: self.bridge.errors
         self._reader_lag = 0.0
         if callable(getattr(channel_layer, "channel_statistics", None)):
             self.metrics.gauges["telex_reply_reader_lag_seconds"] = self._reply_reader_lag
