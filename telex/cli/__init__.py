@@ -1,8 +1,11 @@
 """The ``telex`` command: ``telex serve`` and ``telex worker``.
 
-Each subcommand lives in its own module with ``add_parser(subparsers)`` and
-``run(args) -> int``; this module only dispatches and turns user errors into
-one-line messages with a non-zero exit status.
+Each subcommand lives in its own module with ``add_parser(subparsers)``,
+``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches
+and turns user errors into one-line messages with a non-zero exit status.
+Only the chosen subcommand gets its arguments: ``telex worker`` must not load
+the server's settings (a worker loads no server code), nor ``telex serve``
+the worker's.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``telex`` parser, with the arguments of ``command`` (of every subcommand if None)."""
     parser = argparse.ArgumentParser(
         prog="telex",
         description="Telex: an ASGI 1 (channel layer) interface server and worker.",
@@ -29,13 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"telex {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+        module = importlib.import_module(f"{__name__}.{name}")
+        subparser = module.add_parser(subparsers)
+        if command in (None, name):
+            module.add_arguments(subparser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word that is not an option: the top-level
+    # parser has no option that takes a value.
+    parser = build_parser(next((word for word in words if not word.startswith("-")), ""))
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return 2

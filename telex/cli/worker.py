@@ -2,7 +2,8 @@
 
 Runs until SIGTERM or SIGINT, then stops receiving, lets the running
 consumers finish and exits 0 (1 if some were still running after
-``--stop-timeout``). Flags and behaviour: ``docs/worker.md``.
+``--stop-timeout``). The flags are built from ``telex.worker.settings``;
+flags and behaviour: ``docs/worker.md``.
 """
 
 from __future__ import annotations
@@ -14,73 +15,43 @@ import signal
 import sys
 import threading
 
-LAYER_VARIABLE = "TELEX_LAYER"
+from . import UsageError
+from ._flags import add_options, values
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
         "worker",
         help="run consumers for the channels a routing list names",
         description="Run the consumers of a routing list against a channel layer, until SIGTERM/SIGINT.",
     )
-    parser.add_argument("routing", metavar="ROUTING", help="the routing list, as module:attribute")
-    parser.add_argument(
-        "--layer",
-        default=None,
-        help=f"channel layer: redis://host:6379/0, module:attribute, ... (default: ${LAYER_VARIABLE})",
-    )
-    parser.add_argument("--threads", type=int, default=1, help="consumer threads in this process (default 1)")
-    parser.add_argument(
-        "--only-channels",
-        nargs="+",
-        default=None,
-        metavar="GLOB",
-        help="listen only on routed channels matching one of these globs",
-    )
-    parser.add_argument(
-        "--exclude-channels",
-        nargs="+",
-        default=None,
-        metavar="GLOB",
-        help="do not listen on routed channels matching one of these globs",
-    )
-    parser.add_argument(
-        "--ordering-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="skip a message enforce_ordering waited this long for (default 10)",
-    )
-    parser.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="on SIGTERM/SIGINT, wait this long for running consumers (default 10)",
-    )
-    parser.add_argument(
-        "-v", "--verbosity", type=int, default=1, choices=(0, 1, 2), help="0 quiet, 1 info, 2 debug"
-    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..worker.settings import WorkerSettings
+
+    add_options(parser, [WorkerSettings], {})
 
 
 def run(args: argparse.Namespace) -> int:
     from ..layers import LayerSpecError, get_channel_layer
-    from ..worker import ORDERING_TIMEOUT, RoutingError, Worker
-    from . import UsageError
+    from ..worker import RoutingError, Worker
+    from ..worker.settings import WorkerSettings
 
+    settings = WorkerSettings(**values(WorkerSettings, args))
     logging.basicConfig(
-        level={0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[args.verbosity],
+        level={0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[settings.verbosity],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    spec = args.layer or os.environ.get(LAYER_VARIABLE)
+    spec = settings.layer
     if not spec:
         raise UsageError(
-            f"no channel layer: pass --layer (e.g. redis://127.0.0.1:6379/0) or set {LAYER_VARIABLE}; "
+            "no channel layer: pass --layer (e.g. redis://127.0.0.1:6379/0) or set TELEX_LAYER; "
             "a separate worker cannot share the memory:// layer of a server"
         )
-    if args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if settings.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {settings.threads}")
     try:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
@@ -88,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         worker = Worker(
             layer,
-            args.routing,
-            threads=args.threads,
-            only_channels=args.only_channels,
-            exclude_channels=args.exclude_channels,
-            ordering_timeout=ORDERING_TIMEOUT if args.ordering_timeout is None else args.ordering_timeout,
+            settings.routing,
+            threads=settings.threads,
+            only_channels=settings.only_channels,
+            exclude_channels=settings.exclude_channels,
+            ordering_timeout=settings.ordering_timeout,
         )
     except (RoutingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -115,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # The main thread only waits: the handler runs between its waits.
     while not stop.wait(3600):
         pass
-    worker.stop(args.stop_timeout)
+    worker.stop(settings.stop_timeout)
     if worker.running:
         # Non-daemon threads would keep the process alive: leave now.
         sys.stderr.flush()

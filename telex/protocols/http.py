@@ -242,7 +242,6 @@ class AsgiRequest(http.Request):
             self._refuse(413, "The request is too large for the channel layer.")
         else:
             logger.error("could not send http.request: %s", failure.getErrorMessage())
-            self.context.count("telex_layer_errors_total")
             self._refuse(503, "The channel layer is unavailable.")
 
     # -- streaming the body --------------------------------------------------------

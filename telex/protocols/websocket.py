@@ -299,7 +299,6 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self._refuse(431, "The handshake request is too large for the channel layer.")
         else:
             logger.error("could not send websocket.connect: %s", failure.getErrorMessage())
-            self.context.count("telex_layer_errors_total")
             self._refuse(503, "The channel layer is unavailable.")
 
     def _connect_timed_out(self) -> None:
@@ -519,7 +518,6 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             code = 1009
         else:
             logger.error("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
-            self.context.count("telex_layer_errors_total")
             code = 1011
         self._stop_forwarding()
         self._close(code)

@@ -17,6 +17,9 @@ Three bridges, chosen by what the layer offers (``make_bridge``):
 Every bridge returns a Deferred from ``send`` that fails with the layer's own
 ``ChannelFull``/``MessageTooLarge``; the protocols decide what that means.
 Reader errors are logged and retried with backoff; they never stop the process.
+``LayerBridge.errors`` counts reader errors and failed sends (other than those
+two), which every send reports through ``OrderedSender``: the server serves it
+as ``telex_layer_errors_total``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
+
+from ..layers.base import ChannelFull, MessageTooLarge
 
 logger = logging.getLogger("telex.server")
 
@@ -53,7 +58,12 @@ class LayerBridge:
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         self.running = False
-        self.errors = 0  # layer errors seen by the reader and senders (metrics)
+        self.errors = 0  # reader errors and failed sends: telex_layer_errors_total
+        # Refusals the spec gives the protocols to answer (503, 413, 1013...), not errors.
+        self._refusals = (
+            getattr(layer, "ChannelFull", ChannelFull),
+            getattr(layer, "MessageTooLarge", MessageTooLarge),
+        )
 
     def send(self, channel: str, message: dict) -> defer.Deferred:
         raise NotImplementedError
@@ -63,6 +73,10 @@ class LayerBridge:
 
     def stop(self) -> None:
         self.running = False
+
+    def send_failed(self, failure: Failure) -> None:
+        if not failure.check(*self._refusals):
+            self.errors += 1
 
     def _log_error(self, what: str, exc: BaseException, backoff: float) -> None:
         self.errors += 1
@@ -154,8 +168,6 @@ class ThreadedBridge(LayerBridge):
             try:
                 self.layer.send(channel, message)
             except Exception as exc:
-                if not isinstance(exc, (self.layer.ChannelFull, self.layer.MessageTooLarge)):
-                    self.errors += 1
                 reactor.callFromThread(deferred.errback, exc)
             else:
                 reactor.callFromThread(deferred.callback, None)
@@ -224,7 +236,7 @@ class OrderedSender:
         done: defer.Deferred = defer.Deferred()  # internal: never given to callers
 
         def run(_: object = None) -> None:
-            self._bridge.send(channel, message).addBoth(_finish, result, done)
+            self._bridge.send(channel, message).addBoth(_finish, result, done, self._bridge)
 
         previous, self._tail = self._tail, done
         if previous is None or previous.called:
@@ -234,9 +246,10 @@ class OrderedSender:
         return result
 
 
-def _finish(outcome: object, result: defer.Deferred, done: defer.Deferred) -> None:
+def _finish(outcome: object, result: defer.Deferred, done: defer.Deferred, bridge: LayerBridge) -> None:
     done.callback(None)  # starts the next send before the caller's callbacks run
     if isinstance(outcome, Failure):
+        bridge.send_failed(outcome)
         result.errback(outcome)
     else:
         result.callback(outcome)

@@ -16,13 +16,19 @@ HELP = {
     "telex_malformed_replies_total": ("counter", "Reply messages that broke the spec."),
     "telex_websocket_messages_in_total": ("counter", "WebSocket messages received from clients."),
     "telex_websocket_messages_out_total": ("counter", "WebSocket messages sent to clients."),
-    "telex_layer_errors_total": ("counter", "Channel layer errors (sends and reply reads)."),
+    "telex_layer_errors_total": (
+        "counter",
+        "Channel layer errors: failed reply reads and failed sends (ChannelFull and MessageTooLarge aside).",
+    ),
     "telex_replies_dropped_total": ("counter", "Replies for unknown or finished reply channels."),
     "telex_reply_reader_lag_seconds": ("gauge", "Age of the oldest unread reply for this process."),
 }
 
 
 class Metrics:
+    """``counters`` are counted here; ``gauges`` are read when scraped, and so
+    are counters kept elsewhere (the bridge's layer errors): HELP gives the type."""
+
     def __init__(self) -> None:
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self.gauges: dict[str, Callable[[], float]] = {}

@@ -66,7 +66,6 @@ def serve(
     layer_spec: str | None,
     routing: str | None = None,
     threads: int = 1,
-    force_sync: bool = False,
     *,
     signal_handlers: bool = True,
 ) -> int:
@@ -87,7 +86,7 @@ def serve(
         except Exception as exc:
             raise ServeError(f"could not load routing {routing!r}: {type(exc).__name__}: {exc}") from exc
     server = Server(settings, layer)
-    if force_sync:
+    if settings.force_sync:
         server.bridge = ThreadedBridge(layer)
     attach_websocket(server)
     state: dict[str, Any] = {"error": None}

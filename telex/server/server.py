@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, reactor, task, threads
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
 
 from ..layers.base import BaseChannelLayer
 from ..layers.base import ChannelFull as TelexChannelFull
@@ -26,6 +22,7 @@ from ..protocols.http import HttpFactory
 from ..protocols.proxy import TrustedProxies
 from .accesslog import AccessLog
 from .bridge import OrderedSender, make_bridge
+from .endpoints import adopt, listening_endpoint
 from .metrics import Metrics
 from .settings import ServerSettings
 from .tls import CertificateFiles, TLSListeners
@@ -71,6 +68,9 @@ class Server:
         self.ports: list[Any] = []
         self.tls = TLSListeners()
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
+        # Counted by the bridge (reader and sends); read through self.bridge,
+        # which --force-sync replaces after this.
+        self.metrics.gauges["telex_layer_errors_total"] = lambda: self.bridge.errors
         self._reader_lag = 0.0
         if callable(getattr(channel_layer, "channel_statistics", None)):
             self.metrics.gauges["telex_reply_reader_lag_seconds"] = self._reply_reader_lag
@@ -151,7 +151,10 @@ class Server:
             self._watches.append(task.LoopingCall(self._refresh_reader_lag))
         for watch in self._watches:
             watch.start(self.settings.layer_check_interval, now=True)
-        listening = [self._endpoint(spec).listen(self.http_factory) for spec in self.settings.endpoints]
+        listening = [
+            listening_endpoint(spec, self.settings.reuse_port).listen(self.http_factory)
+            for spec in self.settings.endpoints
+        ]
         if self.settings.tls_endpoints:
             files = CertificateFiles(
                 self.settings.ssl_certfile or "",
@@ -160,11 +163,11 @@ class Server:
                 self.settings.ssl_ca_certs,
             )
             listening += [
-                self.tls.listen(self._endpoint(spec), files, self.http_factory)
+                self.tls.listen(listening_endpoint(spec, self.settings.reuse_port), files, self.http_factory)
                 for spec in self.settings.tls_endpoints
             ]
         for fd in self.settings.adopt_fds:
-            self.ports.append(_adopt(fd, self.http_factory))
+            self.ports.append(adopt(fd, self.http_factory))
         result = defer.gatherResults(listening, consumeErrors=True)
         result.addCallback(self.ports.extend)
         return result
@@ -183,22 +186,6 @@ class Server:
             self._reader_lag = float(statistics.get("messages_max_age", 0.0) or 0.0)
 
         return check.addCallbacks(store, lambda failure: logger.debug("lag check failed: %s", failure.value))
-
-    def _endpoint(self, spec: str) -> Any:
-        """``serverFromString``, but TCP listeners get SO_REUSEPORT with
-        ``--reuse-port``, and a ``systemd:`` endpoint without its socket
-        fails with a message instead of an IndexError."""
-        if self.settings.reuse_port and spec.split(":", 1)[0] in ("tcp", "tcp6"):
-            return ReusePortEndpoint.from_string(spec)
-        try:
-            return serverFromString(reactor, spec)
-        except (IndexError, KeyError) as exc:
-            if not spec.startswith("systemd:"):
-                raise
-            raise ValueError(
-                f"{spec}: no such socket passed by systemd (LISTEN_FDS and LISTEN_PID unset, "
-                "or set for another process); or adopt it with --fd 3"
-            ) from exc
 
     async def _check_data_lost(self) -> None:
         """Spec (Persistence): a layer that lost its data lost every group
@@ -253,81 +240,3 @@ class Server:
         self.bridge.stop()
         if self.access_log is not None:
             self.access_log.close()
-
-
-def _adopt(fd: int, factory: Any) -> Any:
-    """Listen on an already-bound socket (``--fd``, systemd socket activation)."""
-    try:
-        with socket.socket(fileno=os.dup(fd)) as probe:
-            family = probe.family
-    except OSError as exc:
-        raise OSError(f"file descriptor {fd} is not a socket: {exc}") from exc
-    # Twisted requires a non-blocking socket; inherited ones usually are not,
-    # and a blocking accept() would stall the whole reactor.
-    os.set_blocking(fd, False)
-    return reactor.adoptStreamPort(fd, family, factory)
-
-
-def _split_endpoint(spec: str) -> list[str]:
-    """Fields of an endpoint string: colon-separated, backslash escapes the next character."""
-    fields, current = [], []
-    chars = iter(spec)
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, ""))
-        elif char == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    fields.append("".join(current))
-    return fields
-
-
-class ReusePortEndpoint:
-    """A TCP listener with SO_REUSEPORT (``--reuse-port``): several processes
-    bind the same address and the kernel spreads new connections across them.
-
-    Twisted's ``tcp:`` endpoint has no such option, so the socket is bound
-    here and adopted, like ``--fd``.
-    """
-
-    def __init__(self, interface: str, port: int, backlog: int = 50) -> None:
-        self.interface = interface
-        self.port = port
-        self.backlog = backlog  # Twisted's default for tcp: endpoints
-
-    @classmethod
-    def from_string(cls, spec: str) -> ReusePortEndpoint:
-        """Accepts what ``tcp:``/``tcp6:`` accept: ``PORT[:interface=H][:backlog=N]``."""
-        kind, *fields = _split_endpoint(spec)
-        values = {"interface": "::" if kind == "tcp6" else ""}
-        positional = iter(("port", "interface", "backlog"))
-        for field in fields:
-            key, sep, value = field.partition("=")
-            if not sep:
-                key, value = next(positional, "?"), field
-            if key not in ("port", "interface", "backlog"):
-                raise ValueError(f"{spec}: unknown field {field!r} for --reuse-port")
-            values[key] = value
-        if "port" not in values:
-            raise ValueError(f"{spec}: no port")
-        return cls(values["interface"], int(values["port"]), int(values.get("backlog", 50)))
-
-    def listen(self, factory: Any) -> defer.Deferred:
-        return defer.execute(self._listen, factory)
-
-    def _listen(self, factory: Any) -> Any:
-        family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        with sock:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((self.interface, self.port))
-                sock.listen(self.backlog)
-            except OSError as exc:
-                raise CannotListenError(self.interface, self.port, exc) from exc
-            sock.setblocking(False)
-            # adoptStreamPort duplicates the descriptor; ours closes on leaving.
-            return reactor.adoptStreamPort(sock.fileno(), family, factory)

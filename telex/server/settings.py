@@ -1,8 +1,11 @@
 """Every server option, its default and its meaning, in one place.
 
-The CLI maps flags and ``TELEX_*`` environment variables onto
-:class:`ServerSettings`; the wire code reads this object and never sees flags.
-``docs/server.md`` is the user-facing copy of this table: change both together.
+Each field that a user sets is declared with :func:`telex._options.option`:
+``telex serve`` builds its flag and ``TELEX_*`` variable from it, so adding an
+option is one field here plus its line in ``docs/server.md`` (a test checks
+both). The fields without an option are derived by the CLI or internal. They
+are listed in the order of ``telex serve --help`` and ``docs/server.md``; the
+wire code reads this object and never sees flags.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from .._options import option
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -20,110 +25,323 @@ class ServerSettings:
     # -- where to listen -------------------------------------------------------
     #: Twisted endpoint strings (``tcp:8000:interface=127.0.0.1``, ``unix:/run/t.sock``,
     #: ``ssl:443:privateKey=...``, ``systemd:domain=INET:index=0``). Built by the CLI
-    #: from -b/-p, -u, --fd and -e.
+    #: from -b/-p, -u and -e.
     endpoints: list[str] = field(default_factory=list)
-    #: File descriptors of already-bound listening sockets to adopt (``--fd``).
+    #: File descriptors of already-bound listening sockets to adopt (from ``--fd``).
     adopt_fds: list[int] = field(default_factory=list)
     #: Endpoint strings served with TLS from the ``ssl_*`` files below: the -b/-p
     #: listener when ``--ssl-certfile`` is given.
     tls_endpoints: list[str] = field(default_factory=list)
     #: Bind TCP listeners with SO_REUSEPORT, so several processes share a port.
-    reuse_port: bool = False
+    reuse_port: bool = option(
+        "--reuse-port",
+        kind="switch",
+        group="where to listen",
+        default=False,
+        help="bind TCP listeners with SO_REUSEPORT so several Telex processes share one port",
+    )
 
     # -- TLS (docs/tls-http2.md) --------------------------------------------------
     #: Server certificate (PEM), optionally followed by its intermediate chain.
-    ssl_certfile: str | None = None
+    ssl_certfile: str | None = option(
+        "--ssl-certfile",
+        group="TLS",
+        default=None,
+        help="server certificate (PEM), chain after it; turns TLS on",
+    )
     #: Private key (PEM); None: it is in ``ssl_certfile``.
-    ssl_keyfile: str | None = None
+    ssl_keyfile: str | None = option(
+        "--ssl-keyfile", group="TLS", default=None, help="private key (PEM) (default: in --ssl-certfile)"
+    )
     #: Password of an encrypted private key.
-    ssl_keyfile_password: str | None = None
+    ssl_keyfile_password: str | None = option(
+        "--ssl-keyfile-password", group="TLS", default=None, help="password of an encrypted --ssl-keyfile"
+    )
     #: CA certificates (PEM); when set, clients must present a certificate they signed.
-    ssl_ca_certs: str | None = None
+    ssl_ca_certs: str | None = option(
+        "--ssl-ca-certs",
+        group="TLS",
+        default=None,
+        help="CA certificates (PEM): clients must present a certificate they signed",
+    )
 
     # -- the application side --------------------------------------------------
     #: ``root_path`` put into every request message (like WSGI's SCRIPT_NAME).
-    root_path: str = ""
+    root_path: str = option(
+        "--root-path",
+        group="application",
+        default="",
+        help="root_path for every request, like WSGI SCRIPT_NAME",
+    )
+    #: Reach the layer only through its synchronous API, in threads (the
+    #: threaded bridge), even when it offers an asyncio or in-process one.
+    force_sync: bool = option(
+        "--force-sync",
+        kind="switch",
+        group="application",
+        default=False,
+        help="talk to the layer through threads with its synchronous API only (foreign layers always do)",
+    )
     #: Prefix of this process's reply channels; a random part is appended at start.
     reply_channel_prefix: str = "telex.response."
 
-    # -- proxies -----------------------------------------------------------------
-    #: Honour X-Forwarded-For / -Port / -Proto (``--proxy-headers``).
-    proxy_headers: bool = False
-    #: Peers whose proxy headers are trusted; ``*`` trusts everyone (Daphne 1.x).
-    proxy_headers_trusted: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
-
     # -- HTTP ----------------------------------------------------------------------
-    #: Seconds to wait for the Response message before answering 503 (``-t``).
-    http_timeout: float = 120.0
+    #: Seconds to wait for the Response message before answering 503.
+    http_timeout: float = option(
+        "-t",
+        "--http-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=120.0,
+        help="seconds to wait for a response before 503",
+    )
+    #: Seconds an idle keep-alive connection is kept open waiting for a request.
+    keep_alive_timeout: float = option(
+        "--keep-alive-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=15.0,
+        help="seconds an idle keep-alive connection stays open",
+    )
+    #: Seconds a client has to deliver a complete request head (slow-header defence).
+    request_head_timeout: float = option(
+        "--request-head-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=10.0,
+        help="seconds to receive a complete request head",
+    )
+    #: Most header lines per request (400 beyond it).
+    max_headers: int = option(
+        "--max-headers",
+        kind="int",
+        group="HTTP",
+        default=100,
+        help="most header lines per request (400 beyond)",
+    )
+    #: Most bytes of request line plus headers, and of any single line (400 beyond).
+    max_header_bytes: int = option(
+        "--max-header-bytes",
+        kind="size",
+        group="HTTP",
+        default=16 * KIB,
+        help="most bytes of request line plus headers (400)",
+    )
     #: Bodies up to this size travel inline in ``http.request``; larger ones stream
     #: through ``body_channel`` as soon as the headers are in.
-    request_body_inline_max: int = 512 * KIB
+    request_body_inline_max: int = option(
+        "--request-body-inline-max",
+        kind="size",
+        group="HTTP",
+        default=512 * KIB,
+        help="larger bodies stream via body_channel",
+    )
     #: Size of each Request Body Chunk message on ``body_channel``.
-    request_body_chunk_size: int = 256 * KIB
+    request_body_chunk_size: int = option(
+        "--request-body-chunk-size",
+        kind="size",
+        group="HTTP",
+        default=256 * KIB,
+        help="bytes per Request Body Chunk message",
+    )
     #: Largest request body accepted (413 beyond it); 0 means no limit.
-    max_request_body_size: int = 0
-    #: Seconds an idle keep-alive connection is kept open waiting for a request.
-    keep_alive_timeout: float = 15.0
-    #: Seconds a client has to deliver a complete request head (slow-header defence).
-    request_head_timeout: float = 10.0
-    #: Most header lines per request (400 beyond it).
-    max_headers: int = 100
-    #: Most bytes of request line plus headers, and of any single line (400 beyond).
-    max_header_bytes: int = 16 * KIB
+    max_request_body_size: int = option(
+        "--max-request-body-size",
+        kind="size",
+        group="HTTP",
+        default=0,
+        help="largest request body, 413 beyond; 0 = no limit",
+    )
     #: Most open connections; further ones get a 503 and are closed. 0: no limit.
-    max_connections: int = 0
+    max_connections: int = option(
+        "--max-connections",
+        kind="int",
+        group="HTTP",
+        default=0,
+        help="most open connections, 503 beyond; 0 = no limit",
+    )
     #: Bytes of response data held for a client that reads slower than the
     #: application writes, beyond the socket buffers.
-    max_pending_output: int = 16 * MIB
+    max_pending_output: int = option(
+        "--max-pending-output",
+        kind="size",
+        group="HTTP",
+        default=16 * MIB,
+        help="bytes held for a slow reader",
+    )
     #: Seconds a connection may stay over ``max_pending_output`` before it is
     #: closed; at four times the limit it is closed at once.
-    slow_client_timeout: float = 30.0
+    slow_client_timeout: float = option(
+        "--slow-client-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=30.0,
+        help="seconds over --max-pending-output before closing",
+    )
     #: Send ``http.disconnect`` after every request (Daphne 1.x), not only when the
     #: connection closes before its response completed.
-    http_disconnect_always: bool = False
+    http_disconnect_always: bool = option(
+        "--http-disconnect-always",
+        kind="switch",
+        group="HTTP",
+        default=False,
+        help="send http.disconnect after every request, as Daphne 1.x did",
+    )
+    #: Honour X-Forwarded-For / -Port / -Proto.
+    proxy_headers: bool = option(
+        "--proxy-headers",
+        kind="switch",
+        group="HTTP",
+        default=False,
+        help="use X-Forwarded-For/-Port/-Proto",
+    )
+    #: Peers whose proxy headers are trusted; ``*`` trusts everyone (Daphne 1.x).
+    proxy_headers_trusted: list[str] = option(
+        "--proxy-headers-trusted",
+        kind="list",
+        group="HTTP",
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        help="comma-separated addresses/networks whose proxy headers count; '*' trusts all",
+    )
 
     # -- WebSocket -------------------------------------------------------------------
-    #: Subprotocols offered (``--ws-protocol``), in order of preference.
-    ws_protocols: list[str] = field(default_factory=list)
-    #: Seconds to wait for the application's answer to ``websocket.connect`` (403 then).
-    websocket_connect_timeout: float = 5.0
     #: Maximum lifetime of a WebSocket in seconds; None: the layer's group_expiry;
-    #: -1: never.
-    websocket_timeout: float | None = None
+    #: -1: never. The underscore spelling is Daphne 1.x's.
+    websocket_timeout: float | None = option(
+        "--websocket-timeout",
+        "--websocket_timeout",
+        kind="seconds",
+        group="WebSocket",
+        default=None,
+        help="maximum WebSocket lifetime in seconds; -1 never (default: the layer's group_expiry)",
+    )
+    #: Seconds to wait for the application's answer to ``websocket.connect`` (403 then).
+    websocket_connect_timeout: float = option(
+        "--websocket-connect-timeout",
+        "--websocket_connect_timeout",
+        kind="seconds",
+        group="WebSocket",
+        default=5.0,
+        help="seconds to wait for the answer to websocket.connect before 403",
+    )
     #: Ping idle sockets after this many seconds; 0 disables pings.
-    ping_interval: float = 20.0
+    ping_interval: float = option(
+        "--ping-interval",
+        kind="seconds",
+        group="WebSocket",
+        default=20.0,
+        help="ping idle WebSockets after this many seconds",
+    )
     #: Close a socket whose ping is unanswered for this many seconds.
-    ping_timeout: float = 30.0
+    ping_timeout: float = option(
+        "--ping-timeout",
+        kind="seconds",
+        group="WebSocket",
+        default=30.0,
+        help="close a WebSocket whose ping is unanswered this long",
+    )
+    #: Subprotocols offered, in order of preference.
+    ws_protocols: list[str] = option(
+        "--ws-protocol",
+        kind="repeat-list",
+        group="WebSocket",
+        default_factory=list,
+        help="subprotocol to offer; repeat it or separate with commas",
+    )
     #: Largest incoming message (close 1009 beyond it).
-    websocket_max_message_size: int = MIB
+    websocket_max_message_size: int = option(
+        "--websocket-max-message-size",
+        kind="size",
+        group="WebSocket",
+        default=MIB,
+        help="largest message (close 1009)",
+    )
     #: Largest incoming frame (close 1009 beyond it).
-    websocket_max_frame_size: int = MIB
+    websocket_max_frame_size: int = option(
+        "--websocket-max-frame-size",
+        kind="size",
+        group="WebSocket",
+        default=MIB,
+        help="largest frame (close 1009)",
+    )
     #: Offer permessage-deflate.
-    websocket_compression: bool = False
+    websocket_compression: bool = option(
+        "--websocket-compression",
+        kind="switch",
+        group="WebSocket",
+        default=False,
+        help="offer permessage-deflate",
+    )
     #: Origin allow-list (host names, ``*.example.com`` patterns, or full origins);
     #: empty allows every origin.
-    allowed_origins: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = option(
+        "--allowed-origins",
+        kind="list",
+        group="WebSocket",
+        default_factory=list,
+        help="comma-separated Origin allow-list (hosts, *.example.com, or full origins); default: all",
+    )
 
     # -- lifecycle and operations ------------------------------------------------------
-    #: Seconds between checks that the layer still holds its data (layers
-    #: offering ``check_data_lost_async``, such as Redis).
-    layer_check_interval: float = 5.0
     #: Seconds in-flight HTTP responses get to finish after SIGTERM.
-    graceful_timeout: float = 30.0
-    #: Path answered by the server itself with layer health; None: off.
-    health_path: str | None = None
-    #: Path serving Prometheus metrics; None: off.
-    metrics_path: str | None = None
-    #: Access log destination: a path, ``-`` for stdout, None for none.
-    access_log: str | None = None
-    #: ``combined`` (plus duration) or ``json``.
-    access_log_format: str = "combined"
+    graceful_timeout: float = option(
+        "--graceful-timeout",
+        kind="seconds",
+        group="operations",
+        default=30.0,
+        help="seconds in-flight responses get at shutdown",
+    )
     #: First-generation threshold of Python's cyclic garbage collector once the
     #: server is listening (the start-up heap is frozen out of collections too);
     #: 0 keeps Python's default. See docs/server.md: it cuts tail latency ~10x.
-    gc_threshold: int = 50_000
+    gc_threshold: int = option(
+        "--gc-threshold",
+        kind="int",
+        group="operations",
+        default=50_000,
+        help="garbage collector's first threshold once listening (start-up heap frozen); 0 = Python's",
+    )
+    #: Seconds between checks that the layer still holds its data (layers
+    #: offering ``check_data_lost_async``, such as Redis).
+    layer_check_interval: float = option(
+        "--layer-check-interval",
+        kind="seconds",
+        group="operations",
+        default=5.0,
+        help="seconds between checks that the layer kept its data (Redis), and reply-lag refreshes",
+    )
+    #: Path answered by the server itself with layer health; None: off.
+    health_path: str | None = option(
+        "--health-path",
+        group="operations",
+        default=None,
+        help="path answered by the server itself with layer health",
+    )
+    #: Path serving Prometheus metrics; None: off.
+    metrics_path: str | None = option(
+        "--metrics-path", group="operations", default=None, help="path serving Prometheus metrics"
+    )
+    #: Access log destination: a path, ``-`` for stdout, None for none.
+    access_log: str | None = option(
+        "--access-log", group="operations", default=None, help="access log file, or - for stdout"
+    )
+    #: ``combined`` (plus duration) or ``json``.
+    access_log_format: str = option(
+        "--access-log-format",
+        group="operations",
+        choices=("combined", "json"),
+        default="combined",
+        help="access log format",
+    )
     #: 0 errors only, 1 info (default), 2 debug and tracebacks, 3 everything.
-    verbosity: int = 1
+    verbosity: int = option(
+        "-v",
+        "--verbosity",
+        kind="int",
+        group="operations",
+        default=1,
+        help="0 errors, 1 info, 2 debug and tracebacks, 3 all",
+    )
 
     def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,80 @@
+"""Every option of ``telex worker``, its default and its meaning, in one place.
+
+``telex worker`` builds its flags from these fields (``telex._options``); the
+worker itself takes them as arguments of :class:`telex.worker.Worker`.
+Each is documented in ``docs/worker.md`` (a test checks it). Only the layer
+has a ``TELEX_*`` variable: workers often share an environment with
+``telex serve``, whose ``TELEX_THREADS`` or ``TELEX_VERBOSITY`` must not
+quietly change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._options import option
+from .ordering import ORDERING_TIMEOUT
+
+
+@dataclass
+class WorkerSettings:
+    #: The routing list, as ``module:attribute``.
+    routing: str = option("ROUTING", env=False, help="the routing list, as module:attribute")
+    #: The channel layer; a worker has no useful default (it cannot share a
+    #: server's memory:// layer).
+    layer: str | None = option(
+        "--layer",
+        env="TELEX_LAYER",
+        default=None,
+        help="channel layer: redis://host:6379/0, module:attribute, ...",
+    )
+    #: Consumer threads in this process; each runs one consumer at a time.
+    threads: int = option(
+        "--threads", kind="int", env=False, default=1, help="consumer threads in this process"
+    )
+    #: Listen only on routed channels matching one of these globs (fnmatch).
+    only_channels: list[str] | None = option(
+        "--only-channels",
+        kind="several",
+        env=False,
+        default=None,
+        metavar="GLOB",
+        help="listen only on routed channels matching one of these globs",
+    )
+    #: Do not listen on routed channels matching one of these globs.
+    exclude_channels: list[str] | None = option(
+        "--exclude-channels",
+        kind="several",
+        env=False,
+        default=None,
+        metavar="GLOB",
+        help="do not listen on routed channels matching one of these globs",
+    )
+    #: Seconds ``enforce_ordering`` waits for a missing message before skipping it.
+    ordering_timeout: float = option(
+        "--ordering-timeout",
+        kind="seconds",
+        env=False,
+        default=ORDERING_TIMEOUT,
+        metavar="SECONDS",
+        help="skip a message enforce_ordering waited this long for",
+    )
+    #: Seconds running consumers get to finish after SIGTERM/SIGINT.
+    stop_timeout: float = option(
+        "--stop-timeout",
+        kind="seconds",
+        env=False,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, wait this long for running consumers",
+    )
+    #: 0 warnings, 1 info, 2 debug (logger ``telex.worker``).
+    verbosity: int = option(
+        "-v",
+        "--verbosity",
+        kind="int",
+        env=False,
+        choices=(0, 1, 2),
+        default=1,
+        help="0 quiet, 1 info, 2 debug",
+    )
