@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from ..server.settings import ServerSettings
 
 
+#: A response the server gives itself: status, headers, body.
+LocalResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
 class Sender(Protocol):
     def send(self, channel: str, message: dict) -> Deferred: ...
 
@@ -38,8 +42,9 @@ class ServerContext(Protocol):
     def upgrade_websocket(self, request: Any) -> bool:
         """Take over ``request`` as a WebSocket handshake; False if not possible."""
 
-    def local_response(self, request: Any, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
-        """A response the server gives itself (health, metrics), or None."""
+    def local_response(self, request: Any, path: str) -> Deferred[LocalResponse] | None:
+        """None if ``path`` is the application's; else the server's own answer
+        (health, metrics), which may wait on the layer, so always a Deferred."""
 
     def count(self, metric: str, amount: int = 1, **labels: str) -> None:
-        """Add to a metric (see docs/operations.md)."""
+        """Add to a metric (the list is in docs/server.md, Operations)."""

@@ -24,7 +24,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.web import http
@@ -184,13 +183,10 @@ class AsgiRequest(http.Request):
             self._refuse(400, "WebSocket upgrades are not available here.")
             return
         local = self.context.local_response(self, self.asgi_path)
-        if isinstance(local, Deferred):
+        if local is not None:
             self._response_started = True
             self._request_sent = True  # answered here: nothing goes to the layer
             local.addCallback(lambda response: self._lost or self._finish_local(*response))
-            return
-        if local is not None:
-            self._finish_local(*local)
             return
         limit = self.settings.max_request_body_size
         if limit and (self._expected_length or 0) > limit:

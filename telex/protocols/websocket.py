@@ -388,11 +388,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         if self.state != WebSocketProtocol.STATE_OPEN:
             return
         if reply.data is not None:
-            self._send(reply.data)
+            self._queue_output(reply.data)
         if reply.close is not None:
-            self._send(reply.close)
+            self._queue_output(reply.close)
 
-    def _send(self, item: bytes | str | int) -> None:
+    # Not ``_send``: Autobahn's WebSocketProtocol._send pumps its own send queue.
+    def _queue_output(self, item: bytes | str | int) -> None:
         """Queue a frame (bytes/str) or a close (int) behind any held output."""
         if self.output_paused or self._outbound:
             self._outbound.append(item)

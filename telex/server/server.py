@@ -22,6 +22,7 @@ from twisted.internet.error import CannotListenError
 from ..layers.base import BaseChannelLayer
 from ..layers.base import ChannelFull as TelexChannelFull
 from ..layers.base import MessageTooLarge as TelexMessageTooLarge
+from ..protocols.context import LocalResponse
 from ..protocols.http import HttpFactory
 from ..protocols.proxy import TrustedProxies
 from .accesslog import AccessLog
@@ -100,9 +101,10 @@ class Server:
     def upgrade_websocket(self, request: Any) -> bool:
         return self.websocket is not None and self.websocket.upgrade(request)
 
-    def local_response(self, request: Any, path: str) -> Any:
+    def local_response(self, request: Any, path: str) -> defer.Deferred[LocalResponse] | None:
         if path == self.settings.metrics_path:
-            return 200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render()
+            headers = [(b"content-type", b"text/plain; version=0.0.4")]
+            return defer.succeed((200, headers, self.metrics.render()))
         if path == self.settings.health_path:
             return self._health()
         return None
@@ -122,7 +124,7 @@ class Server:
 
     # -- health ------------------------------------------------------------------
 
-    def _health(self) -> Any:
+    def _health(self) -> defer.Deferred[LocalResponse]:
         """Answer the health path without any worker: is the layer reachable?
 
         A non-blocking receive on a channel nobody uses is a round trip with
@@ -130,7 +132,7 @@ class Server:
         """
         headers = [(b"content-type", b"application/json")]
         if self.bridge.kind == "inline":
-            return 200, headers, b'{"status": "ok", "layer": "ok"}\n'
+            return defer.succeed((200, headers, b'{"status": "ok", "layer": "ok"}\n'))
         check = threads.deferToThread(self.layer.receive, ["telex.health"], False)
         check.addTimeout(HEALTH_CHECK_TIMEOUT, reactor)
         check.addCallbacks(
