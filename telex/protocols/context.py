@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from ..server.settings import ServerSettings
+    from .proxy import TrustedProxies
 
 
 #: A response the server gives itself: status, headers, body.
@@ -26,6 +27,8 @@ class Sender(Protocol):
 
 class ServerContext(Protocol):
     settings: ServerSettings
+    #: Whose X-Forwarded-* headers count (``--proxy-headers-trusted``).
+    trusted_proxies: TrustedProxies
     #: The layer's exception types, for telling ChannelFull from other failures.
     channel_full: type[Exception]
     message_too_large: type[Exception]

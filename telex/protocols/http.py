@@ -31,7 +31,7 @@ from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
 from zope.interface import implementer
 
 from . import http_messages as msgs
-from .proxy import TrustedProxies, apply_proxy_headers
+from . import peers
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -52,14 +52,6 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _H2_FORBIDDEN_HEADERS = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
-
-
-def _address(address: Any) -> list[Any] | None:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None or port is None:
-        return None  # unix sockets and other non-IP transports
-    return [host, port]
 
 
 @implementer(IPushProducer)
@@ -199,10 +191,7 @@ class AsgiRequest(http.Request):
     def _start_request(self, streaming: bool) -> None:
         """Send ``http.request``: inline body, or the start of a streamed one."""
         headers = msgs.asgi_headers(self.requestHeaders.getAllRawHeaders())
-        client = _address(self.getClientAddress())
-        scheme = "https" if self.isSecure() else "http"
-        if self.settings.proxy_headers and _trusted(self.context, client):
-            client, scheme = apply_proxy_headers(client, scheme, headers)
+        client, scheme = peers.client_and_scheme(self.context, self, headers)
         self.reply_channel = self.context.new_reply_channel(self.handle_reply)
         body = b"".join(self._body)
         self._body.clear()
@@ -220,7 +209,7 @@ class AsgiRequest(http.Request):
             body=body,
             body_channel=self._body_channel,
             client=client,
-            server=_address(self.getHost()),
+            server=peers.address(self.getHost()),
         )
         self._request_sent = True
         self._timeout_call = reactor.callLater(self.settings.http_timeout, self._timed_out)
@@ -528,11 +517,6 @@ class AsgiRequest(http.Request):
                 call.cancel()
 
 
-def _trusted(context: ServerContext, client: list[Any] | None) -> bool:
-    proxies: TrustedProxies = context.trusted_proxies  # type: ignore[attr-defined]
-    return proxies.trusts(client[0] if client else None)
-
-
 class TelexHTTPChannel(http.HTTPChannel):
     """HTTP/1.1 connection: limits, head deadline, and early endings.
 
@@ -584,14 +568,7 @@ class TelexHTTPChannel(http.HTTPChannel):
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line or header line over ``max_header_bytes``: 431, not a silent close."""
         self._closing = True
-        _, body = msgs.error_page(431, "A request line or header is too long.")
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n"
-            b"content-type: text/html; charset=utf-8\r\ncontent-length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
-        )
+        self.transport.write(msgs.raw_error_response(431, "A request line or header is too long."))
         self.transport.loseConnection()
 
     def _head_timed_out(self) -> None:
@@ -599,9 +576,7 @@ class TelexHTTPChannel(http.HTTPChannel):
         logger.info("closing %s: request head not complete in time", self.transport.getPeer())
         self.factory.context.count("telex_http_head_timeouts_total")
         self._closing = True
-        self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-        )
+        self.transport.write(msgs.raw_error_response(408))
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
@@ -689,11 +664,7 @@ class _Refuse503(Protocol):
     """Answers one 503 and closes: the connection limit is reached."""
 
     def connectionMade(self) -> None:
-        reason, body = msgs.error_page(503, "Too many connections; try again shortly.")
-        self.transport.write(
-            b"HTTP/1.1 503 " + reason + b"\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8"
-            b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
+        self.transport.write(msgs.raw_error_response(503, "Too many connections; try again shortly."))
         self.transport.loseConnection()
 
 

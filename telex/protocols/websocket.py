@@ -36,10 +36,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
 from zope.interface import implementer
 
-from . import http_messages
+from . import http_messages, peers
 from . import websocket_messages as msgs
-from .http import _address, _trusted
-from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -94,7 +92,10 @@ class WebSocketSupport:
         if request._expected_length:
             # A handshake with a body would leave the body to be parsed as frames.
             channel._closing = True
-            _write_refusal(channel.transport, 400, "A WebSocket handshake request must not have a body.")
+            refusal = http_messages.raw_error_response(
+                400, "A WebSocket handshake request must not have a body."
+            )
+            channel.transport.write(refusal)
             channel.transport.loseConnection()
             return True
         # Bytes the client sent after the handshake request: still in the line
@@ -128,14 +129,6 @@ def _handshake_bytes(request: Any) -> bytes:
     for name, values in request.requestHeaders.getAllRawHeaders():
         lines.extend(name + b": " + value for value in values)
     return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def _write_refusal(transport: Any, status: int, detail: str) -> None:
-    reason, body = http_messages.error_page(status, detail)
-    transport.write(
-        b"HTTP/1.1 %d %s\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8\r\n"
-        b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body)
-    )
 
 
 class TelexWebSocketFactory(WebSocketServerFactory):
@@ -260,10 +253,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             logger.info("refusing WebSocket from origin %r: not in --allowed-origins", origin_text)
             raise ConnectionDeny(403, "This origin is not allowed.")
         headers = http_messages.asgi_headers(http_request.requestHeaders.getAllRawHeaders())
-        client = _address(http_request.getClientAddress())
-        scheme = "wss" if http_request.isSecure() else "ws"
-        if self.settings.proxy_headers and _trusted(self.context, client):
-            client, scheme = apply_proxy_headers(client, scheme, headers, websocket=True)
+        client, scheme = peers.client_and_scheme(self.context, http_request, headers, websocket=True)
         self.client_host = client[0] if client else "-"
         self.asgi_path = http_request.asgi_path
         self._subprotocol = msgs.choose_subprotocol(request.protocols, self.settings.ws_protocols)
@@ -276,7 +266,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             root_path=self.settings.root_path,
             headers=headers,
             client=client,
-            server=_address(http_request.getHost()),
+            server=peers.address(http_request.getHost()),
         )
         # Kept locally: an in-process layer may refuse the send synchronously,
         # answering (and clearing _handshake) before this method returns.
@@ -333,7 +323,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
 
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
         """Autobahn puts its diagnostic into the status line; send a plain response."""
-        _write_refusal(self.transport, code, reason)
+        self.transport.write(http_messages.raw_error_response(code, reason))
         self._log_access("WSREJECT", code)
 
     def onOpen(self) -> None:
