@@ -6,9 +6,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 
+from telex.protocols import flow, peers
 from telex.protocols import http_messages as msgs
-from telex.protocols import peers
 from telex.protocols.proxy import TrustedProxies
 
 # -- raw error responses -------------------------------------------------------------------
@@ -61,3 +63,161 @@ def test_client_and_scheme_come_from_the_socket_unless_a_trusted_proxy_says_othe
     trusted = _context(True, ["10.0.0.0/8"])
     assert peers.client_and_scheme(trusted, _request(), forwarded) == (["203.0.113.9", 0], "https")
     assert peers.client_and_scheme(trusted, _request(), forwarded, websocket=True)[1] == "wss"
+
+
+# -- flow control: in-order sending with backpressure ----------------------------------------
+
+
+class Full(Exception):
+    pass
+
+
+class FakeSender:
+    """Records sends; each answers when the test says (or at once with ``auto``)."""
+
+    def __init__(self, auto: bool = False) -> None:
+        self.sent: list[tuple[str, dict, Deferred]] = []
+        self.auto = auto
+
+    def send(self, channel: str, message: dict) -> Deferred:
+        deferred: Deferred = succeed(None) if self.auto else Deferred()
+        self.sent.append((channel, message, deferred))
+        return deferred
+
+
+def _in_order(sender, clock, events, give_up_after=None, pause_messages=2, pause_bytes=100):
+    return flow.InOrderSender(
+        sender,
+        Full,
+        pause=lambda: events.append("pause"),
+        resume=lambda: events.append("resume"),
+        on_failure=lambda failure: events.append(("failed", failure.type)),
+        on_drained=lambda: events.append("drained"),
+        pause_messages=pause_messages,
+        pause_bytes=pause_bytes,
+        give_up_after=give_up_after,
+        clock=clock,
+    )
+
+
+def test_messages_go_one_at_a_time_in_order_and_reading_pauses_until_half_have_gone():
+    sender, clock, events = FakeSender(), Clock(), []
+    queue = _in_order(sender, clock, events)
+    for number in range(4):
+        queue.push("c", {"n": number}, 1)
+    assert [message["n"] for _, message, _ in sender.sent] == [0]
+    assert events == ["pause"]  # more than two waiting
+    for expected in range(1, 4):
+        sender.sent[-1][2].callback(None)
+        assert sender.sent[-1][1]["n"] == expected
+    assert events == ["pause", "resume"]  # one left: at or below half of two
+    sender.sent[-1][2].callback(None)
+    assert events[-1] == "drained" and queue.idle and queue.delivered == 4
+
+
+def test_channel_full_is_retried_on_the_one_schedule_until_the_budget_is_spent():
+    sender, clock, events = FakeSender(), Clock(), []
+    queue = _in_order(sender, clock, events, give_up_after=1.0)
+    queue.push("c", {}, 1)
+    waited = 0.0
+    while not events:
+        sender.sent[-1][2].errback(Full())
+        if events:
+            break
+        delay = flow.RETRY_DELAYS[min(len(sender.sent) - 1, len(flow.RETRY_DELAYS) - 1)]
+        clock.advance(delay)
+        waited += delay
+    assert events == [("failed", Full)]
+    assert 1.0 <= waited < 1.1
+    assert queue.stopped and queue.idle
+
+
+def test_without_a_budget_channel_full_is_retried_while_the_owner_lives():
+    sender, clock, events = FakeSender(), Clock(), []
+    queue = _in_order(sender, clock, events)
+    queue.push("c", {}, 1)
+    for _ in range(200):
+        sender.sent[-1][2].errback(Full())
+        clock.advance(flow.RETRY_DELAYS[-1])
+    assert events == [] and len(sender.sent) == 201
+    queue.stop()
+    sender.sent[-1][2].errback(Full())
+    assert clock.getDelayedCalls() == []
+
+
+def test_other_failures_end_the_sending_at_once():
+    sender, clock, events = FakeSender(), Clock(), []
+    queue = _in_order(sender, clock, events)
+    queue.push("c", {}, 1)
+    queue.push("c", {}, 1)
+    sender.sent[0][2].errback(ValueError("layer down"))
+    assert events == [("failed", ValueError)] and queue.idle
+    queue.push("c", {}, 1)
+    assert len(sender.sent) == 1
+
+
+def test_thousands_of_waiting_messages_sent_synchronously_do_not_recurse():
+    sender, clock, events = FakeSender(), Clock(), []
+    queue = _in_order(sender, clock, events, pause_messages=10_000, pause_bytes=10**9)
+    queue.push("c", {}, 1)
+    sender.auto = True
+    for _ in range(5000):
+        queue.push("c", {}, 1)
+    sender.sent[0][2].callback(None)
+    assert queue.delivered == 5001 and events == ["drained"]
+
+
+# -- flow control: output held for a slow client ---------------------------------------------
+
+
+def _held(clock, events, grace=None):
+    return flow.HeldOutput(
+        events.append,
+        len,
+        limit=10,
+        grace=grace,
+        on_slow=lambda held: events.append(("slow", held)),
+        on_warn=lambda held: events.append(("warn", held)),
+        clock=clock,
+    )
+
+
+def test_output_is_held_in_order_while_the_transport_is_full():
+    clock, events = Clock(), []
+    output = _held(clock, events)
+    output.offer(b"a")
+    output.pauseProducing()
+    output.offer(b"b")
+    output.offer(b"c")
+    assert events == [b"a"] and output.held_bytes == 2
+    output.resumeProducing()
+    output.offer(b"d")
+    assert events == [b"a", b"b", b"c", b"d"] and output.held_bytes == 0
+
+
+def test_a_slow_client_without_grace_ends_as_soon_as_it_is_over_the_limit():
+    clock, events = Clock(), []
+    output = _held(clock, events)
+    output.pauseProducing()
+    output.offer(b"x" * 10)
+    assert events == []
+    output.offer(b"y")
+    assert events == [("slow", 11)] and output.held_bytes == 0
+
+
+def test_a_slow_client_with_grace_is_warned_then_ended_unless_it_catches_up():
+    clock, events = Clock(), []
+    output = _held(clock, events, grace=30)
+    output.pauseProducing()
+    output.offer(b"x" * 11)
+    assert events == [("warn", 11)]
+    clock.advance(29)
+    output.resumeProducing()  # caught up: the timer is off
+    clock.advance(5)
+    assert events == [("warn", 11), b"x" * 11]
+    output.pauseProducing()
+    output.offer(b"y" * 11)
+    clock.advance(30)
+    assert events[-1] == ("slow", 11)
+    output.offer(b"z" * 41)  # four times the limit: at once
+    assert events[-1] == ("slow", 41)

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
-from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.web import http
 from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
@@ -32,15 +31,12 @@ from zope.interface import implementer
 
 from . import http_messages as msgs
 from . import peers
+from .flow import HeldOutput, InOrderSender
 
 if TYPE_CHECKING:
     from .context import ServerContext
 
 logger = logging.getLogger("telex.http")
-
-#: Retry schedule (seconds) for a body chunk refused with ChannelFull: the
-#: spec says wait and try again; the HTTP timeout bounds the total wait.
-BODY_RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05)
 
 _NO_BODY_STATUSES = frozenset((204, 304))
 
@@ -54,7 +50,6 @@ _H2_FORBIDDEN_HEADERS = frozenset(
 )
 
 
-@implementer(IPushProducer)
 class AsgiRequest(http.Request):
     """One HTTP request, translated to and from ASGI messages."""
 
@@ -73,7 +68,7 @@ class AsgiRequest(http.Request):
         self._body_channel: str | None = None
         self._body_complete = False
         self._request_sent = False
-        self._chunk_in_flight = False
+        self._body_sender: InOrderSender | None = None
         self._last_chunk_sent = False
         self._reading_paused = False
         self._response_started = False
@@ -81,10 +76,14 @@ class AsgiRequest(http.Request):
         self._finished = False
         self._lost = False
         self._timeout_call: Any = None
-        self._output_paused = False
-        self._held: deque[tuple[bytes, bool]] = deque()
-        self._held_bytes = 0
-        self._slow_call: Any = None
+        self._output: HeldOutput[tuple[bytes, bool]] = HeldOutput(
+            self._write_reply,
+            _content_size,
+            limit=self.settings.max_pending_output,
+            grace=self.settings.slow_client_timeout,
+            on_slow=self._drop_slow_client,
+            on_warn=self._warn_slow_client,
+        )
         self._sender = self.context.make_sender()
         self.started_at = time.monotonic()
         self.response_bytes = 0
@@ -134,6 +133,7 @@ class AsgiRequest(http.Request):
     def connectionLost(self, reason: Any) -> None:
         self._lost = True
         self._cancel_timers()
+        self._stop_body()
         if self._request_sent and not self._response_complete:
             if self._body_channel is not None and not self._body_complete:
                 self._sender.send(self._body_channel, msgs.BODY_CLOSED_MESSAGE).addErrback(lambda _: None)
@@ -197,6 +197,19 @@ class AsgiRequest(http.Request):
         self._body.clear()
         if streaming:
             self._body_channel = self.context.layer_new_body_channel()
+            # Reading pauses while a chunk is with the layer (spec, Request Body
+            # Chunk: wait and try again on ChannelFull), so memory stays flat.
+            self._body_sender = InOrderSender(
+                self._sender,
+                self.context.channel_full,
+                pause=self._pause_reading,
+                resume=self._resume_reading,
+                on_failure=self._body_refused,
+                on_drained=self._pump_body,
+                pause_messages=0,
+                pause_bytes=0,
+                give_up_after=None,
+            )
         message = msgs.request_message(
             reply_channel=self.reply_channel,
             http_version=self.http_version,
@@ -238,12 +251,14 @@ class AsgiRequest(http.Request):
         The last message always has ``more_content`` false — empty if the body
         ended exactly where the previous chunk did.
         """
-        if self._chunk_in_flight or self._lost or self._response_complete or self._last_chunk_sent:
+        sender = self._body_sender
+        if sender is None or not sender.idle or self._last_chunk_sent:
+            return
+        if self._lost or self._response_complete:
             return
         chunk_size = self.settings.request_body_chunk_size
         buffered = sum(map(len, self._body))
         if buffered < chunk_size and not self._body_complete:
-            self._resume_reading()
             return
         data = b"".join(self._body)
         content, rest = data[:chunk_size], data[chunk_size:]
@@ -252,32 +267,18 @@ class AsgiRequest(http.Request):
             self._body.append(rest)
         more = bool(rest) or not self._body_complete
         self._last_chunk_sent = not more
-        self._pause_reading()
-        self._chunk_in_flight = True
-        self._send_chunk(msgs.body_chunk_message(content, more), 0)
-
-    def _send_chunk(self, message: dict, attempt: int) -> None:
         assert self._body_channel is not None
-        self._sender.send(self._body_channel, message).addCallbacks(
-            self._chunk_sent, self._chunk_refused, errbackArgs=(message, attempt)
-        )
+        sender.push(self._body_channel, msgs.body_chunk_message(content, more), len(content))
 
-    def _chunk_sent(self, _: object) -> None:
-        self._chunk_in_flight = False
-        self._pump_body()
-
-    def _chunk_refused(self, failure: Any, message: dict, attempt: int) -> None:
+    def _body_refused(self, failure: Any) -> None:
         if self._lost or self._finished:
             return
-        if failure.check(self.context.channel_full):
-            # Spec (Request Body Chunk): wait and try again; reading stays
-            # paused meanwhile, so memory does not grow with the body.
-            delay = BODY_RETRY_DELAYS[min(attempt, len(BODY_RETRY_DELAYS) - 1)]
-            reactor.callLater(delay, self._send_chunk, message, attempt + 1)
-            return
         logger.error("could not send a body chunk to %s: %s", self._body_channel, failure.getErrorMessage())
-        self._chunk_in_flight = False
         self._refuse(503, "The channel layer is unavailable.")
+
+    def _stop_body(self) -> None:
+        if self._body_sender is not None:
+            self._body_sender.stop()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self._body_complete:
@@ -320,13 +321,13 @@ class AsgiRequest(http.Request):
         elif not self._response_started:
             self._malformed("a Response Chunk arrived before the Response")
             return
-        self._output(reply.content, reply.more_content)
+        self._output.offer((reply.content, reply.more_content))
 
     def _begin_response(self, reply: msgs.Response) -> None:
         self._response_started = True
         # The transport tells us (pauseProducing) when its buffer is full, so
         # output for a slow reader is held and counted here, not in Twisted.
-        self.registerProducer(self, True)
+        self.registerProducer(self._output, True)
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         self.setResponseCode(reply.status)
@@ -349,15 +350,8 @@ class AsgiRequest(http.Request):
             self.responseHeaders.setRawHeaders(b"content-length", [str(len(reply.content)).encode()])
         self.context.count("telex_http_responses_total", status=str(reply.status))
 
-    def _output(self, content: bytes, more: bool) -> None:
-        if self._output_paused or self._held:
-            self._held.append((content, more))
-            self._held_bytes += len(content)
-            self._check_slow_client()
-            return
-        self._write_reply(content, more)
-
-    def _write_reply(self, content: bytes, more: bool) -> None:
+    def _write_reply(self, item: tuple[bytes, bool]) -> None:
+        content, more = item
         if content:
             self.response_bytes += len(content)
             self.write(content)
@@ -367,46 +361,18 @@ class AsgiRequest(http.Request):
             self._response_complete = True
             self._finish()
 
-    # IPushProducer, registered with the channel: the transport's buffer is full.
-    def pauseProducing(self) -> None:
-        self._output_paused = True
+    def _warn_slow_client(self, held: int) -> None:
+        logger.warning(
+            "slow client on %s: %d bytes waiting (limit %d); closing in %.0fs unless it catches up",
+            self.reply_channel,
+            held,
+            self.settings.max_pending_output,
+            self.settings.slow_client_timeout,
+        )
 
-    def resumeProducing(self) -> None:
-        self._output_paused = False
-        while self._held and not self._output_paused and not self._finished:
-            content, more = self._held.popleft()
-            self._held_bytes -= len(content)
-            self._write_reply(content, more)
-        self._check_slow_client()
-
-    def stopProducing(self) -> None:
-        self._held.clear()
-        self._held_bytes = 0
-
-    def _check_slow_client(self) -> None:
-        limit = self.settings.max_pending_output
-        waiting = self._slow_call is not None and self._slow_call.active()
-        if self._held_bytes <= limit:
-            if waiting:
-                self._slow_call.cancel()
-            return
-        if self._held_bytes > 4 * limit:
-            self._drop_slow_client()
-        elif not waiting:
-            logger.warning(
-                "slow client on %s: %d bytes waiting (limit %d); closing in %.0fs unless it catches up",
-                self.reply_channel,
-                self._held_bytes,
-                limit,
-                self.settings.slow_client_timeout,
-            )
-            self._slow_call = reactor.callLater(self.settings.slow_client_timeout, self._drop_slow_client)
-
-    def _drop_slow_client(self) -> None:
-        logger.warning("closing slow client on %s: %d bytes unsent", self.reply_channel, self._held_bytes)
+    def _drop_slow_client(self, held: int) -> None:
+        logger.warning("closing slow client on %s: %d bytes unsent", self.reply_channel, held)
         self.context.count("telex_slow_clients_closed_total")
-        self._held.clear()
-        self._held_bytes = 0
         self._abort()
 
     # -- endings -----------------------------------------------------------------------
@@ -418,6 +384,7 @@ class AsgiRequest(http.Request):
             return
         self._finished = True
         self._cancel_timers()
+        self._stop_body()
         if self.producer is not None:
             self.unregisterProducer()
         if self.settings.http_disconnect_always and self._request_sent:
@@ -487,6 +454,7 @@ class AsgiRequest(http.Request):
         is dropped at once (a client that does not read)."""
         self._finished = True
         self._cancel_timers()
+        self._stop_body()
         self._release()
         if self._lost or self.channel is None:
             return
@@ -512,9 +480,13 @@ class AsgiRequest(http.Request):
             self.context.release_reply_channel(self.reply_channel)
 
     def _cancel_timers(self) -> None:
-        for call in (self._timeout_call, self._slow_call):
-            if call is not None and call.active():
-                call.cancel()
+        if self._timeout_call is not None and self._timeout_call.active():
+            self._timeout_call.cancel()
+        self._output.clear()  # and its slow-client timer
+
+
+def _content_size(item: tuple[bytes, bool]) -> int:
+    return len(item[0])
 
 
 class TelexHTTPChannel(http.HTTPChannel):
