@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from telex.protocols import flow, peers
 from telex.protocols import http_messages as msgs
+from telex.protocols.http_state import ENDED, TRANSITIONS, Event, Phase, PhaseError, RequestState
 from telex.protocols.proxy import TrustedProxies
 
 # -- raw error responses -------------------------------------------------------------------
@@ -31,6 +33,80 @@ def test_raw_error_response_without_detail_has_no_body():
     assert msgs.raw_error_response(408) == (
         b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
     )
+
+
+# -- the request's phases ----------------------------------------------------------------
+
+
+def _through(*events: Event) -> RequestState:
+    state = RequestState()
+    for event in events:
+        state.handle(event)
+    return state
+
+
+def test_an_application_request_goes_head_gathering_waiting_responding_done():
+    state = RequestState()
+    assert state.handle(Event.HEAD_READ) is Phase.HEAD
+    state.handle(Event.REQUEST_SENT)
+    assert state.phase is Phase.WAITING and state.forwarded and state.in_progress
+    state.handle(Event.RESPONSE_STARTED)
+    state.handle(Event.RESPONSE_ENDED)
+    assert state.phase is Phase.DONE and state.ended and not state.owes_disconnect
+
+
+def test_the_request_goes_to_the_application_at_most_once_and_before_any_response():
+    for events in (
+        (Event.REQUEST_SENT,),  # the head is not read yet
+        (Event.HEAD_READ, Event.REQUEST_SENT, Event.REQUEST_SENT),
+        (Event.HEAD_READ, Event.RESPONSE_STARTED, Event.REQUEST_SENT),
+    ):
+        with pytest.raises(PhaseError):
+            _through(*events)
+
+
+def test_a_response_starts_once_and_ends_once():
+    state = _through(Event.HEAD_READ, Event.REQUEST_SENT, Event.RESPONSE_STARTED)
+    with pytest.raises(PhaseError):
+        state.handle(Event.RESPONSE_STARTED)
+    state.handle(Event.RESPONSE_ENDED)
+    with pytest.raises(PhaseError, match="'response ended' is not allowed in phase 'done'"):
+        state.handle(Event.RESPONSE_ENDED)
+
+
+def test_the_server_may_answer_itself_before_anything_is_forwarded():
+    state = _through(Event.HEAD_READ, Event.RESPONSE_STARTED)  # health, metrics, 413, 400
+    assert state.in_progress and not state.forwarded
+    state.handle(Event.CONNECTION_LOST)
+    assert not state.owes_disconnect
+
+
+def test_endings_are_final_but_a_connection_can_still_be_lost():
+    for phase in ENDED:
+        allowed = set(TRANSITIONS[phase])
+        assert allowed == {Event.CONNECTION_LOST}, phase
+
+
+def test_a_lost_connection_owes_the_application_a_disconnect_unless_the_response_finished():
+    aborted = _through(Event.HEAD_READ, Event.REQUEST_SENT, Event.RESPONSE_STARTED, Event.ABORTED)
+    assert aborted.owes_disconnect
+    waiting = _through(Event.HEAD_READ, Event.REQUEST_SENT)
+    assert waiting.owes_disconnect
+    waiting.handle(Event.CONNECTION_LOST)
+    assert waiting.phase is Phase.LOST and not waiting.owes_disconnect  # owed once, at the loss
+
+
+def test_an_upgraded_request_is_over_for_http():
+    state = _through(Event.HEAD_READ, Event.UPGRADED)
+    assert state.ended and not state.in_progress
+
+
+def test_body_complete_is_a_fact_beside_the_phase():
+    state = RequestState()
+    assert not state.body_complete
+    state.body_complete = True
+    state.handle(Event.HEAD_READ)
+    assert state.body_complete and state.phase is Phase.GATHERING
 
 
 # -- peer addresses ------------------------------------------------------------------------

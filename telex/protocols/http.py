@@ -32,6 +32,7 @@ from zope.interface import implementer
 from . import http_messages as msgs
 from . import peers
 from .flow import HeldOutput, InOrderSender
+from .http_state import Event, Phase, RequestState
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -61,20 +62,16 @@ class AsgiRequest(http.Request):
         self.settings = self.context.settings
         self.reply_channel: str | None = None
         self.asgi_path = ""
-        self._head_done = False
+        #: The request's phase (read by the channels too); see http_state.py.
+        self.state = RequestState()
         self._expected_length: int | None = None
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_channel: str | None = None
-        self._body_complete = False
-        self._request_sent = False
         self._body_sender: InOrderSender | None = None
         self._last_chunk_sent = False
         self._reading_paused = False
-        self._response_started = False
-        self._response_complete = False
-        self._finished = False
-        self._lost = False
+        self._disconnect_sent = False
         self._timeout_call: Any = None
         self._output: HeldOutput[tuple[bytes, bool]] = HeldOutput(
             self._write_reply,
@@ -103,7 +100,7 @@ class AsgiRequest(http.Request):
 
     def handleContentChunk(self, data: bytes) -> None:
         self._head_complete()
-        if self._finished or self._lost:
+        if self.state.ended:
             return  # the answer is out (e.g. 413); discard the rest of the body
         self._body_size += len(data)
         limit = self.settings.max_request_body_size
@@ -112,8 +109,8 @@ class AsgiRequest(http.Request):
             return
         self._body.append(data)
         if self._body_channel is None:
-            if self._request_sent:
-                return
+            if self.state.phase is not Phase.GATHERING:
+                return  # sent inline already, or answered by the server itself
             if self._body_size > self.settings.request_body_inline_max:
                 self._start_request(streaming=True)
             return
@@ -122,20 +119,21 @@ class AsgiRequest(http.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The body is complete. (Deliberately not calling ``process()``.)"""
         self._head_complete((command, path, version))
-        self._body_complete = True
-        if self._finished or self._lost:
+        self.state.body_complete = True
+        if self.state.ended:
             return
-        if not self._request_sent:
+        if self.state.phase is Phase.GATHERING:
             self._start_request(streaming=False)
         elif self._body_channel is not None:
             self._pump_body()
 
     def connectionLost(self, reason: Any) -> None:
-        self._lost = True
+        owes_disconnect = self.state.owes_disconnect
+        self.state.handle(Event.CONNECTION_LOST)
         self._cancel_timers()
         self._stop_body()
-        if self._request_sent and not self._response_complete:
-            if self._body_channel is not None and not self._body_complete:
+        if owes_disconnect:
+            if self._body_channel is not None and not self.state.body_complete:
                 self._sender.send(self._body_channel, msgs.BODY_CLOSED_MESSAGE).addErrback(lambda _: None)
             self._send_disconnect()
         self._release()
@@ -144,9 +142,9 @@ class AsgiRequest(http.Request):
     # -- the request message -------------------------------------------------
 
     def _head_complete(self, request_line: tuple[bytes, bytes, bytes] | None = None) -> None:
-        if self._head_done or self._lost:
+        if self.state.phase is not Phase.HEAD:
             return
-        self._head_done = True
+        self.state.handle(Event.HEAD_READ)
         channel = self.channel
         if request_line is not None:
             command, target, version = request_line
@@ -170,15 +168,16 @@ class AsgiRequest(http.Request):
         upgrade = self.requestHeaders.getRawHeaders(b"upgrade")
         if upgrade and upgrade[0].lower() == b"websocket" and self.http_version == "1.1":
             if self.context.upgrade_websocket(self):
-                self._finished = True
+                self.state.handle(Event.UPGRADED)
                 return
             self._refuse(400, "WebSocket upgrades are not available here.")
             return
         local = self.context.local_response(self, self.asgi_path)
-        if local is not None:
-            self._response_started = True
-            self._request_sent = True  # answered here: nothing goes to the layer
-            local.addCallback(lambda response: self._lost or self._finish_local(*response))
+        if local is not None:  # answered here: nothing goes to the layer
+            self.state.handle(Event.RESPONSE_STARTED)
+            local.addCallback(
+                lambda response: self.state.phase is Phase.RESPONDING and self._finish_local(*response)
+            )
             return
         limit = self.settings.max_request_body_size
         if limit and (self._expected_length or 0) > limit:
@@ -224,7 +223,7 @@ class AsgiRequest(http.Request):
             client=client,
             server=peers.address(self.getHost()),
         )
-        self._request_sent = True
+        self.state.handle(Event.REQUEST_SENT)
         self._timeout_call = reactor.callLater(self.settings.http_timeout, self._timed_out)
         self._sender.send("http.request", message).addErrback(self._request_refused)
         self.context.count("telex_http_requests_started_total")
@@ -254,24 +253,24 @@ class AsgiRequest(http.Request):
         sender = self._body_sender
         if sender is None or not sender.idle or self._last_chunk_sent:
             return
-        if self._lost or self._response_complete:
+        if self.state.ended:
             return
         chunk_size = self.settings.request_body_chunk_size
         buffered = sum(map(len, self._body))
-        if buffered < chunk_size and not self._body_complete:
+        if buffered < chunk_size and not self.state.body_complete:
             return
         data = b"".join(self._body)
         content, rest = data[:chunk_size], data[chunk_size:]
         self._body.clear()
         if rest:
             self._body.append(rest)
-        more = bool(rest) or not self._body_complete
+        more = bool(rest) or not self.state.body_complete
         self._last_chunk_sent = not more
         assert self._body_channel is not None
         sender.push(self._body_channel, msgs.body_chunk_message(content, more), len(content))
 
     def _body_refused(self, failure: Any) -> None:
-        if self._lost or self._finished:
+        if self.state.ended:
             return
         logger.error("could not send a body chunk to %s: %s", self._body_channel, failure.getErrorMessage())
         self._refuse(503, "The channel layer is unavailable.")
@@ -281,7 +280,7 @@ class AsgiRequest(http.Request):
             self._body_sender.stop()
 
     def _pause_reading(self) -> None:
-        if not self._reading_paused and not self._body_complete:
+        if not self._reading_paused and not self.state.body_complete:
             self._reading_paused = True
             if isinstance(self.channel, http.HTTPChannel):
                 self.channel._networkProducer.pauseProducing()
@@ -303,7 +302,7 @@ class AsgiRequest(http.Request):
 
     def handle_reply(self, message: dict) -> None:
         """A message arrived on this request's reply channel."""
-        if self._finished or self._lost:
+        if self.state.ended:
             return
         try:
             reply = msgs.parse_reply(message)
@@ -314,17 +313,17 @@ class AsgiRequest(http.Request):
             logger.debug("dropping Server Push on %s: this connection cannot push", self.reply_channel)
             return
         if isinstance(reply, msgs.Response):
-            if self._response_started:
+            if self.state.phase is Phase.RESPONDING:
                 self._malformed("a second Response arrived after the response had started")
                 return
             self._begin_response(reply)
-        elif not self._response_started:
+        elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
             return
         self._output.offer((reply.content, reply.more_content))
 
     def _begin_response(self, reply: msgs.Response) -> None:
-        self._response_started = True
+        self.state.handle(Event.RESPONSE_STARTED)
         # The transport tells us (pauseProducing) when its buffer is full, so
         # output for a slow reader is held and counted here, not in Twisted.
         self.registerProducer(self._output, True)
@@ -358,7 +357,6 @@ class AsgiRequest(http.Request):
         elif not self.startedWriting:
             self.write(b"")  # sends the head now, even for an empty first message
         if not more:
-            self._response_complete = True
             self._finish()
 
     def _warn_slow_client(self, held: int) -> None:
@@ -378,20 +376,20 @@ class AsgiRequest(http.Request):
     # -- endings -----------------------------------------------------------------------
 
     def _finish(self) -> None:
-        """End the response. If the body is still arriving, the channel closes
-        the connection afterwards instead of reading on (see TelexHTTPChannel)."""
-        if self._finished:
+        """The response is written in full: end it. If the body is still arriving,
+        the channel closes the connection afterwards instead of reading on (see
+        TelexHTTPChannel)."""
+        if self.state.ended:
             return
-        self._finished = True
+        self.state.handle(Event.RESPONSE_ENDED)
         self._cancel_timers()
         self._stop_body()
         if self.producer is not None:
             self.unregisterProducer()
-        if self.settings.http_disconnect_always and self._request_sent:
+        if self.settings.http_disconnect_always and self.state.forwarded:
             self._send_disconnect()
         self._release()
-        if not self._lost:
-            self.finish()
+        self.finish()
 
     def _finish_local(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.setResponseCode(status)
@@ -399,7 +397,6 @@ class AsgiRequest(http.Request):
             self.responseHeaders.addRawHeader(name, value)
         self.responseHeaders.setRawHeaders(b"content-length", [str(len(body)).encode()])
         self.write(body)
-        self._response_complete = True
         self._finish()
 
     def _refuse(self, status: int, detail: str, close: bool = False) -> None:
@@ -408,25 +405,24 @@ class AsgiRequest(http.Request):
         With ``close``, or while the body is still arriving, the connection
         ends after the page.
         """
-        if self._finished or self._lost:
+        if self.state.ended:
             return
-        if self._response_started or self.startedWriting:
+        if self.state.phase is Phase.RESPONDING or self.startedWriting:
             self._abort(graceful=True)
             return
-        self._response_started = True
+        self.state.handle(Event.RESPONSE_STARTED)
         self._cancel_timers()
         reason, body = msgs.error_page(status, detail)
         self.setResponseCode(status, reason)
         self.responseHeaders.setRawHeaders(b"content-type", [b"text/html; charset=utf-8"])
         self.responseHeaders.setRawHeaders(b"content-length", [str(len(body)).encode()])
-        if (close or not self._body_complete) and isinstance(self.channel, http.HTTPChannel):
+        if (close or not self.state.body_complete) and isinstance(self.channel, http.HTTPChannel):
             # HTTP/2 ends just this stream (and forbids the header).
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
             self.channel.persistent = False
         self.context.count("telex_http_responses_total", status=str(status))
         self.write(body)
-        self._response_complete = True
-        if self._request_sent:
+        if self.state.forwarded:
             # The application may still answer; it is too late, and it gets a
             # disconnect so it can stop work on this request.
             self._send_disconnect()
@@ -435,13 +431,13 @@ class AsgiRequest(http.Request):
     def _malformed(self, problem: str) -> None:
         logger.error("malformed reply on %s: %s", self.reply_channel, problem)
         self.context.count("telex_malformed_replies_total")
-        if self._response_started:
+        if self.state.phase is Phase.RESPONDING:
             self._abort(graceful=True)
         else:
             self._refuse(500, "The application sent an invalid response.")
 
     def _timed_out(self) -> None:
-        if self._response_started or self._finished:
+        if self.state.phase is not Phase.WAITING:
             return
         logger.warning(
             "no response on %s within %.0fs; answering 503", self.reply_channel, self.settings.http_timeout
@@ -452,11 +448,13 @@ class AsgiRequest(http.Request):
         """End the connection mid-response. ``graceful`` lets what was already
         written reach the client (a broken reply); otherwise buffered output
         is dropped at once (a client that does not read)."""
-        self._finished = True
+        if self.state.ended:
+            return
+        self.state.handle(Event.ABORTED)
         self._cancel_timers()
         self._stop_body()
         self._release()
-        if self._lost or self.channel is None:
+        if self.channel is None:
             return
         if isinstance(self.channel, http.HTTPChannel):
             self.channel._closing = True
@@ -468,7 +466,7 @@ class AsgiRequest(http.Request):
             self.channel.abortConnection()  # HTTP/2: reset this stream only
 
     def _send_disconnect(self) -> None:
-        if self.reply_channel is None or getattr(self, "_disconnect_sent", False):
+        if self.reply_channel is None or self._disconnect_sent:
             return
         self._disconnect_sent = True
         message = msgs.disconnect_message(self.reply_channel, self.asgi_path)
@@ -530,7 +528,7 @@ class TelexHTTPChannel(http.HTTPChannel):
     def requestDone(self, request: Any) -> None:
         if self._closing:
             return
-        if not getattr(request, "_body_complete", True):
+        if not request.state.body_complete:
             self._closing = True
             self.persistent = False
             self.transport.loseConnection()
@@ -568,7 +566,7 @@ class TelexH2Connection(H2Connection):
     """
 
     def timeoutConnection(self) -> None:
-        if any(getattr(stream._request, "_request_sent", False) for stream in self.streams.values()):
+        if any(stream._request.state.in_progress for stream in self.streams.values()):
             self.resetTimeout()
             return
         super().timeoutConnection()
