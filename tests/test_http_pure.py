@@ -9,8 +9,10 @@ import pytest
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.web import http
+from twisted.web.http_headers import Headers
 
-from telex.protocols import flow, peers
+from telex.protocols import flow, http_wire, peers
 from telex.protocols import http_messages as msgs
 from telex.protocols.http_state import ENDED, TRANSITIONS, Event, Phase, PhaseError, RequestState
 from telex.protocols.proxy import TrustedProxies
@@ -107,6 +109,28 @@ def test_body_complete_is_a_fact_beside_the_phase():
     state.body_complete = True
     state.handle(Event.HEAD_READ)
     assert state.body_complete and state.phase is Phase.GATHERING
+
+
+# -- the wires -----------------------------------------------------------------------------
+
+
+def test_each_channel_gets_its_wire_once_and_only_http1_can_upgrade():
+    assert http_wire.wire_for(http.HTTPChannel()) is http_wire.HTTP1
+    assert http_wire.wire_for(object()) is http_wire.HTTP2  # an H2Stream
+    assert http_wire.HTTP1.can_upgrade and not http_wire.HTTP2.can_upgrade
+    assert not http_wire.HTTP1.head_waits(0) and http_wire.HTTP1.head_waits(None)
+    assert http_wire.HTTP2.head_waits(0)
+
+
+def test_http2_drops_connection_specific_headers_and_never_says_close():
+    assert b"connection" in http_wire.HTTP2.forbidden_headers
+    assert b"transfer-encoding" in http_wire.HTTP2.forbidden_headers
+    assert not http_wire.HTTP1.forbidden_headers
+    channel, headers = SimpleNamespace(persistent=True), Headers()
+    http_wire.HTTP2.close_after(channel, headers)
+    assert channel.persistent and not headers.hasHeader(b"connection")
+    http_wire.HTTP1.close_after(channel, headers)
+    assert not channel.persistent and headers.getRawHeaders(b"connection") == [b"close"]
 
 
 # -- peer addresses ------------------------------------------------------------------------

@@ -4,9 +4,11 @@
 Telex instead uses the hooks the channel calls as the request arrives:
 ``gotLength`` (head complete), ``handleContentChunk`` (body data) and
 ``requestReceived`` (body complete). The same Request class is driven by
-Twisted's HTTP/1.1 ``HTTPChannel`` and HTTP/2 ``H2Stream``, so one adapter
-serves both. The Twisted details relied on are listed in ``docs/http.md``
-and pinned by ``tests/test_http_twisted_contract.py``.
+Twisted's HTTP/1.1 ``HTTPChannel`` and HTTP/2 ``H2Stream``; what differs is
+asked of the request's wire (``http_wire.py``), its phase is kept in
+``http_state.py`` and its flow control in ``flow.py``. The Twisted details
+relied on are listed in ``docs/http.md`` and pinned by
+``tests/test_http_twisted_contract.py``.
 
 Flow of one request::
 
@@ -24,15 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.interfaces import IProtocolNegotiationFactory
-from twisted.internet.protocol import Protocol
 from twisted.web import http
-from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
 from zope.interface import implementer
 
 from . import http_messages as msgs
 from . import peers
 from .flow import HeldOutput, InOrderSender
 from .http_state import Event, Phase, RequestState
+from .http_wire import ConnectionProtocol, Refuse503, TelexHTTPChannel, wire_for
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -40,15 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("telex.http")
 
 _NO_BODY_STATUSES = frozenset((204, 304))
-
-#: What an HTTP/2 client sends first (RFC 9113, 3.4); no HTTP/1 request starts so.
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-#: Connection-specific headers that HTTP/2 forbids (RFC 9113, 8.2.2); the h2
-#: library refuses to send a response carrying them, so they are dropped.
-_H2_FORBIDDEN_HEADERS = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
 
 
 class AsgiRequest(http.Request):
@@ -60,11 +52,14 @@ class AsgiRequest(http.Request):
         super().__init__(channel)
         self.context = channel.factory.context
         self.settings = self.context.settings
+        #: HTTP/1.1 or HTTP/2: what differs between them, asked of one adapter.
+        self.wire = wire_for(channel)
         self.reply_channel: str | None = None
         self.asgi_path = ""
         #: The request's phase (read by the channels too); see http_state.py.
         self.state = RequestState()
-        self._expected_length: int | None = None
+        #: From the head (Content-Length); None for a chunked body.
+        self.expected_length: int | None = None
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_channel: str | None = None
@@ -94,8 +89,8 @@ class AsgiRequest(http.Request):
         # request from here would corrupt their state, so the head is handled
         # just after (or at the first body data, or at requestReceived, which
         # for a body-less HTTP/1.1 request follows synchronously).
-        self._expected_length = length
-        if length != 0 or not isinstance(self.channel, http.HTTPChannel):
+        self.expected_length = length
+        if self.wire.head_waits(length):
             reactor.callLater(0, self._head_complete)
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -145,15 +140,7 @@ class AsgiRequest(http.Request):
         if self.state.phase is not Phase.HEAD:
             return
         self.state.handle(Event.HEAD_READ)
-        channel = self.channel
-        if request_line is not None:
-            command, target, version = request_line
-        elif isinstance(channel, http.HTTPChannel):
-            # Set by HTTPChannel.lineReceived from the request line; deleted
-            # again just before requestReceived, which passes them instead.
-            command, target, version = channel._command, channel._path, channel._version
-        else:
-            command, target, version = channel.command, channel.path, b"HTTP/2"
+        command, target, version = request_line or self.wire.request_line(self.channel)
         self.http_version = {b"HTTP/1.0": "1.0", b"HTTP/2": "2"}.get(version, "1.1")
         # twisted.web's write()/finish() read these; it sets them only in
         # requestReceived, which for a streamed body comes too late.
@@ -166,7 +153,12 @@ class AsgiRequest(http.Request):
             self._refuse(400, str(exc))
             return
         upgrade = self.requestHeaders.getRawHeaders(b"upgrade")
-        if upgrade and upgrade[0].lower() == b"websocket" and self.http_version == "1.1":
+        if (
+            upgrade
+            and upgrade[0].lower() == b"websocket"
+            and self.wire.can_upgrade
+            and self.http_version == "1.1"
+        ):
             if self.context.upgrade_websocket(self):
                 self.state.handle(Event.UPGRADED)
                 return
@@ -180,11 +172,11 @@ class AsgiRequest(http.Request):
             )
             return
         limit = self.settings.max_request_body_size
-        if limit and (self._expected_length or 0) > limit:
+        if limit and (self.expected_length or 0) > limit:
             self._refuse(413, f"The request body is larger than {limit} bytes.")
             return
         self._query_string = query_string
-        if (self._expected_length or 0) > self.settings.request_body_inline_max:
+        if (self.expected_length or 0) > self.settings.request_body_inline_max:
             self._start_request(streaming=True)
 
     def _start_request(self, streaming: bool) -> None:
@@ -280,23 +272,14 @@ class AsgiRequest(http.Request):
             self._body_sender.stop()
 
     def _pause_reading(self) -> None:
-        if not self._reading_paused and not self.state.body_complete:
+        if not self._reading_paused and not self.state.body_complete and self.channel is not None:
             self._reading_paused = True
-            if isinstance(self.channel, http.HTTPChannel):
-                self.channel._networkProducer.pauseProducing()
-                # Our pause, not the client's idleness: no idle timeout meanwhile.
-                self.channel.setTimeout(None)
-            else:
-                self.channel.pauseProducing()  # H2Stream: stops opening the flow-control window
+            self.wire.pause_reading(self.channel)
 
     def _resume_reading(self) -> None:
-        if self._reading_paused:
+        if self._reading_paused and self.channel is not None:
             self._reading_paused = False
-            if isinstance(self.channel, http.HTTPChannel):
-                self.channel.setTimeout(self.settings.keep_alive_timeout)
-                self.channel._networkProducer.resumeProducing()
-            elif self.channel is not None:
-                self.channel.resumeProducing()
+            self.wire.resume_reading(self.channel, self.settings.keep_alive_timeout)
 
     # -- replies ---------------------------------------------------------------------
 
@@ -331,9 +314,9 @@ class AsgiRequest(http.Request):
             self._timeout_call.cancel()
         self.setResponseCode(reply.status)
         has_length = False
-        h2 = not isinstance(self.channel, http.HTTPChannel)
+        forbidden = self.wire.forbidden_headers
         for name, value in reply.headers:
-            if h2 and name in _H2_FORBIDDEN_HEADERS:
+            if name in forbidden:
                 logger.debug("dropping %r header on HTTP/2 %s", name, self.reply_channel)
                 continue
             self.responseHeaders.addRawHeader(name, value)
@@ -416,10 +399,8 @@ class AsgiRequest(http.Request):
         self.setResponseCode(status, reason)
         self.responseHeaders.setRawHeaders(b"content-type", [b"text/html; charset=utf-8"])
         self.responseHeaders.setRawHeaders(b"content-length", [str(len(body)).encode()])
-        if (close or not self.state.body_complete) and isinstance(self.channel, http.HTTPChannel):
-            # HTTP/2 ends just this stream (and forbids the header).
-            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
-            self.channel.persistent = False
+        if close or not self.state.body_complete:
+            self.wire.close_after(self.channel, self.responseHeaders)
         self.context.count("telex_http_responses_total", status=str(status))
         self.write(body)
         if self.state.forwarded:
@@ -454,16 +435,8 @@ class AsgiRequest(http.Request):
         self._cancel_timers()
         self._stop_body()
         self._release()
-        if self.channel is None:
-            return
-        if isinstance(self.channel, http.HTTPChannel):
-            self.channel._closing = True
-            if graceful:
-                self.channel.transport.loseConnection()
-            else:
-                self.channel.transport.abortConnection()
-        else:
-            self.channel.abortConnection()  # HTTP/2: reset this stream only
+        if self.channel is not None:
+            self.wire.abort(self.channel, graceful)
 
     def _send_disconnect(self) -> None:
         if self.reply_channel is None or self._disconnect_sent:
@@ -487,157 +460,6 @@ def _content_size(item: tuple[bytes, bool]) -> int:
     return len(item[0])
 
 
-class TelexHTTPChannel(http.HTTPChannel):
-    """HTTP/1.1 connection: limits, head deadline, and early endings.
-
-    When a response ends before its request body was read (413, an early
-    answer), the rest of the body must never be parsed as a new request: the
-    channel stops reading and closes once the response is written.
-    """
-
-    _closing = False
-    _head_call: Any = None
-
-    def connectionMade(self) -> None:
-        settings = self.factory.context.settings
-        self.maxHeaders = settings.max_headers
-        self.totalHeadersSize = settings.max_header_bytes
-        self.MAX_LENGTH = settings.max_header_bytes
-        super().connectionMade()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._closing:
-            return
-        if self._head_call is None and self.line_mode and not self._handlingRequest:
-            # The first bytes of a request head: it must be complete in time.
-            deadline = self.factory.context.settings.request_head_timeout
-            self._head_call = self.callLater(deadline, self._head_timed_out)
-        super().dataReceived(data)
-
-    def allHeadersReceived(self) -> None:
-        if self._head_call is not None:
-            if self._head_call.active():
-                self._head_call.cancel()
-            self._head_call = None
-        super().allHeadersReceived()
-
-    def allContentReceived(self) -> None:
-        if not self._closing:
-            super().allContentReceived()
-
-    def requestDone(self, request: Any) -> None:
-        if self._closing:
-            return
-        if not request.state.body_complete:
-            self._closing = True
-            self.persistent = False
-            self.transport.loseConnection()
-            return
-        super().requestDone(request)
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """A request line or header line over ``max_header_bytes``: 431, not a silent close."""
-        self._closing = True
-        self.transport.write(msgs.raw_error_response(431, "A request line or header is too long."))
-        self.transport.loseConnection()
-
-    def _head_timed_out(self) -> None:
-        self._head_call = None
-        logger.info("closing %s: request head not complete in time", self.transport.getPeer())
-        self.factory.context.count("telex_http_head_timeouts_total")
-        self._closing = True
-        self.transport.write(msgs.raw_error_response(408))
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason: Any) -> None:
-        if self._head_call is not None and self._head_call.active():
-            self._head_call.cancel()
-        super().connectionLost(reason)
-
-
-class TelexH2Connection(H2Connection):
-    """An HTTP/2 connection whose idle timeout spares streams awaiting the
-    application, and really closes over TLS.
-
-    Twisted's HTTP/2 idle timer only counts frames, so a long-poll stream
-    would be cut off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops
-    that timer while a request is in progress. Streams whose request went to
-    the application are bounded by ``http_timeout`` instead.
-    """
-
-    def timeoutConnection(self) -> None:
-        if any(stream._request.state.in_progress for stream in self.streams.values()):
-            self.resetTimeout()
-            return
-        super().timeoutConnection()
-        # Twisted's TLS transport puts off its close until its producer (this
-        # connection) unregisters: without this, an idle HTTP/2 connection
-        # over TLS got its GOAWAY but stayed open another ``abortTimeout`` (15 s).
-        self.transport.unregisterProducer()
-
-
-class _ConnectionProtocol(http._GenericHTTPChannelProtocol):
-    """HTTP/1.1, or HTTP/2 by ALPN or by the prior-knowledge preface (h2c).
-
-    Twisted's switch only looks at ALPN. This one also recognises a
-    cleartext connection that starts with the HTTP/2 preface, which RFC 9113
-    reserves so that no HTTP/1 request can look like it; the bytes are
-    buffered only until they can no longer be the preface (the first packet,
-    in practice).
-    """
-
-    _sniffed = b""
-
-    # The proxy forwards makeConnection to the wrapped channel, whose own
-    # connectionMade runs; so the count is kept here.
-    def makeConnection(self, transport: Any) -> None:
-        self.factory.connection_made(self)
-        super().makeConnection(transport)
-
-    def connectionLost(self, reason: Any) -> None:
-        self.factory.connection_lost(self)
-        super().connectionLost(reason)
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._negotiatedProtocol is None:
-            protocol = getattr(self._channel.transport, "negotiatedProtocol", None)
-            if protocol is None:  # cleartext, or TLS without ALPN
-                data = self._sniffed + data
-                if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
-                    self._sniffed = data
-                    return
-                self._sniffed = b""
-                protocol = b"h2" if data.startswith(H2_PREFACE) else b"http/1.1"
-            if protocol == b"h2":
-                self._switch_to_h2()
-            self._negotiatedProtocol = protocol
-        self._channel.dataReceived(data)
-
-    def _switch_to_h2(self) -> None:
-        """Replace the HTTP/1.1 channel by an HTTP/2 one, as Twisted does on ALPN."""
-        old = self._channel
-        producer = old._networkProducer
-        producer.unregisterProducer()
-        old.setTimeout(None)
-        self._channel = TelexH2Connection()
-        self._channel.requestFactory = self._requestFactory
-        self._channel.site = self._site
-        self._channel.factory = self._factory
-        self._channel.timeOut = self._timeOut
-        self._channel.callLater = self._callLater
-        self._channel.makeConnection(old.transport)
-        # The H2 connection is the transport's producer now, for back pressure.
-        producer.registerProducer(self._channel, True)
-
-
-class _Refuse503(Protocol):
-    """Answers one 503 and closes: the connection limit is reached."""
-
-    def connectionMade(self) -> None:
-        self.transport.write(msgs.raw_error_response(503, "Too many connections; try again shortly."))
-        self.transport.loseConnection()
-
-
 @implementer(IProtocolNegotiationFactory)
 class HttpFactory(http.HTTPFactory):
     """Builds HTTP/1.1 (and, over TLS with ALPN, HTTP/2) connections for Telex."""
@@ -654,10 +476,10 @@ class HttpFactory(http.HTTPFactory):
         limit = self.context.settings.max_connections
         if limit and len(self.connections) >= limit:
             self.context.count("telex_connections_refused_total")
-            protocol = _Refuse503()
+            protocol = Refuse503()
             protocol.factory = self
             return protocol
-        protocol = _ConnectionProtocol(TelexHTTPChannel())
+        protocol = ConnectionProtocol(TelexHTTPChannel())
         protocol.factory = self
         protocol.requestFactory = AsgiRequest
         protocol.callLater = self.reactor.callLater

@@ -31,7 +31,6 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.web import http
 
 from . import http_messages, peers
 from . import websocket_messages as msgs
@@ -85,9 +84,9 @@ class WebSocketSupport:
     def upgrade(self, request: Any) -> bool:
         """Take over ``request``'s connection; True means it is ours now."""
         channel = request.channel
-        if not isinstance(channel, http.HTTPChannel) or channel.transport is None:
+        if not request.wire.can_upgrade or channel.transport is None:
             return False
-        if request._expected_length:
+        if request.expected_length:
             # A handshake with a body would leave the body to be parsed as frames.
             channel._closing = True
             refusal = http_messages.raw_error_response(
