@@ -116,13 +116,16 @@ class InOrderSender:
         self._pump()
 
     def stop(self) -> None:
-        """Drop what waits and send nothing more."""
+        """Drop what waits and send nothing more. The owner's callbacks are
+        forgotten too, so no reference cycle outlives it."""
         self._stopped = True
         self._waiting.clear()
         self._waiting_bytes = 0
         self._in_flight = False
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
+        self._pause = self._resume = self._on_drained = _nothing
+        self._on_failure = _nothing
 
     def _pump(self) -> None:
         # A loop, not recursion: an in-process layer completes sends
@@ -173,8 +176,9 @@ class InOrderSender:
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 self._retry = self._clock.callLater(delay, self._send_first, attempt + 1, first_refused)
                 return
+        on_failure = self._on_failure
         self.stop()
-        self._on_failure(failure)
+        on_failure(failure)
 
 
 @implementer(IPushProducer)
@@ -233,11 +237,18 @@ class HeldOutput(Generic[Item]):
         self._write(item)
 
     def clear(self) -> None:
-        """Drop what is held and forget the slow-client timer (the output has ended)."""
+        """Drop what is held and forget the slow-client timer."""
         self._held.clear()
         self.held_bytes = 0
         if self._slow_call is not None and self._slow_call.active():
             self._slow_call.cancel()
+
+    def close(self) -> None:
+        """The output has ended: clear it and forget the owner's callbacks, so
+        that no reference cycle keeps the owner alive until the next garbage
+        collection (the server makes almost none; docs/server.md)."""
+        self.clear()
+        self._write = self._on_slow = self._on_warn = _nothing
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -270,3 +281,7 @@ class HeldOutput(Generic[Item]):
         held = self.held_bytes
         self.clear()
         self._on_slow(held)
+
+
+def _nothing(*_: object) -> None:
+    """What a finished sender or output calls instead of its owner."""

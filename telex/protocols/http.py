@@ -453,7 +453,7 @@ class AsgiRequest(http.Request):
     def _cancel_timers(self) -> None:
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
-        self._output.clear()  # and its slow-client timer
+        self._output.close()  # and its slow-client timer
 
 
 def _content_size(item: tuple[bytes, bool]) -> int:

@@ -31,25 +31,27 @@ from __future__ import annotations
 import enum
 
 
-class Phase(enum.Enum):
-    HEAD = "head"  # the request head is not handled yet
-    GATHERING = "gathering"  # head handled; the body is gathered for http.request
-    WAITING = "waiting"  # http.request is with the application; no response yet
-    RESPONDING = "responding"  # a response has started; its body follows
-    DONE = "done"  # the response was written in full
-    ABORTED = "aborted"  # ended mid-response: the connection closes
-    UPGRADED = "upgraded"  # the connection belongs to the WebSocket side now
-    LOST = "lost"  # the connection was lost
+# IntEnum, not Enum: Enum hashes in Python, and these are looked up in
+# dicts and sets several times per request.
+class Phase(enum.IntEnum):
+    HEAD = enum.auto()  # the request head is not handled yet
+    GATHERING = enum.auto()  # head handled; the body is gathered for http.request
+    WAITING = enum.auto()  # http.request is with the application; no response yet
+    RESPONDING = enum.auto()  # a response has started; its body follows
+    DONE = enum.auto()  # the response was written in full
+    ABORTED = enum.auto()  # ended mid-response: the connection closes
+    UPGRADED = enum.auto()  # the connection belongs to the WebSocket side now
+    LOST = enum.auto()  # the connection was lost
 
 
-class Event(enum.Enum):
-    HEAD_READ = "head read"
-    REQUEST_SENT = "request sent"
-    RESPONSE_STARTED = "response started"
-    RESPONSE_ENDED = "response ended"
-    ABORTED = "aborted"
-    UPGRADED = "upgraded"
-    CONNECTION_LOST = "connection lost"
+class Event(enum.IntEnum):
+    HEAD_READ = enum.auto()
+    REQUEST_SENT = enum.auto()
+    RESPONSE_STARTED = enum.auto()
+    RESPONSE_ENDED = enum.auto()
+    ABORTED = enum.auto()
+    UPGRADED = enum.auto()
+    CONNECTION_LOST = enum.auto()
 
 
 _LOST = {Event.CONNECTION_LOST: Phase.LOST}
@@ -79,12 +81,14 @@ class PhaseError(Exception):
 
 
 class RequestState:
-    """Where one request is (``phase``), plus the two facts beside it."""
+    """Where one request is (``phase``, and whether that is an end), plus the two facts beside it."""
 
-    __slots__ = ("body_complete", "forwarded", "phase")
+    __slots__ = ("body_complete", "ended", "forwarded", "phase")
 
     def __init__(self) -> None:
         self.phase = Phase.HEAD
+        #: Nothing more is written or sent for this request.
+        self.ended = False
         self.forwarded = False
         self.body_complete = False
 
@@ -92,17 +96,13 @@ class RequestState:
         """Move on by ``event``; returns the phase it left."""
         previous = self.phase
         try:
-            self.phase = TRANSITIONS[previous][event]
+            phase = self.phase = TRANSITIONS[previous][event]
         except KeyError:
-            raise PhaseError(f"{event.value!r} is not allowed in phase {previous.value!r}") from None
+            raise PhaseError(f"{_name(event)} is not allowed in phase {_name(previous)}") from None
+        self.ended = phase in ENDED
         if event is Event.REQUEST_SENT:
             self.forwarded = True
         return previous
-
-    @property
-    def ended(self) -> bool:
-        """Nothing more is written or sent for this request."""
-        return self.phase in ENDED
 
     @property
     def in_progress(self) -> bool:
@@ -113,3 +113,7 @@ class RequestState:
     def owes_disconnect(self) -> bool:
         """The application has the request and its response did not finish."""
         return self.forwarded and self.phase is not Phase.DONE and self.phase is not Phase.LOST
+
+
+def _name(member: enum.Enum) -> str:
+    return repr(member.name.lower().replace("_", " "))
