@@ -25,6 +25,14 @@ class Sender(Protocol):
     def send(self, channel: str, message: dict) -> Deferred: ...
 
 
+class AccessLogger(Protocol):
+    """``--access-log``: one line per HTTP response and per WebSocket event."""
+
+    def log_http(self, request: Any) -> None: ...
+
+    def log_websocket(self, host: str, path: str, event: str, code: int, duration: float) -> None: ...
+
+
 class ServerContext(Protocol):
     settings: ServerSettings
     #: Whose X-Forwarded-* headers count (``--proxy-headers-trusted``).
@@ -32,12 +40,20 @@ class ServerContext(Protocol):
     #: The layer's exception types, for telling ChannelFull from other failures.
     channel_full: type[Exception]
     message_too_large: type[Exception]
+    #: Seconds the layer keeps a group membership (spec, Persistence): a
+    #: WebSocket's default lifetime, so its memberships never silently lapse.
+    group_expiry: float
+    #: None without ``--access-log``.
+    access_log: AccessLogger | None
 
     def new_reply_channel(self, handler: Callable[[dict], None]) -> str:
         """A fresh reply channel name whose messages go to ``handler``."""
 
     def release_reply_channel(self, name: str) -> None:
         """Stop dispatching ``name``; later messages for it are dropped."""
+
+    def new_body_channel(self) -> str:
+        """A fresh channel name for one request's body chunks."""
 
     def make_sender(self) -> Sender:
         """A per-connection sender that keeps that connection's messages in order."""

@@ -187,7 +187,7 @@ class AsgiRequest(http.Request):
         body = b"".join(self._body)
         self._body.clear()
         if streaming:
-            self._body_channel = self.context.layer_new_body_channel()
+            self._body_channel = self.context.new_body_channel()
             # Reading pauses while a chunk is with the layer (spec, Request Body
             # Chunk: wait and try again on ChannelFull), so memory stays flat.
             self._body_sender = InOrderSender(

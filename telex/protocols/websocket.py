@@ -77,7 +77,7 @@ class WebSocketSupport:
         if lifetime is None:
             # Spec (Persistence): connections should not outlive the layer's
             # group expiry, or their group memberships silently lapse.
-            lifetime = getattr(getattr(context, "layer", None), "group_expiry", 86400)
+            lifetime = context.group_expiry
         self.lifetime: float | None = lifetime if lifetime > 0 else None
         self.factory = TelexWebSocketFactory(self)
 
@@ -493,7 +493,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._sender.send("websocket.disconnect", message).addErrback(lambda _: None)
 
     def _log_access(self, event: str, code: int) -> None:
-        access_log = getattr(self.context, "access_log", None)
+        access_log = self.context.access_log
         if access_log is not None:
             access_log.log_websocket(
                 self.client_host, self.asgi_path, event, code, time.monotonic() - self.started_at

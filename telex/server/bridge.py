@@ -1,6 +1,7 @@
 """How the reactor talks to a channel layer without ever blocking on it.
 
-Three bridges, chosen by what the layer offers (``make_bridge``):
+Three bridges, chosen by what the layer offers (``make_bridge``, which
+resolves the layer's capabilities once: ``capabilities.py``):
 
 * ``InlineBridge`` — an in-process layer (``layer.in_process`` is true, as for
   Telex's memory layer): calls take a lock for microseconds and never wait on
@@ -32,6 +33,8 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
 
+from .capabilities import LayerCapabilities
+
 logger = logging.getLogger("telex.server")
 
 Dispatch = Callable[[str, dict], None]
@@ -50,8 +53,10 @@ class LayerBridge:
 
     kind = "base"
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, capabilities: LayerCapabilities | None = None) -> None:
         self.layer = layer
+        #: What the layer offers, resolved once; the server asks this, never the layer.
+        self.capabilities = capabilities or LayerCapabilities.of(layer)
         self.running = False
         self.errors = 0  # layer errors seen by the reader and senders (metrics)
 
@@ -63,6 +68,12 @@ class LayerBridge:
 
     def stop(self) -> None:
         self.running = False
+
+    def probe(self) -> None:
+        """A non-blocking receive on a channel nobody uses: a round trip with
+        no side effects that raises if the layer is unreachable. It may block
+        (a network layer): call it off the reactor thread."""
+        self.layer.receive(["telex.health"], block=False)
 
     def _log_error(self, what: str, exc: BaseException, backoff: float) -> None:
         self.errors += 1
@@ -83,7 +94,7 @@ class AsyncioBridge(LayerBridge):
         # A layer offering receive_many_async hands over every reply already
         # waiting in one round trip (READER_BATCH at most), so a busy server
         # pays one take per batch instead of one per reply.
-        many = getattr(self.layer, "receive_many_async", None)
+        many = self.capabilities.receive_many_async
         backoff = ERROR_BACKOFF[0]
         handled = 0
         while self.running:
@@ -134,8 +145,8 @@ class InlineBridge(AsyncioBridge):
 class ThreadedBridge(LayerBridge):
     kind = "threaded"
 
-    def __init__(self, layer: Any) -> None:
-        super().__init__(layer)
+    def __init__(self, layer: Any, capabilities: LayerCapabilities | None = None) -> None:
+        super().__init__(layer, capabilities)
         self._outbox: queue.SimpleQueue[tuple[str, dict, defer.Deferred] | None] = queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send_loop, name="telex-layer-sender", daemon=True)
         self._sender.start()
@@ -146,6 +157,7 @@ class ThreadedBridge(LayerBridge):
         return deferred
 
     def _send_loop(self) -> None:
+        refusals = (self.capabilities.channel_full, self.capabilities.message_too_large)
         while True:
             item = self._outbox.get()
             if item is None:
@@ -154,7 +166,7 @@ class ThreadedBridge(LayerBridge):
             try:
                 self.layer.send(channel, message)
             except Exception as exc:
-                if not isinstance(exc, (self.layer.ChannelFull, self.layer.MessageTooLarge)):
+                if not isinstance(exc, refusals):
                     self.errors += 1
                 reactor.callFromThread(deferred.errback, exc)
             else:
@@ -196,13 +208,17 @@ def _dispatch_safely(dispatch: Dispatch, channel: str, message: dict) -> None:
         logger.exception("error handling a message on %s", channel)
 
 
-def make_bridge(layer: Any) -> LayerBridge:
-    """The bridge for ``layer``: inline, asyncio or threaded (see module doc)."""
-    if getattr(layer, "in_process", False) and callable(getattr(layer, "receive_async", None)):
-        return InlineBridge(layer)
-    if callable(getattr(layer, "send_async", None)) and callable(getattr(layer, "receive_async", None)):
-        return AsyncioBridge(layer)
-    return ThreadedBridge(layer)
+def make_bridge(layer: Any, threaded: bool = False) -> LayerBridge:
+    """The bridge for ``layer``: inline, asyncio or threaded (see module doc);
+    ``threaded`` picks the threaded one whatever the layer offers (``--force-sync``)."""
+    capabilities = LayerCapabilities.of(layer)
+    if threaded:
+        return ThreadedBridge(layer, capabilities)
+    if capabilities.in_process and capabilities.receive_async is not None:
+        return InlineBridge(layer, capabilities)
+    if capabilities.send_async is not None and capabilities.receive_async is not None:
+        return AsyncioBridge(layer, capabilities)
+    return ThreadedBridge(layer, capabilities)
 
 
 class OrderedSender:
