@@ -12,12 +12,14 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from tests.apps.jsonable import from_jsonable as decode
 from tests.layer_contract import wait_until
-from tests.support.processes import TelexServer, rss_kib
+from tests.support.processes import ROOT, TelexServer, rss_kib, telex_env
 
 RAW = "tests.apps.raw_http:channel_layer"
 
@@ -410,3 +412,18 @@ def test_a_body_ending_exactly_on_a_chunk_boundary_still_gets_its_final_chunk(ch
         status, _, body = request(server, "POST", "/body", body=payload, timeout=10)
         assert status == 200
         assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_finished_requests_are_freed_without_the_garbage_collector():
+    """docs/server.md tunes the collector for a server that makes almost no
+    cyclic garbage: a request must not be kept alive by a reference cycle."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.apps.request_cycles", "50"],
+        capture_output=True,
+        text=True,
+        env=telex_env(),
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split()[-1] == "0", result.stdout + result.stderr
