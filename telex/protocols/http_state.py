@@ -28,35 +28,38 @@ The rules the table keeps:
 
 from __future__ import annotations
 
-import enum
+
+# Plain string constants rather than Enums: on Python 3.11 every
+# ``SomeEnum.MEMBER`` lookup goes through EnumType.__getattr__'s slow path,
+# and the request makes a dozen of them per request.
+class Phase:
+    """Where a request is; see the table below."""
+
+    HEAD = "head"  # the request head is not handled yet
+    GATHERING = "gathering"  # head handled; the body is gathered for http.request
+    WAITING = "waiting"  # http.request is with the application; no response yet
+    RESPONDING = "responding"  # a response has started; its body follows
+    DONE = "done"  # the response was written in full
+    ABORTED = "aborted"  # ended mid-response: the connection closes
+    UPGRADED = "upgraded"  # the connection belongs to the WebSocket side now
+    LOST = "lost"  # the connection was lost
 
 
-# IntEnum, not Enum: Enum hashes in Python, and these are looked up in
-# dicts and sets several times per request.
-class Phase(enum.IntEnum):
-    HEAD = enum.auto()  # the request head is not handled yet
-    GATHERING = enum.auto()  # head handled; the body is gathered for http.request
-    WAITING = enum.auto()  # http.request is with the application; no response yet
-    RESPONDING = enum.auto()  # a response has started; its body follows
-    DONE = enum.auto()  # the response was written in full
-    ABORTED = enum.auto()  # ended mid-response: the connection closes
-    UPGRADED = enum.auto()  # the connection belongs to the WebSocket side now
-    LOST = enum.auto()  # the connection was lost
+class Event:
+    """What moves a request on."""
 
-
-class Event(enum.IntEnum):
-    HEAD_READ = enum.auto()
-    REQUEST_SENT = enum.auto()
-    RESPONSE_STARTED = enum.auto()
-    RESPONSE_ENDED = enum.auto()
-    ABORTED = enum.auto()
-    UPGRADED = enum.auto()
-    CONNECTION_LOST = enum.auto()
+    HEAD_READ = "head read"
+    REQUEST_SENT = "request sent"
+    RESPONSE_STARTED = "response started"
+    RESPONSE_ENDED = "response ended"
+    ABORTED = "aborted"
+    UPGRADED = "upgraded"
+    CONNECTION_LOST = "connection lost"
 
 
 _LOST = {Event.CONNECTION_LOST: Phase.LOST}
 
-TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
+TRANSITIONS: dict[str, dict[str, str]] = {
     Phase.HEAD: {Event.HEAD_READ: Phase.GATHERING, **_LOST},
     Phase.GATHERING: {
         Event.REQUEST_SENT: Phase.WAITING,
@@ -86,19 +89,19 @@ class RequestState:
     __slots__ = ("body_complete", "ended", "forwarded", "phase")
 
     def __init__(self) -> None:
-        self.phase = Phase.HEAD
+        self.phase: str = Phase.HEAD
         #: Nothing more is written or sent for this request.
         self.ended = False
         self.forwarded = False
         self.body_complete = False
 
-    def handle(self, event: Event) -> Phase:
+    def handle(self, event: str) -> str:
         """Move on by ``event``; returns the phase it left."""
         previous = self.phase
         try:
             phase = self.phase = TRANSITIONS[previous][event]
         except KeyError:
-            raise PhaseError(f"{_name(event)} is not allowed in phase {_name(previous)}") from None
+            raise PhaseError(f"{event!r} is not allowed in phase {previous!r}") from None
         self.ended = phase in ENDED
         if event is Event.REQUEST_SENT:
             self.forwarded = True
@@ -113,7 +116,3 @@ class RequestState:
     def owes_disconnect(self) -> bool:
         """The application has the request and its response did not finish."""
         return self.forwarded and self.phase is not Phase.DONE and self.phase is not Phase.LOST
-
-
-def _name(member: enum.Enum) -> str:
-    return repr(member.name.lower().replace("_", " "))

@@ -21,6 +21,7 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.web import http
 from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
+from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
 from . import http_messages as msgs
@@ -130,7 +131,9 @@ HTTP2 = Http2Wire()
 
 def wire_for(channel: Any) -> Wire:
     """The wire of a request's channel: twisted.web's HTTPChannel, else an H2Stream."""
-    return HTTP1 if isinstance(channel, http.HTTPChannel) else HTTP2
+    # HTTPChannel imported by name: twisted.web.http is a deprecation proxy,
+    # whose every attribute lookup is a Python call.
+    return HTTP1 if isinstance(channel, HTTPChannel) else HTTP2
 
 
 class TelexHTTPChannel(http.HTTPChannel):
