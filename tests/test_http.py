@@ -12,6 +12,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -24,7 +26,7 @@ from tests.support.http import (
     received_message,
     request,
 )
-from tests.support.processes import TelexServer, rss_kib
+from tests.support.processes import ROOT, TelexServer, rss_kib, telex_env
 from tests.support.waiting import wait_until
 
 
@@ -385,3 +387,26 @@ def test_a_body_ending_exactly_on_a_chunk_boundary_still_gets_its_final_chunk(ch
         status, _, body = request(server, "POST", "/body", body=payload, timeout=10)
         assert status == 200
         assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_finished_requests_are_freed_without_the_garbage_collector():
+    """docs/server.md tunes the collector for a server that makes almost no
+    cyclic garbage: a request must not be kept alive by a reference cycle.
+    Runs the in-process harness of benchmarks/clients/http_instructions.py."""
+    count_alive = (
+        "import gc; gc.disable()\n"
+        "from benchmarks.clients.http_instructions import main\n"
+        "main(50)\n"
+        "from telex.protocols.http import AsgiRequest\n"
+        "print(sum(isinstance(thing, AsgiRequest) for thing in gc.get_objects()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", count_alive],
+        capture_output=True,
+        text=True,
+        env=telex_env(),
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split()[-1] == "0", result.stdout + result.stderr

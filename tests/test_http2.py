@@ -208,7 +208,7 @@ def test_cleartext_http2_with_prior_knowledge_is_served(server):
 
 def test_the_h2c_preface_is_recognised_even_a_byte_at_a_time():
     from telex.layers import InMemoryChannelLayer
-    from telex.protocols.http import H2_PREFACE, TelexH2Connection, TelexHTTPChannel
+    from telex.protocols.http_wire import H2_PREFACE, TelexH2Connection, TelexHTTPChannel
     from telex.server.server import Server
     from telex.server.settings import ServerSettings
 

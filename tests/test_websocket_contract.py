@@ -8,6 +8,7 @@ than as a confusing end-to-end failure. ``docs/websocket.md`` lists them.
 from __future__ import annotations
 
 import inspect
+import sys
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -17,6 +18,9 @@ from twisted.web import http
 
 from telex.protocols import websocket
 from telex.server.settings import ServerSettings
+from tests.support.processes import TelexProcess
+from tests.support.redis_server import free_port
+from tests.support.ws import RawClient, frame, handshake_request
 
 
 def test_httpchannel_offers_protocol_upgrade_for_websockets():
@@ -81,6 +85,26 @@ def test_autobahn_checks_outgoing_messages_against_max_message_payload_size():
     assert "self.maxMessagePayloadSize" in source, "the outgoing-size workaround in _write can go"
 
 
+def test_autobahns_queued_writes_reach_the_client_in_order_with_telexs_own():
+    """Autobahn pumps writes made with ``sync=True`` (or a chop size) through
+    ``WebSocketProtocol._send``; Telex's protocol must not shadow that name."""
+    overrides = vars(websocket.AsgiWebSocketProtocol)
+    assert "_send" not in overrides, "AsgiWebSocketProtocol overrides Autobahn's _send"
+    port = free_port()
+    command = (sys.executable, "-m", "tests.apps.queued_writes")
+    with TelexProcess([str(port)], command=command):
+        client = RawClient(port)
+        try:
+            client.send(handshake_request("/queued", port=port))
+            assert client.read_head().startswith(b"HTTP/1.1 101")
+            for text in (b"one", b"two"):
+                client.send(frame(text))
+                assert client.read_message() == b"queued: " + text
+                assert client.read_message() == b"layer: " + text
+        finally:
+            client.close()
+
+
 def test_autobahn_close_state_attributes_used_for_the_disconnect_code():
     source = inspect.getsource(WebSocketProtocol.sendCloseFrame)
     for name in ("self.localCloseCode", "self.closedByMe"):
@@ -111,4 +135,3 @@ def test_autobahn_handshake_timeout_is_above_the_connect_timeout():
 class _Support:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-

@@ -210,3 +210,22 @@ def error_page(status: int, detail: str) -> tuple[bytes, bytes]:
         f"<body><h1>{status} {reason}</h1><p>{html.escape(detail)}</p></body></html>\n"
     )
     return reason.encode("ascii"), body.encode("utf-8")
+
+
+def raw_error_response(status: int, detail: str | None = None) -> bytes:
+    """A whole HTTP/1.1 error response that closes the connection, for the
+    places that answer before (or instead of) twisted.web: a connection over
+    the limit, a head too long or too slow, a refused WebSocket handshake.
+    Without ``detail`` the response has no body."""
+    if detail is None:
+        reason, body, kind = _REASONS.get(status, "Error").encode("ascii"), b"", b""
+    else:
+        reason, body = error_page(status, detail)
+        kind = b"content-type: text/html; charset=utf-8\r\n"
+    return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\n\r\n%s" % (
+        status,
+        reason,
+        kind,
+        len(body),
+        body,
+    )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -32,23 +31,19 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.web import http
-from zope.interface import implementer
 
-from . import http_messages
+from . import http_messages, peers
 from . import websocket_messages as msgs
-from .http import _address, _trusted
-from .proxy import apply_proxy_headers
+from .flow import HeldOutput, InOrderSender
 
 if TYPE_CHECKING:
     from .context import ServerContext
 
 logger = logging.getLogger("telex.websocket")
 
-#: Retry schedule (seconds) for a websocket.receive refused with ChannelFull
-#: (spec, Receive: "you may retry"); about one second in all, then close 1013.
-RECEIVE_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.35)
+#: Seconds a websocket.receive may stay refused with ChannelFull, retried on
+#: flow.RETRY_DELAYS (spec, Receive: "you may retry"), before the close 1013.
+RECEIVE_RETRY_FOR = 1.0
 
 #: Seconds Autobahn's own opening-handshake timer waits beyond
 #: ``websocket_connect_timeout``: Telex answers 403 first; this only catches
@@ -82,19 +77,22 @@ class WebSocketSupport:
         if lifetime is None:
             # Spec (Persistence): connections should not outlive the layer's
             # group expiry, or their group memberships silently lapse.
-            lifetime = getattr(getattr(context, "layer", None), "group_expiry", 86400)
+            lifetime = context.group_expiry
         self.lifetime: float | None = lifetime if lifetime > 0 else None
         self.factory = TelexWebSocketFactory(self)
 
     def upgrade(self, request: Any) -> bool:
         """Take over ``request``'s connection; True means it is ours now."""
         channel = request.channel
-        if not isinstance(channel, http.HTTPChannel) or channel.transport is None:
+        if not request.wire.can_upgrade or channel.transport is None:
             return False
-        if request._expected_length:
+        if request.expected_length:
             # A handshake with a body would leave the body to be parsed as frames.
             channel._closing = True
-            _write_refusal(channel.transport, 400, "A WebSocket handshake request must not have a body.")
+            refusal = http_messages.raw_error_response(
+                400, "A WebSocket handshake request must not have a body."
+            )
+            channel.transport.write(refusal)
             channel.transport.loseConnection()
             return True
         # Bytes the client sent after the handshake request: still in the line
@@ -130,14 +128,6 @@ def _handshake_bytes(request: Any) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def _write_refusal(transport: Any, status: int, detail: str) -> None:
-    reason, body = http_messages.error_page(status, detail)
-    transport.write(
-        b"HTTP/1.1 %d %s\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8\r\n"
-        b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body)
-    )
-
-
 class TelexWebSocketFactory(WebSocketServerFactory):
     """Autobahn's factory, configured from ``ServerSettings``."""
 
@@ -167,26 +157,6 @@ def _accept_deflate(offers: list[Any]) -> Any:
     return None
 
 
-@implementer(IPushProducer)
-class _OutputGate:
-    """Registered with the transport: tells the protocol when its buffer is full."""
-
-    __slots__ = ("protocol",)
-
-    def __init__(self, protocol: AsgiWebSocketProtocol) -> None:
-        self.protocol = protocol
-
-    def pauseProducing(self) -> None:
-        self.protocol.output_paused = True
-
-    def resumeProducing(self) -> None:
-        self.protocol.output_paused = False
-        self.protocol.flush_output()
-
-    def stopProducing(self) -> None:
-        self.protocol.output_paused = True
-
-
 class AsgiWebSocketProtocol(WebSocketServerProtocol):
     """One WebSocket, translated to and from ASGI messages."""
 
@@ -202,7 +172,6 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self.asgi_path: str = self.http_request.asgi_path
         self.client_host: str = getattr(self.http_request.getClientAddress(), "host", None) or "-"
         self.started_at = time.monotonic()
-        self.output_paused = False
         self._sender = self.context.make_sender()
         self._handshake: Deferred | None = None  # pending while the application decides
         self._subprotocol: str | None = None
@@ -216,14 +185,22 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._held_in: list[bytes] = []  # raw bytes received while the handshake is pending
         self._held_in_size = 0
         self._reading_paused = False
-        self._inbound: deque[tuple[bytes, bool]] = deque()  # messages waiting for the layer
-        self._inbound_size = 0
-        self._inbound_busy = False
-        self._pumping = False
-        self._forwarding = True
-        self._delivered = 0  # websocket.receive messages the layer accepted
-        self._outbound: deque[bytes | str | int] = deque()  # frames (or a close code) held for a slow reader
-        self._outbound_size = 0
+        self._received = 0  # client messages forwarded as websocket.receive
+        self._inbound = InOrderSender(
+            self._sender,
+            self.context.channel_full,
+            pause=self._pause_reading,
+            resume=self._resume_reading,
+            on_failure=self._receive_refused,
+            on_drained=self._maybe_disconnect,
+            pause_messages=INBOUND_PAUSE_MESSAGES,
+            pause_bytes=INBOUND_PAUSE_BYTES,
+            give_up_after=RECEIVE_RETRY_FOR,
+        )
+        # Frames (or a close code) for the client, held while it does not read.
+        self._output: HeldOutput[bytes | str | int] = HeldOutput(
+            self._write, _output_size, limit=self.settings.max_pending_output, on_slow=self._slow_reader
+        )
         super().connectionMade()
 
     # -- bytes in ------------------------------------------------------------------
@@ -260,10 +237,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             logger.info("refusing WebSocket from origin %r: not in --allowed-origins", origin_text)
             raise ConnectionDeny(403, "This origin is not allowed.")
         headers = http_messages.asgi_headers(http_request.requestHeaders.getAllRawHeaders())
-        client = _address(http_request.getClientAddress())
-        scheme = "wss" if http_request.isSecure() else "ws"
-        if self.settings.proxy_headers and _trusted(self.context, client):
-            client, scheme = apply_proxy_headers(client, scheme, headers, websocket=True)
+        client, scheme = peers.client_and_scheme(self.context, http_request, headers, websocket=True)
         self.client_host = client[0] if client else "-"
         self.asgi_path = http_request.asgi_path
         self._subprotocol = msgs.choose_subprotocol(request.protocols, self.settings.ws_protocols)
@@ -276,7 +250,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             root_path=self.settings.root_path,
             headers=headers,
             client=client,
-            server=_address(http_request.getHost()),
+            server=peers.address(http_request.getHost()),
         )
         # Kept locally: an in-process layer may refuse the send synchronously,
         # answering (and clearing _handshake) before this method returns.
@@ -332,7 +306,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
 
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
         """Autobahn puts its diagnostic into the status line; send a plain response."""
-        _write_refusal(self.transport, code, reason)
+        self.transport.write(http_messages.raw_error_response(code, reason))
         self._log_access("WSREJECT", code)
 
     def onOpen(self) -> None:
@@ -340,7 +314,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self.support.open_count += 1
         transport = self.transport
         if getattr(transport, "producer", None) is None:
-            transport.registerProducer(_OutputGate(self), True)
+            transport.registerProducer(self._output, True)
         if self.support.lifetime is not None:
             self._lifetime_call = reactor.callLater(self.support.lifetime, self._lifetime_over)
         self._log_access("WSCONNECT", 101)
@@ -387,29 +361,18 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         if self.state != WebSocketProtocol.STATE_OPEN:
             return
         if reply.data is not None:
-            self._send(reply.data)
+            self._queue_output(reply.data)
         if reply.close is not None:
-            self._send(reply.close)
+            self._queue_output(reply.close)
 
-    def _send(self, item: bytes | str | int) -> None:
-        """Queue a frame (bytes/str) or a close (int) behind any held output."""
-        if self.output_paused or self._outbound:
-            self._outbound.append(item)
-            if not isinstance(item, int):
-                self._outbound_size += len(item)
-                if self._outbound_size > self.settings.max_pending_output:
-                    self._slow_reader()
-            return
-        self._write(item)
-
-    def flush_output(self) -> None:
-        while self._outbound and not self.output_paused and self.state == WebSocketProtocol.STATE_OPEN:
-            item = self._outbound.popleft()
-            if not isinstance(item, int):
-                self._outbound_size -= len(item)
-            self._write(item)
+    # Not ``_send``: Autobahn's WebSocketProtocol._send pumps its own send queue.
+    def _queue_output(self, item: bytes | str | int) -> None:
+        """A frame (bytes/str) or a close (int), behind any held output."""
+        self._output.offer(item)
 
     def _write(self, item: bytes | str | int) -> None:
+        if self.state != WebSocketProtocol.STATE_OPEN:
+            return  # closing: what was held for the client is not sent
         if isinstance(item, int):
             self._close(item)
             return
@@ -424,16 +387,14 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self.maxMessagePayloadSize = limit
         self.context.count("telex_websocket_messages_out_total")
 
-    def _slow_reader(self) -> None:
+    def _slow_reader(self, held: int) -> None:
         logger.warning(
             "closing WebSocket %s with 1008: the client is not reading (%d bytes unsent, limit %d)",
             self.reply_channel,
-            self._outbound_size,
+            held,
             self.settings.max_pending_output,
         )
         self.context.count("telex_slow_clients_closed_total")
-        self._outbound.clear()
-        self._outbound_size = 0
         self._close(1008)
 
     def _close(self, code: int) -> None:
@@ -447,66 +408,22 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         if self._handshake is not None:
             self._refuse(503, "The server is restarting; try again shortly.")
             return
-        self._outbound.clear()
-        self._outbound_size = 0
+        self._output.clear()
         self._close(code)
 
     # -- messages from the client -------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.context.count("telex_websocket_messages_in_total")
-        if not self._forwarding:
+        if self._inbound.stopped:
             return
-        self._inbound.append((payload, isBinary))
-        self._inbound_size += len(payload)
-        if len(self._inbound) > INBOUND_PAUSE_MESSAGES or self._inbound_size > INBOUND_PAUSE_BYTES:
-            self._pause_reading()
-        self._pump()
+        assert self.reply_channel is not None
+        self._received += 1
+        message = msgs.receive_message(self.reply_channel, self.asgi_path, payload, isBinary, self._received)
+        self._inbound.push("websocket.receive", message, len(payload))
 
-    def _pump(self) -> None:
-        """Send queued messages to websocket.receive one at a time, in order."""
-        if self._pumping:
-            return  # a send completed synchronously inside the loop below
-        self._pumping = True
-        try:
-            while self._inbound and not self._inbound_busy and self._forwarding:
-                payload, is_binary = self._inbound[0]
-                assert self.reply_channel is not None
-                message = msgs.receive_message(
-                    self.reply_channel, self.asgi_path, payload, is_binary, self._delivered + 1
-                )
-                self._inbound_busy = True
-                self._send_receive(message, 0)
-        finally:
-            self._pumping = False
-        if not self._inbound or not self._forwarding:
-            self._maybe_disconnect()
-
-    def _send_receive(self, message: dict, attempt: int) -> None:
-        self._sender.send("websocket.receive", message).addCallbacks(
-            self._receive_sent, self._receive_refused, errbackArgs=(message, attempt)
-        )
-
-    def _receive_sent(self, _: object) -> None:
-        self._inbound_busy = False
-        payload, _ = self._inbound.popleft()
-        self._inbound_size -= len(payload)
-        self._delivered += 1
-        if (
-            self._reading_paused
-            and self._handshake is None
-            and (
-                len(self._inbound) <= INBOUND_PAUSE_MESSAGES // 2
-                and self._inbound_size <= INBOUND_PAUSE_BYTES // 2
-            )
-        ):
-            self._resume_reading()
-        self._pump()
-
-    def _receive_refused(self, failure: Any, message: dict, attempt: int) -> None:
-        if failure.check(self.context.channel_full) and attempt < len(RECEIVE_RETRY_DELAYS):
-            reactor.callLater(RECEIVE_RETRY_DELAYS[attempt], self._send_receive, message, attempt + 1)
-            return
+    def _receive_refused(self, failure: Any) -> None:
+        """Forwarding ends (later frames are dropped) and the socket closes."""
         if failure.check(self.context.channel_full):
             # Spec (Receive): if it still does not send, close with 1013.
             logger.warning("websocket.receive stayed full for %s; closing with 1013", self.reply_channel)
@@ -519,16 +436,9 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         else:
             logger.error("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
             code = 1011
-        self._stop_forwarding()
+        self._resume_reading()
         self._close(code)
         self._maybe_disconnect()
-
-    def _stop_forwarding(self) -> None:
-        self._forwarding = False
-        self._inbound_busy = False
-        self._inbound.clear()
-        self._inbound_size = 0
-        self._resume_reading()
 
     # -- the end ------------------------------------------------------------------------
 
@@ -569,24 +479,19 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
 
     def _maybe_disconnect(self) -> None:
         """websocket.disconnect, once, after every receive before it (spec, Disconnection)."""
-        if (
-            not self._closed
-            or self._disconnect_sent
-            or self._inbound_busy
-            or (self._inbound and self._forwarding)
-        ):
+        if not self._closed or self._disconnect_sent or not self._inbound.idle:
             return
         self._disconnect_sent = True
         if not self._connect_sent or self.reply_channel is None:
             return
         message = msgs.disconnect_message(
-            self.reply_channel, self.disconnect_code, self.asgi_path, self._delivered + 1
+            self.reply_channel, self.disconnect_code, self.asgi_path, self._inbound.delivered + 1
         )
         # Spec (Disconnection): on ChannelFull give up; consumption is optional.
         self._sender.send("websocket.disconnect", message).addErrback(lambda _: None)
 
     def _log_access(self, event: str, code: int) -> None:
-        access_log = getattr(self.context, "access_log", None)
+        access_log = self.context.access_log
         if access_log is not None:
             access_log.log_websocket(
                 self.client_host, self.asgi_path, event, code, time.monotonic() - self.started_at
@@ -596,3 +501,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
     def _cancel(call: Any) -> None:
         if call is not None and call.active():
             call.cancel()
+
+
+def _output_size(item: bytes | str | int) -> int:
+    return 0 if isinstance(item, int) else len(item)

@@ -1,6 +1,7 @@
 """How the reactor talks to a channel layer without ever blocking on it.
 
-Three bridges, chosen by what the layer offers (``make_bridge``):
+Three bridges, chosen by what the layer offers (``make_bridge``, which
+resolves the layer's capabilities once: ``capabilities.py``):
 
 * ``InlineBridge`` — an in-process layer (``layer.in_process`` is true, as for
   Telex's memory layer): calls take a lock for microseconds and never wait on
@@ -35,7 +36,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
 
-from ..layers.base import ChannelFull, MessageTooLarge
+from .capabilities import LayerCapabilities
 
 logger = logging.getLogger("telex.server")
 
@@ -55,15 +56,14 @@ class LayerBridge:
 
     kind = "base"
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, capabilities: LayerCapabilities | None = None) -> None:
         self.layer = layer
+        #: What the layer offers, resolved once; the server asks this, never the layer.
+        self.capabilities = capabilities or LayerCapabilities.of(layer)
         self.running = False
         self.errors = 0  # reader errors and failed sends: telex_layer_errors_total
         # Refusals the spec gives the protocols to answer (503, 413, 1013...), not errors.
-        self._refusals = (
-            getattr(layer, "ChannelFull", ChannelFull),
-            getattr(layer, "MessageTooLarge", MessageTooLarge),
-        )
+        self._refusals = (self.capabilities.channel_full, self.capabilities.message_too_large)
 
     def send(self, channel: str, message: dict) -> defer.Deferred:
         raise NotImplementedError
@@ -77,6 +77,12 @@ class LayerBridge:
     def send_failed(self, failure: Failure) -> None:
         if not failure.check(*self._refusals):
             self.errors += 1
+
+    def probe(self) -> None:
+        """A non-blocking receive on a channel nobody uses: a round trip with
+        no side effects that raises if the layer is unreachable. It may block
+        (a network layer): call it off the reactor thread."""
+        self.layer.receive(["telex.health"], block=False)
 
     def _log_error(self, what: str, exc: BaseException, backoff: float) -> None:
         self.errors += 1
@@ -97,7 +103,7 @@ class AsyncioBridge(LayerBridge):
         # A layer offering receive_batch_async hands over every reply already
         # waiting in one round trip (READER_BATCH at most), so a busy server
         # pays one take per batch instead of one per reply.
-        many = getattr(self.layer, "receive_batch_async", None)
+        many = self.capabilities.receive_batch_async
         backoff = ERROR_BACKOFF[0]
         handled = 0
         while self.running:
@@ -148,8 +154,8 @@ class InlineBridge(AsyncioBridge):
 class ThreadedBridge(LayerBridge):
     kind = "threaded"
 
-    def __init__(self, layer: Any) -> None:
-        super().__init__(layer)
+    def __init__(self, layer: Any, capabilities: LayerCapabilities | None = None) -> None:
+        super().__init__(layer, capabilities)
         self._outbox: queue.SimpleQueue[tuple[str, dict, defer.Deferred] | None] = queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send_loop, name="telex-layer-sender", daemon=True)
         self._sender.start()
@@ -208,13 +214,17 @@ def _dispatch_safely(dispatch: Dispatch, channel: str, message: dict) -> None:
         logger.exception("error handling a message on %s", channel)
 
 
-def make_bridge(layer: Any) -> LayerBridge:
-    """The bridge for ``layer``: inline, asyncio or threaded (see module doc)."""
-    if getattr(layer, "in_process", False) and callable(getattr(layer, "receive_async", None)):
-        return InlineBridge(layer)
-    if callable(getattr(layer, "send_async", None)) and callable(getattr(layer, "receive_async", None)):
-        return AsyncioBridge(layer)
-    return ThreadedBridge(layer)
+def make_bridge(layer: Any, threaded: bool = False) -> LayerBridge:
+    """The bridge for ``layer``: inline, asyncio or threaded (see module doc);
+    ``threaded`` picks the threaded one whatever the layer offers (``--force-sync``)."""
+    capabilities = LayerCapabilities.of(layer)
+    if threaded:
+        return ThreadedBridge(layer, capabilities)
+    if capabilities.in_process and capabilities.receive_async is not None:
+        return InlineBridge(layer, capabilities)
+    if capabilities.send_async is not None and capabilities.receive_async is not None:
+        return AsyncioBridge(layer, capabilities)
+    return ThreadedBridge(layer, capabilities)
 
 
 class OrderedSender:

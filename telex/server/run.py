@@ -23,7 +23,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.error import CannotListenError
 
 from ..layers import LayerSpecError, get_channel_layer
-from .bridge import ThreadedBridge
+from .bridge import LayerBridge, make_bridge
 from .server import Server
 from .settings import ServerSettings
 from .tls import is_tls_port
@@ -51,12 +51,12 @@ def load_layer(spec: str | None, routing: str | None) -> Any:
         raise ServeError(f"could not load channel layer {spec!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def check_layer_reachable(layer: Any) -> None:
+def check_layer_reachable(bridge: LayerBridge) -> None:
     """Fail at start, with one line, if a network layer cannot be reached."""
-    if getattr(layer, "in_process", False):
+    if bridge.capabilities.in_process:
         return
     try:
-        layer.receive(["telex.health"], block=False)
+        bridge.probe()
     except Exception as exc:
         raise ServeError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
 
@@ -74,7 +74,8 @@ def serve(
     (Django's autoreloader runs ``manage.py runserver`` on a thread of its own.)
     """
     layer = load_layer(layer_spec, routing)
-    check_layer_reachable(layer)
+    bridge = make_bridge(layer, threaded=settings.force_sync)
+    check_layer_reachable(bridge)
     worker = None
     if routing is not None:
         from ..worker import RoutingError, Worker
@@ -85,9 +86,7 @@ def serve(
             raise ServeError(str(exc)) from exc
         except Exception as exc:
             raise ServeError(f"could not load routing {routing!r}: {type(exc).__name__}: {exc}") from exc
-    server = Server(settings, layer)
-    if settings.force_sync:
-        server.bridge = ThreadedBridge(layer)
+    server = Server(settings, bridge=bridge)
     attach_websocket(server)
     state: dict[str, Any] = {"error": None}
 

@@ -16,12 +16,11 @@ from typing import Any
 from twisted.internet import defer, reactor, task, threads
 
 from ..layers.base import BaseChannelLayer
-from ..layers.base import ChannelFull as TelexChannelFull
-from ..layers.base import MessageTooLarge as TelexMessageTooLarge
+from ..protocols.context import LocalResponse
 from ..protocols.http import HttpFactory
 from ..protocols.proxy import TrustedProxies
 from .accesslog import AccessLog
-from .bridge import OrderedSender, make_bridge
+from .bridge import LayerBridge, OrderedSender, make_bridge
 from .endpoints import adopt, listening_endpoint
 from .metrics import Metrics
 from .settings import ServerSettings
@@ -45,14 +44,21 @@ def _base36(number: int) -> str:
 
 
 class Server:
-    """Implements ``telex.protocols.context.ServerContext`` for the protocols."""
+    """Implements ``telex.protocols.context.ServerContext`` for the protocols.
 
-    def __init__(self, settings: ServerSettings, channel_layer: Any) -> None:
+    It reaches the channel layer only through its bridge: give the layer
+    (the bridge is made for it) or a bridge already made (``run.serve``).
+    """
+
+    def __init__(
+        self, settings: ServerSettings, channel_layer: Any = None, *, bridge: LayerBridge | None = None
+    ) -> None:
         self.settings = settings
-        self.layer = channel_layer
-        self.bridge = make_bridge(channel_layer)
-        self.channel_full = getattr(channel_layer, "ChannelFull", TelexChannelFull)
-        self.message_too_large = getattr(channel_layer, "MessageTooLarge", TelexMessageTooLarge)
+        self.bridge = bridge if bridge is not None else make_bridge(channel_layer)
+        capabilities = self.bridge.capabilities
+        self.channel_full = capabilities.channel_full
+        self.message_too_large = capabilities.message_too_large
+        self.group_expiry = capabilities.group_expiry
         # Short names: Channels 1.x era layers reject names of 100 characters
         # and more, and their workers add prefixes of their own.
         self.reply_prefix = f"{settings.reply_channel_prefix}{BaseChannelLayer.random_suffix()}!"
@@ -68,11 +74,10 @@ class Server:
         self.ports: list[Any] = []
         self.tls = TLSListeners()
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
-        # Counted by the bridge (reader and sends); read through self.bridge,
-        # which --force-sync replaces after this.
+        # Counted by the bridge (reader and sends).
         self.metrics.gauges["telex_layer_errors_total"] = lambda: self.bridge.errors
         self._reader_lag = 0.0
-        if callable(getattr(channel_layer, "channel_statistics", None)):
+        if capabilities.channel_statistics is not None:
             self.metrics.gauges["telex_reply_reader_lag_seconds"] = self._reply_reader_lag
         self.metrics.gauges["telex_open_websockets"] = lambda: (
             self.websocket.open_count if self.websocket else 0
@@ -92,7 +97,7 @@ class Server:
     def make_sender(self) -> OrderedSender:
         return OrderedSender(self.bridge)
 
-    def layer_new_body_channel(self) -> str:
+    def new_body_channel(self) -> str:
         # Named here rather than by layer.new_channel(), which for network
         # layers is a blocking round trip; 96 random bits make it unique.
         return "http.request.body?" + BaseChannelLayer.random_suffix() + BaseChannelLayer.random_suffix()[:4]
@@ -100,9 +105,10 @@ class Server:
     def upgrade_websocket(self, request: Any) -> bool:
         return self.websocket is not None and self.websocket.upgrade(request)
 
-    def local_response(self, request: Any, path: str) -> Any:
+    def local_response(self, request: Any, path: str) -> defer.Deferred[LocalResponse] | None:
         if path == self.settings.metrics_path:
-            return 200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render()
+            headers = [(b"content-type", b"text/plain; version=0.0.4")]
+            return defer.succeed((200, headers, self.metrics.render()))
         if path == self.settings.health_path:
             return self._health()
         return None
@@ -122,7 +128,7 @@ class Server:
 
     # -- health ------------------------------------------------------------------
 
-    def _health(self) -> Any:
+    def _health(self) -> defer.Deferred[LocalResponse]:
         """Answer the health path without any worker: is the layer reachable?
 
         A non-blocking receive on a channel nobody uses is a round trip with
@@ -130,8 +136,8 @@ class Server:
         """
         headers = [(b"content-type", b"application/json")]
         if self.bridge.kind == "inline":
-            return 200, headers, b'{"status": "ok", "layer": "ok"}\n'
-        check = threads.deferToThread(self.layer.receive, ["telex.health"], False)
+            return defer.succeed((200, headers, b'{"status": "ok", "layer": "ok"}\n'))
+        check: defer.Deferred = threads.deferToThread(self.bridge.probe)
         check.addTimeout(HEALTH_CHECK_TIMEOUT, reactor)
         check.addCallbacks(
             lambda _: (200, headers, b'{"status": "ok", "layer": "ok"}\n'),
@@ -145,7 +151,7 @@ class Server:
         """Start the reply reader and listen on every endpoint."""
         self.bridge.start_reading([self.reply_prefix], self.dispatch)
         self._watches = []
-        if callable(getattr(self.layer, "check_data_lost_async", None)) and self.bridge.kind == "asyncio":
+        if self.bridge.capabilities.check_data_lost_async is not None and self.bridge.kind == "asyncio":
             self._watches.append(task.LoopingCall(self._check_data_lost))
         if "telex_reply_reader_lag_seconds" in self.metrics.gauges and self.bridge.kind != "inline":
             self._watches.append(task.LoopingCall(self._refresh_reader_lag))
@@ -174,13 +180,16 @@ class Server:
 
     def _reply_reader_lag(self) -> float:
         """Age of the oldest unread reply for this process: how far the reader is behind."""
-        if self.bridge.kind == "inline":
-            return self.layer.channel_statistics(self.reply_prefix).get("messages_max_age", 0.0)
+        statistics = self.bridge.capabilities.channel_statistics
+        if self.bridge.kind == "inline" and statistics is not None:
+            return statistics(self.reply_prefix).get("messages_max_age", 0.0)
         return self._reader_lag
 
     def _refresh_reader_lag(self) -> defer.Deferred:
         # A network round trip: never on the reactor thread.
-        check = threads.deferToThread(self.layer.channel_statistics, self.reply_prefix)
+        statistics = self.bridge.capabilities.channel_statistics
+        assert statistics is not None  # only scheduled when the layer has statistics
+        check = threads.deferToThread(statistics, self.reply_prefix)
 
         def store(statistics: dict) -> None:
             self._reader_lag = float(statistics.get("messages_max_age", 0.0) or 0.0)
@@ -191,7 +200,9 @@ class Server:
         """Spec (Persistence): a layer that lost its data lost every group
         membership; close the WebSockets (1012) so clients reconnect and rejoin."""
         try:
-            lost = await defer.Deferred.fromFuture(asyncio.ensure_future(self.layer.check_data_lost_async()))
+            check = self.bridge.capabilities.check_data_lost_async
+            assert check is not None  # watched only when the layer offers it
+            lost = await defer.Deferred.fromFuture(asyncio.ensure_future(check()))
         except Exception as exc:  # unreachable now; the layer reconnects by itself
             logger.debug("data-loss check failed: %s", exc)
             return

@@ -1,0 +1,287 @@
+"""The two wires under ``AsgiRequest``: HTTP/1.1 and HTTP/2, on twisted.web.
+
+``AsgiRequest`` (http.py) is the wire-neutral stream: it turns a request into
+ASGI messages and replies into a response. Whatever differs between the
+wires it asks of a ``Wire``, chosen once per request by ``wire_for`` (the
+layering of Hypercorn's ``protocol/h11.py``, ``protocol/h2.py`` under its
+``http_stream.py``). The wires are stateless: one instance each, handed the
+channel (HTTP/1.1's ``HTTPChannel``, HTTP/2's ``H2Stream``).
+
+Below the adapters are the connection classes: ``TelexHTTPChannel`` (limits,
+head deadline, early endings), ``TelexH2Connection`` (idle timeout),
+``ConnectionProtocol`` (HTTP/1.1, or HTTP/2 by ALPN or the h2c preface) and
+``Refuse503`` (over the connection limit).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet.protocol import Protocol
+from twisted.web import http
+from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
+from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
+
+from . import http_messages as msgs
+
+logger = logging.getLogger("telex.http")
+
+#: What an HTTP/2 client sends first (RFC 9113, 3.4); no HTTP/1 request starts so.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Connection-specific headers that HTTP/2 forbids (RFC 9113, 8.2.2); the h2
+#: library refuses to send a response carrying them, so they are dropped.
+H2_FORBIDDEN_HEADERS = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+
+
+class Wire:
+    """What the request asks of its wire. Methods take the request's channel."""
+
+    #: Connection-specific response headers this wire cannot carry (dropped).
+    forbidden_headers: frozenset[bytes] = frozenset()
+    #: A WebSocket handshake can take the connection over (RFC 6455 is HTTP/1.1 only).
+    can_upgrade = False
+
+    def head_waits(self, length: int | None) -> bool:
+        """Whether the head is handled after ``gotLength`` returns rather than
+        by ``requestReceived`` (see ``AsgiRequest.gotLength``)."""
+        raise NotImplementedError
+
+    def request_line(self, channel: Any) -> tuple[bytes, bytes, bytes]:
+        """Method, target and version, before ``requestReceived`` passes them."""
+        raise NotImplementedError
+
+    def pause_reading(self, channel: Any) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self, channel: Any, idle_timeout: float) -> None:
+        raise NotImplementedError
+
+    def close_after(self, channel: Any, headers: Headers) -> None:
+        """This response is the connection's last (an error while the body is unread)."""
+        raise NotImplementedError
+
+    def abort(self, channel: Any, graceful: bool) -> None:
+        """End mid-response: ``graceful`` lets what was written reach the client."""
+        raise NotImplementedError
+
+
+class Http1Wire(Wire):
+    can_upgrade = True
+
+    def head_waits(self, length: int | None) -> bool:
+        # A body-less request: requestReceived follows synchronously.
+        return length != 0
+
+    def request_line(self, channel: Any) -> tuple[bytes, bytes, bytes]:
+        # Set by HTTPChannel.lineReceived from the request line; deleted
+        # again just before requestReceived, which passes them instead.
+        return channel._command, channel._path, channel._version
+
+    def pause_reading(self, channel: Any) -> None:
+        channel._networkProducer.pauseProducing()
+        # Our pause, not the client's idleness: no idle timeout meanwhile.
+        channel.setTimeout(None)
+
+    def resume_reading(self, channel: Any, idle_timeout: float) -> None:
+        channel.setTimeout(idle_timeout)
+        channel._networkProducer.resumeProducing()
+
+    def close_after(self, channel: Any, headers: Headers) -> None:
+        headers.setRawHeaders(b"connection", [b"close"])
+        channel.persistent = False
+
+    def abort(self, channel: Any, graceful: bool) -> None:
+        channel._closing = True
+        if graceful:
+            channel.transport.loseConnection()
+        else:
+            channel.transport.abortConnection()
+
+
+class Http2Wire(Wire):
+    forbidden_headers = H2_FORBIDDEN_HEADERS
+
+    def head_waits(self, length: int | None) -> bool:
+        return True
+
+    def request_line(self, channel: Any) -> tuple[bytes, bytes, bytes]:
+        return channel.command, channel.path, b"HTTP/2"
+
+    def pause_reading(self, channel: Any) -> None:
+        channel.pauseProducing()  # H2Stream: stops opening the flow-control window
+
+    def resume_reading(self, channel: Any, idle_timeout: float) -> None:
+        channel.resumeProducing()
+
+    def close_after(self, channel: Any, headers: Headers) -> None:
+        """Ending the stream is enough (and HTTP/2 forbids ``connection``)."""
+
+    def abort(self, channel: Any, graceful: bool) -> None:
+        channel.abortConnection()  # resets this stream only
+
+
+HTTP1 = Http1Wire()
+HTTP2 = Http2Wire()
+
+
+def wire_for(channel: Any) -> Wire:
+    """The wire of a request's channel: twisted.web's HTTPChannel, else an H2Stream."""
+    # HTTPChannel imported by name: twisted.web.http is a deprecation proxy,
+    # whose every attribute lookup is a Python call.
+    return HTTP1 if isinstance(channel, HTTPChannel) else HTTP2
+
+
+class TelexHTTPChannel(http.HTTPChannel):
+    """HTTP/1.1 connection: limits, head deadline, and early endings.
+
+    When a response ends before its request body was read (413, an early
+    answer), the rest of the body must never be parsed as a new request: the
+    channel stops reading and closes once the response is written.
+    """
+
+    _closing = False
+    _head_call: Any = None
+
+    def connectionMade(self) -> None:
+        settings = self.factory.context.settings
+        self.maxHeaders = settings.max_headers
+        self.totalHeadersSize = settings.max_header_bytes
+        self.MAX_LENGTH = settings.max_header_bytes
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._head_call is None and self.line_mode and not self._handlingRequest:
+            # The first bytes of a request head: it must be complete in time.
+            deadline = self.factory.context.settings.request_head_timeout
+            self._head_call = self.callLater(deadline, self._head_timed_out)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        if self._head_call is not None:
+            if self._head_call.active():
+                self._head_call.cancel()
+            self._head_call = None
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        if not self._closing:
+            super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        if self._closing:
+            return
+        if not request.state.body_complete:
+            self._closing = True
+            self.persistent = False
+            self.transport.loseConnection()
+            return
+        super().requestDone(request)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line or header line over ``max_header_bytes``: 431, not a silent close."""
+        self._closing = True
+        self.transport.write(msgs.raw_error_response(431, "A request line or header is too long."))
+        self.transport.loseConnection()
+
+    def _head_timed_out(self) -> None:
+        self._head_call = None
+        logger.info("closing %s: request head not complete in time", self.transport.getPeer())
+        self.factory.context.count("telex_http_head_timeouts_total")
+        self._closing = True
+        self.transport.write(msgs.raw_error_response(408))
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._head_call is not None and self._head_call.active():
+            self._head_call.cancel()
+        super().connectionLost(reason)
+
+
+class TelexH2Connection(H2Connection):
+    """An HTTP/2 connection whose idle timeout spares streams awaiting the
+    application, and really closes over TLS.
+
+    Twisted's HTTP/2 idle timer only counts frames, so a long-poll stream
+    would be cut off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops
+    that timer while a request is in progress. Streams whose request went to
+    the application are bounded by ``http_timeout`` instead.
+    """
+
+    def timeoutConnection(self) -> None:
+        if any(stream._request.state.in_progress for stream in self.streams.values()):
+            self.resetTimeout()
+            return
+        super().timeoutConnection()
+        # Twisted's TLS transport puts off its close until its producer (this
+        # connection) unregisters: without this, an idle HTTP/2 connection
+        # over TLS got its GOAWAY but stayed open another ``abortTimeout`` (15 s).
+        self.transport.unregisterProducer()
+
+
+class ConnectionProtocol(http._GenericHTTPChannelProtocol):
+    """HTTP/1.1, or HTTP/2 by ALPN or by the prior-knowledge preface (h2c).
+
+    Twisted's switch only looks at ALPN. This one also recognises a
+    cleartext connection that starts with the HTTP/2 preface, which RFC 9113
+    reserves so that no HTTP/1 request can look like it; the bytes are
+    buffered only until they can no longer be the preface (the first packet,
+    in practice).
+    """
+
+    _sniffed = b""
+
+    # The proxy forwards makeConnection to the wrapped channel, whose own
+    # connectionMade runs; so the count is kept here.
+    def makeConnection(self, transport: Any) -> None:
+        self.factory.connection_made(self)
+        super().makeConnection(transport)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.factory.connection_lost(self)
+        super().connectionLost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._negotiatedProtocol is None:
+            protocol = getattr(self._channel.transport, "negotiatedProtocol", None)
+            if protocol is None:  # cleartext, or TLS without ALPN
+                data = self._sniffed + data
+                if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+                    self._sniffed = data
+                    return
+                self._sniffed = b""
+                protocol = b"h2" if data.startswith(H2_PREFACE) else b"http/1.1"
+            if protocol == b"h2":
+                self._switch_to_h2()
+            self._negotiatedProtocol = protocol
+        self._channel.dataReceived(data)
+
+    def _switch_to_h2(self) -> None:
+        """Replace the HTTP/1.1 channel by an HTTP/2 one, as Twisted does on ALPN."""
+        old = self._channel
+        producer = old._networkProducer
+        producer.unregisterProducer()
+        old.setTimeout(None)
+        self._channel = TelexH2Connection()
+        self._channel.requestFactory = self._requestFactory
+        self._channel.site = self._site
+        self._channel.factory = self._factory
+        self._channel.timeOut = self._timeOut
+        self._channel.callLater = self._callLater
+        self._channel.makeConnection(old.transport)
+        # The H2 connection is the transport's producer now, for back pressure.
+        producer.registerProducer(self._channel, True)
+
+
+class Refuse503(Protocol):
+    """Answers one 503 and closes: the connection limit is reached."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(msgs.raw_error_response(503, "Too many connections; try again shortly."))
+        self.transport.loseConnection()
