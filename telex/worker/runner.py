@@ -102,6 +102,8 @@ class Worker:
         self.threads = threads
         self.ordering_timeout = ordering_timeout
         self._stopping = threading.Event()
+        # stop() may come from another thread while start() is still starting threads.
+        self._lifecycle = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._wake_channels: list[str] = []
         self._owns_default_layer = False
@@ -114,6 +116,11 @@ class Worker:
 
     def start(self) -> None:
         """Start the consumer threads (and the ordering sweep); return at once."""
+        with self._lifecycle:
+            self._start()
+        logger.info("worker listening on %s with %d thread(s)", ", ".join(self.channels), self.threads)
+
+    def _start(self) -> None:
         if self._threads:
             raise RuntimeError("this worker has already been started")
         for index in range(self.threads):
@@ -134,11 +141,14 @@ class Worker:
             self._owns_default_layer = True
         for thread in self._threads:
             thread.start()
-        logger.info("worker listening on %s with %d thread(s)", ", ".join(self.channels), self.threads)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop receiving, let running consumers finish (up to ``timeout`` s), join."""
         self._stopping.set()
+        with self._lifecycle:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         for wake_channel in self._wake_channels:
             try:
                 self.channel_layer.send(wake_channel, {"wake": True})
