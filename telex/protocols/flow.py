@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from twisted.internet import reactor
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from zope.interface import implementer
 
 if TYPE_CHECKING:
@@ -28,6 +28,20 @@ if TYPE_CHECKING:
 RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05)
 
 Item = TypeVar("Item")
+
+
+class Clock(Protocol):
+    """The part of the reactor the senders use; tests pass ``twisted.internet.task.Clock``.
+
+    (Declared here because Twisted's ``IReactorTime`` is a zope interface whose
+    methods type checkers see without ``self``.)
+    """
+
+    def seconds(self) -> float: ...
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> IDelayedCall: ...
 
 
 class InOrderSender:
@@ -74,7 +88,7 @@ class InOrderSender:
         pause_messages: int,
         pause_bytes: int,
         give_up_after: float | None,
-        clock: IReactorTime = reactor,  # type: ignore[assignment]
+        clock: Clock = reactor,
     ) -> None:
         self._sender = sender
         self._channel_full = channel_full
@@ -216,7 +230,7 @@ class HeldOutput(Generic[Item]):
         on_slow: Callable[[int], None],
         grace: float | None = None,
         on_warn: Callable[[int], None] = lambda held: None,
-        clock: IReactorTime = reactor,  # type: ignore[assignment]
+        clock: Clock = reactor,
     ) -> None:
         self._write, self._size = write, size
         self._limit, self._grace = limit, grace
