@@ -43,6 +43,7 @@ class ServerContext(Protocol):
     #: Seconds the layer keeps a group membership (spec, Persistence): a
     #: WebSocket's default lifetime, so its memberships never silently lapse.
     group_expiry: float
+
     #: None without ``--access-log``.
     @property
     def access_log(self) -> AccessLogger | None: ...  # read-only, so a concrete logger class fits

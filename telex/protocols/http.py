@@ -167,9 +167,7 @@ class AsgiRequest(http.Request):
         local = self.context.local_response(self, self.asgi_path)
         if local is not None:  # answered here: nothing goes to the layer
             self.state.handle(Event.RESPONSE_STARTED)
-            local.addCallback(
-                lambda response: self.state.phase is Phase.RESPONDING and self._finish_local(*response)
-            )
+            local.addCallback(self._answer_locally)
             return
         limit = self.settings.max_request_body_size
         if limit and (self.expected_length or 0) > limit:
@@ -372,6 +370,10 @@ class AsgiRequest(http.Request):
             self._send_disconnect()
         self._release()
         self.finish()
+
+    def _answer_locally(self, response: Any) -> None:
+        if self.state.phase is Phase.RESPONDING:  # not aborted while it waited
+            self._finish_local(*response)
 
     def _finish_local(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.setResponseCode(status)

@@ -228,7 +228,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
 
     # -- the handshake ---------------------------------------------------------------
 
-    def onConnect(self, request: Any) -> Deferred:
+    def onConnect(self, request: Any) -> Deferred:  # type: ignore[override]  # Autobahn accepts a Deferred
         """Autobahn validated the handshake: ask the application (spec, Connection)."""
         http_request = self.http_request
         origin = (http_request.requestHeaders.getRawHeaders(b"origin") or [None])[0]
@@ -377,10 +377,11 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self._close(item)
             return
         is_binary = isinstance(item, bytes)
-        payload = item if is_binary else item.encode("utf-8")
+        payload = item if isinstance(item, bytes) else item.encode("utf-8")
         # Autobahn applies maxMessagePayloadSize to outgoing messages too;
         # the limit is meant for what clients send, not for the application.
-        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        limit: int = self.maxMessagePayloadSize  # type: ignore[has-type]  # set by Autobahn's factory
+        self.maxMessagePayloadSize = 0
         try:
             self.sendMessage(payload, isBinary=is_binary)
         finally:
@@ -444,7 +445,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
         self._close_frame_received = True
-        return super().onCloseFrame(code, reasonRaw)
+        return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]  # Autobahn passes None
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._closed:
