@@ -85,14 +85,16 @@ class Several(argparse.Action):
     """One flag, one or more values (``several``, ``several-list``): a value containing
     ``:`` and all after it are not its values but the positional argument."""
 
-    def __init__(self, *args: Any, split_commas: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, nargs="+", **kwargs)
+    def __init__(self, *args: Any, split_commas: bool = False, hand_on: bool = True, **kwargs: Any) -> None:
+        kwargs["nargs"] = "+"
+        super().__init__(*args, **kwargs)
         self.split_commas = split_commas
+        self.hand_on = hand_on
 
     def __call__(self, parser: Any, namespace: Any, given: Any, option_string: str | None = None) -> None:
         mine = list(given)
         for index, value in enumerate(mine):
-            if ":" in value:
+            if ":" in value and self.hand_on:
                 getattr(namespace, _HANDED_ON).extend(mine[index:])
                 mine = mine[:index]
                 break
@@ -132,11 +134,13 @@ def add_options(
     *,
     env_prefix: str = ENV_PREFIX,
     only: Sequence[str] | None = None,
+    hand_on: bool = True,
 ) -> None:
     """Add every option of ``settings_classes`` (those named in ``only``, if given):
     positional ones and those without a section first, then each section of
     ``sections`` (name → title) in its order, holding the options of the first
-    class, then the next."""
+    class, then the next. ``hand_on=False``: the parser has no positional argument
+    for list options to hand a ``:`` value on to (``manage.py runworker``)."""
     declared = [pair for settings_class in settings_classes for pair in settings_fields(settings_class)]
     if only is not None:
         declared = [(f, opt) for f, opt in declared if f.name in only]
@@ -145,17 +149,21 @@ def add_options(
     if unknown:
         raise ValueError(f"options in sections {sorted(unknown)} that the command does not name")
     errors: list[str] = []
+    common: dict[str, Any] = {
+        "environ": environ,
+        "env_prefix": env_prefix,
+        "errors": errors,
+        "hand_on": hand_on,
+    }
     for settings_field, opt in declared:
         if opt.group is None:
-            _add(parser, parser, settings_field, opt, environ=environ, env_prefix=env_prefix, errors=errors)
+            _add(parser, parser, settings_field, opt, **common)
     for name, title in sections.items():
         members = [(f, opt) for f, opt in declared if opt.group == name]
         if members:
             group = parser.add_argument_group(title)
             for settings_field, opt in members:
-                _add(
-                    parser, group, settings_field, opt, environ=environ, env_prefix=env_prefix, errors=errors
-                )
+                _add(parser, group, settings_field, opt, **common)
     if errors:
         # Read with the parser, so even --help reports it: a bad value must not wait for a deploy.
         parser.error("; ".join(errors))
@@ -190,10 +198,11 @@ def _add(
     environ: Mapping[str, str],
     env_prefix: str,
     errors: list[str],
+    hand_on: bool,
 ) -> None:
     kwargs = dict(ARGUMENTS.get(opt.kind, {}))
     if opt.kind in ("several", "several-list"):
-        kwargs.update(action=Several, split_commas=opt.kind == "several-list")
+        kwargs.update(action=Several, split_commas=opt.kind == "several-list", hand_on=hand_on)
     default = field_default(settings_field)
     name = variable(opt, env_prefix)
     raw = environ.get(name) if name else None

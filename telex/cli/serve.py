@@ -111,8 +111,8 @@ def endpoint_strings(command: ServeCommand, tls_wanted: bool) -> tuple[list[str]
     """Twisted endpoint strings for -b/-p/-u and -e, as Daphne 1.x builds them:
     (plain endpoints, endpoints to serve with TLS from the --ssl-* files)."""
     if command.host is not None and command.host.count(":") == 1 and not command.host.startswith("["):
-        host, _, port = command.host.partition(":")
-        raise UsageError(f"-b {command.host}: give the port with -p (-b {host} -p {port})")
+        bare_host, _, bare_port = command.host.partition(":")
+        raise UsageError(f"-b {command.host}: give the port with -p (-b {bare_host} -p {bare_port})")
     if command.port is not None and not 0 <= command.port <= 65535:
         raise UsageError(f"-p {command.port}: a port is a number from 0 to 65535")
     endpoints = list(command.endpoints)
