@@ -82,11 +82,6 @@ def run(args: argparse.Namespace) -> int:
         message = f"could not load routing {settings.routing!r}: {type(exc).__name__}: {exc}"
         raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
 
-    if spec.startswith("memory:"):
-        logging.getLogger("telex.worker").warning(
-            "memory:// lives in this process only; no server will reach this worker (use redis://)"
-        )
-
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -94,8 +89,13 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("telex.worker").info("received %s; finishing running consumers", name)
         stop.set()
 
+    # Before the first line it logs: a supervisor that signals once it sees output stops it cleanly.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    if spec.startswith("memory:"):
+        logging.getLogger("telex.worker").warning(
+            "memory:// lives in this process only; no server will reach this worker (use redis://)"
+        )
     worker.start()
     logging.getLogger("telex.worker").info(
         "worker running %s on %d thread(s); press Ctrl+C (or send SIGTERM) to stop",
