@@ -5,12 +5,19 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import sysconfig
 import traceback
 from typing import Any
 
-#: Frames in these directories are Telex's or the import system's, not the user's.
+#: Frames in these directories are Telex's, the standard library's or installed
+#: packages' (redis, Twisted, ...), not the user's.
 _NOT_USERS = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep for path in (__file__, importlib.__file__ or "")
+    {os.path.dirname(os.path.abspath(__file__)) + os.sep}
+    | {
+        os.path.abspath(path) + os.sep
+        for name, path in sysconfig.get_paths().items()
+        if name in ("stdlib", "platstdlib", "purelib", "platlib")
+    }
 )
 
 

@@ -319,3 +319,11 @@ def test_start_up_prints_a_url_a_unix_path_as_text_and_how_to_stop(tmp_path):
     assert f"listening on http://127.0.0.1:{server.port}/" in text
     assert f"listening on {path} (Unix socket)" in text
     assert "press Ctrl+C (or send SIGTERM) to stop" in text
+
+
+def test_a_failure_inside_an_installed_library_points_at_no_line():
+    # Only the user's own code is quoted: not redis-py's socket call behind an unreachable layer.
+    result = run_telex(["serve", f"redis://127.0.0.1:{free_port()}/0"])
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("telex serve: error: channel layer unreachable: ") and "(at " not in last, last
