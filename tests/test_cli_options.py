@@ -174,3 +174,29 @@ def test_both_commands_build_when_every_parser_is_built():
     parser = build_parser()
     assert parser.parse_args(["worker", "x:y"]).routing == "x:y"
     assert parser.parse_args(["serve", "-p", "1"]).port == 1
+
+
+def test_a_parser_parses_twice_without_carrying_lists_over():
+    parser = argparse.ArgumentParser()
+    _flags.add_options(parser, SERVE, serve_cli.SECTIONS, {})
+    first = parser.parse_args(["--ws-protocol", "a", "b", "memory://"])
+    _flags.finish(first)
+    second = parser.parse_args(["--ws-protocol", "c"])
+    _flags.finish(second)
+    assert (first.ws_protocols, first.channel_layer) == (["a", "b"], "memory://")
+    assert (second.ws_protocols, second.channel_layer) == (["c"], None)
+
+
+def test_a_list_flag_replaces_its_variable_and_repeats_add_up():
+    args = _parse(
+        SERVE,
+        serve_cli.SECTIONS,
+        ["--ws-protocol", "a", "--ws-protocol", "b,c"],
+        {"TELEX_WS_PROTOCOL": "x y"},
+    )
+    assert args.ws_protocols == ["a", "b", "c"]
+    assert _parse(SERVE, serve_cli.SECTIONS, [], {"TELEX_WS_PROTOCOL": "x y,z"}).ws_protocols == [
+        "x",
+        "y",
+        "z",
+    ]

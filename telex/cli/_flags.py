@@ -95,14 +95,14 @@ class Several(argparse.Action):
         mine = list(given)
         for index, value in enumerate(mine):
             if ":" in value and self.hand_on:
-                getattr(namespace, _HANDED_ON).extend(mine[index:])
+                vars(namespace).setdefault(_HANDED_ON, []).extend(mine[index:])
                 mine = mine[:index]
                 break
         if not mine:
             parser.error(f"argument {option_string}: expected at least one value without ':'")
         if self.split_commas:
             mine = [item for value in mine for item in read_list(value)]
-        seen = getattr(namespace, _GIVEN)
+        seen = vars(namespace).setdefault(_GIVEN, set())  # per parse, not a shared default
         earlier = getattr(namespace, self.dest) if self.dest in seen else []
         seen.add(self.dest)
         setattr(namespace, self.dest, [*earlier, *mine])
@@ -144,7 +144,7 @@ def add_options(
     declared = [pair for settings_class in settings_classes for pair in settings_fields(settings_class)]
     if only is not None:
         declared = [(f, opt) for f, opt in declared if f.name in only]
-    parser.set_defaults(**{_HANDED_ON: [], _GIVEN: set(), PARSER: (parser, [f for f, _ in declared])})
+    parser.set_defaults(**{PARSER: (parser, [f for f, _ in declared])})
     unknown = {opt.group for _, opt in declared if opt.group is not None} - set(sections)
     if unknown:
         raise ValueError(f"options in sections {sorted(unknown)} that the command does not name")
@@ -234,7 +234,7 @@ def finish(args: argparse.Namespace) -> None:
     """After parsing: give the positional argument a value a list option handed on,
     and require it when its field has no default (usage errors exit, status 2)."""
     parser, declared = getattr(args, PARSER)
-    handed_on = getattr(args, _HANDED_ON)
+    handed_on = getattr(args, _HANDED_ON, [])
     for settings_field in declared:
         opt = option_of(settings_field)
         if opt is None or not opt.positional:
