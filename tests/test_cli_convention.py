@@ -201,6 +201,7 @@ def test_telex_help_reads_no_variable():
         (["-e", "tcp:notaport"], "endpoint 'tcp:notaport': ValueError"),
         (["-e", "tcp:70000"], "endpoint 'tcp:70000': port 70000 is not from 0 to 65535"),
         (["-b", "localhost:8000"], "-b localhost:8000: give the port with -p (-b localhost -p 8000)"),
+        (["-b", "[::1]:8000"], "-b [::1]:8000: give the port with -p (-b [::1] -p 8000)"),
         (["-p", "70000"], "-p 70000: a port is a number from 0 to 65535"),
         (
             ["--health-path", "healthz"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import socket
 from dataclasses import dataclass
@@ -110,8 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def endpoint_strings(command: ServeCommand, tls_wanted: bool) -> tuple[list[str], list[str]]:
     """Twisted endpoint strings for -b/-p/-u and -e, as Daphne 1.x builds them:
     (plain endpoints, endpoints to serve with TLS from the --ssl-* files)."""
-    if command.host is not None and command.host.count(":") == 1 and not command.host.startswith("["):
-        bare_host, _, bare_port = command.host.partition(":")
+    host_and_port = re.fullmatch(r"(\[[^]]*\]|[^:]*):(\d*)", command.host or "")
+    if host_and_port:  # host:port or [v6]:port; a bare IPv6 address has two colons or more
+        bare_host, bare_port = host_and_port.groups()
         raise UsageError(f"-b {command.host}: give the port with -p (-b {bare_host} -p {bare_port})")
     if command.port is not None and not 0 <= command.port <= 65535:
         raise UsageError(f"-p {command.port}: a port is a number from 0 to 65535")
