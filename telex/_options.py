@@ -23,8 +23,8 @@ KINDS = (
     "list",  # comma-separated
     "switch",  # a flag without a value; from the environment 1/0, true/false
     "repeat",  # the flag repeated, one value each; the variable takes several, space-separated
-    "repeat-list",  # like repeat, and each value may also be comma-separated
-    "several",  # one flag followed by one or more values
+    "several",  # one flag followed by one or more values; a value with ":" ends the list (the positional)
+    "several-list",  # like several, and each value may also be comma-separated
 )
 
 
@@ -42,6 +42,9 @@ class Option:
     env: str | None
     choices: tuple[Any, ...] | None = None
     metavar: str | None = None
+    #: The variable was named in the declaration: every command reads it under that
+    #: name (``TELEX_LAYER``), where a derived one takes the command's prefix.
+    env_named: bool = False
 
     @property
     def positional(self) -> bool:
@@ -67,13 +70,14 @@ def option(
 ) -> Any:
     """A dataclass field that is also a command-line option.
 
-    ``env=True`` names its variable after the first long flag, ``env=False``
-    gives it none, a string names it (a positional argument needs one).
+    ``env=True`` names its variable after the first long flag (a command may read
+    it under its own prefix), ``env=False`` gives it none, a string names it for
+    every command (a positional argument needs one).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown option kind {kind!r}")
     variable = env_name(flags) if env is True else (env or None)
-    meta = Option(flags, help, kind, group, variable, choices, metavar)
+    meta = Option(flags, help, kind, group, variable, choices, metavar, env_named=isinstance(env, str))
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"option": meta})
 
 

@@ -16,9 +16,11 @@ import sys
 
 import pytest
 
+from telex._logging import LogSettings
 from telex._options import env_name, option_of
 from telex.cli import _flags, build_parser
 from telex.cli import serve as serve_cli
+from telex.cli import worker as worker_cli
 from telex.server.settings import ServerSettings
 from telex.worker.settings import WorkerSettings
 from tests.support.processes import ROOT, telex_env
@@ -30,18 +32,6 @@ DERIVED = {
     "adopt_fds": "from --fd",
     "reply_channel_prefix": "internal: every process's reply channels, a random part appended",
 }
-#: Worker options without a variable: a worker often shares its environment
-#: with telex serve, whose TELEX_THREADS or TELEX_VERBOSITY must not reach it.
-WORKER_FLAG_ONLY = {
-    "routing",
-    "threads",
-    "only_channels",
-    "exclude_channels",
-    "ordering_timeout",
-    "stop_timeout",
-    "verbosity",
-}
-
 #: A value of each kind, as typed, and what it becomes.
 SAMPLES = {
     "text": ("sample", "sample"),
@@ -50,10 +40,12 @@ SAMPLES = {
     "size": ("3k", 3072),
     "list": ("a, b", ["a", "b"]),
     "repeat": ("tcp:1", ["tcp:1"]),
-    "repeat-list": ("a,b", ["a", "b"]),
+    "several": ("a b", ["a", "b"]),
+    "several-list": ("a,b c", ["a", "b", "c"]),
 }
 
-SERVE = [serve_cli.ServeCommand, ServerSettings]
+SERVE = [serve_cli.ServeCommand, ServerSettings, LogSettings]
+WORKER = [WorkerSettings, LogSettings]
 
 
 def _docs(name: str) -> str:
@@ -90,23 +82,18 @@ def _long(declared) -> str:
     return next(flag for flag in declared.flags if flag.startswith("--"))
 
 
-@pytest.mark.parametrize("field", dataclasses.fields(WorkerSettings), ids=lambda f: f.name)
-def test_every_worker_field_has_a_flag_and_a_line_in_docs_worker_md(field):
+@pytest.mark.parametrize("field", [f for _, f in _options(WORKER)], ids=lambda f: f.name)
+def test_every_worker_field_has_a_flag_a_worker_variable_and_a_line_in_docs_worker_md(field):
     declared = option_of(field)
     assert declared is not None, f"{field.name} has no flag"
     name = declared.flags[0] if declared.positional else _long(declared)
     assert f"`{name}" in _docs("worker.md")
-    if field.name in WORKER_FLAG_ONLY:
-        assert declared.env is None
-    else:
-        assert declared.env == env_name(declared.flags)
-
-
-def test_the_worker_layer_keeps_its_variable():
-    assert (
-        option_of(next(f for f in dataclasses.fields(WorkerSettings) if f.name == "layer")).env
-        == "TELEX_LAYER"
-    )
+    # Its own TELEX_WORKER_* variable, so that serve's TELEX_THREADS or TELEX_VERBOSITY in a
+    # shared environment does not reach it; the layer's TELEX_LAYER means the same to both.
+    named = {"layer": "TELEX_LAYER", "routing": "TELEX_WORKER_ROUTING"}
+    expected = named.get(field.name) or "TELEX_WORKER_" + _long(declared)[2:].replace("-", "_").upper()
+    assert _flags.variable(declared, worker_cli.ENV_PREFIX) == expected
+    assert expected in _docs("worker.md") or field.name not in ("layer", "routing")
 
 
 @pytest.mark.parametrize("field", [f for _, f in _options(SERVE) if option_of(f)], ids=lambda f: f.name)
@@ -133,6 +120,8 @@ def test_a_variable_sets_a_serve_option_and_its_flag_wins(field):
     from_flag = _flags.values(type_of(field), _parse(SERVE, serve_cli.SECTIONS, words, {declared.env: text}))
     if kind == "repeat":
         assert from_flag[field.name] == [*value, other]  # a repeated flag adds to the variable's list
+    elif kind.startswith("several"):
+        assert from_flag[field.name] == [other]  # the flag's list replaces the variable's
     else:
         assert from_flag[field.name] != value
 
@@ -146,7 +135,7 @@ def test_without_flags_or_variables_the_settings_are_the_dataclass_defaults():
     command, settings = serve_cli.settings_from_args(args)
     assert settings == ServerSettings(endpoints=["tcp:port=8000:interface=127.0.0.1"])
     assert command == serve_cli.ServeCommand()
-    worker = _parse([WorkerSettings], {}, ["app.routing:channel_routing"], {})
+    worker = _parse(WORKER, worker_cli.SECTIONS, ["app.routing:channel_routing"], {})
     assert WorkerSettings(**_flags.values(WorkerSettings, worker)) == WorkerSettings(
         "app.routing:channel_routing"
     )
@@ -185,3 +174,29 @@ def test_both_commands_build_when_every_parser_is_built():
     parser = build_parser()
     assert parser.parse_args(["worker", "x:y"]).routing == "x:y"
     assert parser.parse_args(["serve", "-p", "1"]).port == 1
+
+
+def test_a_parser_parses_twice_without_carrying_lists_over():
+    parser = argparse.ArgumentParser()
+    _flags.add_options(parser, SERVE, serve_cli.SECTIONS, {})
+    first = parser.parse_args(["--ws-protocol", "a", "b", "memory://"])
+    _flags.finish(first)
+    second = parser.parse_args(["--ws-protocol", "c"])
+    _flags.finish(second)
+    assert (first.ws_protocols, first.channel_layer) == (["a", "b"], "memory://")
+    assert (second.ws_protocols, second.channel_layer) == (["c"], None)
+
+
+def test_a_list_flag_replaces_its_variable_and_repeats_add_up():
+    args = _parse(
+        SERVE,
+        serve_cli.SECTIONS,
+        ["--ws-protocol", "a", "--ws-protocol", "b,c"],
+        {"TELEX_WS_PROTOCOL": "x y"},
+    )
+    assert args.ws_protocols == ["a", "b", "c"]
+    assert _parse(SERVE, serve_cli.SECTIONS, [], {"TELEX_WS_PROTOCOL": "x y,z"}).ws_protocols == [
+        "x",
+        "y",
+        "z",
+    ]

@@ -212,3 +212,34 @@ def test_an_unreachable_redis_is_named_at_start(command, prefix):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{prefix}CHANNEL_LAYERS['default']: channel layer unreachable: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_runworker_takes_telex_workers_options_from_the_same_fields():
+    from django.core.management.base import CommandParser
+
+    from telex.cli._flags import settings_fields
+    from telex.django.management.commands.runworker import WORKER_OPTIONS, Command
+    from telex.worker.settings import WorkerSettings
+
+    parser = CommandParser()
+    Command().add_arguments(parser)
+    actions = {action.dest: action for action in parser._actions}
+    for field, declared in settings_fields(WorkerSettings):
+        if field.name in WORKER_OPTIONS:
+            assert actions[field.name].option_strings == list(declared.flags)
+            assert actions[field.name].default == field.default
+    # --layer stays Channels 1.x's: an alias of CHANNEL_LAYERS, not a URL.
+    assert actions["layer"].default == "default"
+    assert parser.parse_args(["--only-channels", "a", "b", "--only-channels", "c"]).only_channels == [
+        "a",
+        "b",
+        "c",
+    ]
+
+
+def test_runworker_reads_telex_worker_variables_and_names_a_bad_one():
+    help_text = run_manage(["runworker", "--help"]).stdout
+    assert "--ordering-timeout" in help_text and "TELEX_WORKER_THREADS" in help_text
+    result = run_manage(["runworker"], env={"TELEX_WORKER_THREADS": "many"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "environment variable TELEX_WORKER_THREADS: expected a whole number, got 'many'" in result.stderr

@@ -79,7 +79,7 @@ def test_a_port_in_use_is_reported_in_one_line():
 
 
 def test_a_bad_endpoint_string_is_reported_in_one_line():
-    _one_line_error(run_telex(["serve", RAW, "-e", "nonsense:1234"]), "cannot start")
+    _one_line_error(run_telex(["serve", RAW, "-e", "nonsense:1234"]), "endpoint 'nonsense:1234'")
 
 
 def test_an_import_error_in_the_users_module_is_reported_in_one_line(tmp_path):

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from . import _flags
 
 SUBCOMMANDS = ("serve", "worker")
 
@@ -40,12 +41,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """Parse, with a subcommand's mistakes reported under that subcommand's usage
+    (argparse reports unknown flags under the top-level one)."""
+    args, unknown = parser.parse_known_args(words)
+    if args.command is None:
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return args
+    subparser, _ = getattr(args, _flags.PARSER)
+    if unknown:
+        subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _flags.finish(args)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     # The command is the first word that is not an option: the top-level
     # parser has no option that takes a value.
     parser = build_parser(next((word for word in words if not word.startswith("-")), ""))
-    args = parser.parse_args(words)
+    args = parse(parser, words)
     if args.command is None:
         parser.print_help()
         return 2

@@ -9,14 +9,15 @@ and from :class:`ServeCommand`; each is documented in ``docs/server.md``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import re
 import resource
 import socket
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._importing import failure_summary
+from .._logging import LogConfigError, LogSettings, check_log_config, configure
 from .._options import option
 from . import UsageError
 from ._flags import add_options, values
@@ -32,6 +33,7 @@ SECTIONS = {
     "HTTP": "HTTP",
     "WebSocket": "WebSocket",
     "operations": "operations",
+    "logging": "logging (the same flags as telex worker)",
 }
 
 
@@ -103,12 +105,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..server.settings import ServerSettings
 
-    add_options(parser, [ServeCommand, ServerSettings], SECTIONS)
+    add_options(parser, [ServeCommand, ServerSettings, LogSettings], SECTIONS)
 
 
 def endpoint_strings(command: ServeCommand, tls_wanted: bool) -> tuple[list[str], list[str]]:
     """Twisted endpoint strings for -b/-p/-u and -e, as Daphne 1.x builds them:
     (plain endpoints, endpoints to serve with TLS from the --ssl-* files)."""
+    host_and_port = re.fullmatch(r"(\[[^]]*\]|[^:]*):(\d*)", command.host or "")
+    if host_and_port:  # host:port or [v6]:port; a bare IPv6 address has two colons or more
+        bare_host, bare_port = host_and_port.groups()
+        raise UsageError(f"-b {command.host}: give the port with -p (-b {bare_host} -p {bare_port})")
+    if command.port is not None and not 0 <= command.port <= 65535:
+        raise UsageError(f"-p {command.port}: a port is a number from 0 to 65535")
     endpoints = list(command.endpoints)
     tls_endpoints: list[str] = []
     if command.unix_socket:
@@ -128,7 +136,8 @@ def endpoint_strings(command: ServeCommand, tls_wanted: bool) -> tuple[list[str]
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSettings]:
-    """The command's own inputs and the ``ServerSettings`` the flags and variables make."""
+    """The command's own inputs and the ``ServerSettings`` the flags and variables make,
+    checked so that a user's mistake is one line (UsageError), never a traceback."""
     from ..server.settings import ServerSettings
 
     command = ServeCommand(**values(ServeCommand, args))
@@ -145,23 +154,37 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
         raise UsageError("--request-body-chunk-size must be at least 1 byte")
     if command.threads < 1:
         raise UsageError("--threads must be at least 1")
+    for flag, path in (("--health-path", settings.health_path), ("--metrics-path", settings.metrics_path)):
+        if path is not None and not path.startswith("/"):
+            raise UsageError(f"{flag} {path}: a path starts with / (did you mean /{path}?)")
+    check_access_log(settings.access_log)
     return command, settings
 
 
-def configure_logging(verbosity: int) -> None:
-    level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)-7s %(name)s %(message)s", stream=sys.stderr, force=True
-    )
-    from twisted.logger import STDLibLogObserver, globalLogBeginner
+def check_access_log(path: str | None) -> None:
+    """Open (and so create) the access log now: an unwritable path is a usage error, not a traceback."""
+    if path is None or path == "-":
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--access-log {path}: cannot write to it: {exc.strerror}") from None
 
-    # Twisted's own log goes through Python logging, under the "twisted" name.
-    globalLogBeginner.beginLoggingTo(
-        [STDLibLogObserver(name="twisted")],  # type: ignore[list-item]  # a zope @implementer
-        redirectStandardIO=False,
-    )
-    if verbosity < 3:
-        logging.getLogger("twisted").setLevel(max(level, logging.INFO))
+
+def check_endpoints(settings: ServerSettings) -> None:
+    """Parse every endpoint string before the reactor runs (the reactor must be installed):
+    a bad one is named in one line."""
+    from ..server.endpoints import listening_endpoint
+
+    for spec in settings.endpoints:
+        try:
+            endpoint = listening_endpoint(spec, settings.reuse_port)
+        except Exception as exc:  # Twisted's parsers raise ValueError, TypeError, KeyError, ...
+            raise UsageError(f"endpoint {spec!r}: {type(exc).__name__}: {exc}") from None
+        port = getattr(endpoint, "_port", getattr(endpoint, "port", None))
+        if isinstance(port, int) and not 0 <= port <= 65535:
+            raise UsageError(f"endpoint {spec!r}: port {port} is not from 0 to 65535")
 
 
 def raise_open_file_limit() -> None:
@@ -200,13 +223,17 @@ def run(args: argparse.Namespace) -> int:
     # Before anything (the user's modules included) imports the reactor.
     install_reactor()
     command, settings = settings_from_args(args)
-    configure_logging(settings.verbosity)
+    log_settings = LogSettings(**values(LogSettings, args))
+    try:
+        check_log_config(log_settings.log_config)
+        check_endpoints(settings)
+        configure(log_settings, twisted=True)
+    except LogConfigError as exc:
+        raise UsageError(str(exc)) from None
     raise_open_file_limit()
     from ..server.run import ServeError, serve
 
     try:
         return serve(settings, command.channel_layer, routing=command.routing, threads=command.threads)
     except ServeError as exc:
-        if settings.verbosity >= 2 and exc.__cause__ is not None:
-            logging.getLogger("telex.server").exception("start-up failed", exc_info=exc.__cause__)
-        raise UsageError(str(exc)) from None
+        raise UsageError(failure_summary(str(exc), exc.__cause__, log_settings.verbosity)) from None

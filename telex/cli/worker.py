@@ -2,7 +2,8 @@
 
 Runs until SIGTERM or SIGINT, then stops receiving, lets the running
 consumers finish and exits 0 (1 if some were still running after
-``--stop-timeout``). The flags are built from ``telex.worker.settings``;
+``--stop-timeout``). The flags are built from ``telex.worker.settings`` and
+``telex._logging``; variables are ``TELEX_WORKER_<FLAG>`` (and ``TELEX_LAYER``);
 flags and behaviour: ``docs/worker.md``.
 """
 
@@ -15,8 +16,14 @@ import signal
 import sys
 import threading
 
+from .._importing import failure_summary
+from .._logging import LogConfigError, LogSettings, check_log_config, configure
 from . import UsageError
 from ._flags import add_options, values
+
+#: The worker's variables: ``TELEX_WORKER_THREADS``, not serve's ``TELEX_THREADS``.
+ENV_PREFIX = "TELEX_WORKER_"
+SECTIONS = {"logging": "logging (the same flags as telex serve)"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..worker.settings import WorkerSettings
 
-    add_options(parser, [WorkerSettings], {})
+    add_options(parser, [WorkerSettings, LogSettings], SECTIONS, env_prefix=ENV_PREFIX)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,11 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from ..worker.settings import WorkerSettings
 
     settings = WorkerSettings(**values(WorkerSettings, args))
-    logging.basicConfig(
-        level={0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[settings.verbosity],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_settings = LogSettings(**values(LogSettings, args))
+    try:
+        check_log_config(log_settings.log_config)
+        configure(log_settings)
+    except LogConfigError as exc:
+        raise UsageError(str(exc)) from None
     spec = settings.layer
     if not spec:
         raise UsageError(
@@ -55,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(failure_summary(str(exc), exc, log_settings.verbosity)) from None
+    except Exception as exc:  # the user's module failed while importing
+        message = f"could not load channel layer {spec!r}: {type(exc).__name__}: {exc}"
+        raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
     try:
         worker = Worker(
             layer,
@@ -66,12 +77,10 @@ def run(args: argparse.Namespace) -> int:
             ordering_timeout=settings.ordering_timeout,
         )
     except (RoutingError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-
-    if spec.startswith("memory:"):
-        logging.getLogger("telex.worker").warning(
-            "memory:// lives in this process only; no server will reach this worker (use redis://)"
-        )
+        raise UsageError(failure_summary(str(exc), exc, log_settings.verbosity)) from None
+    except Exception as exc:  # the user's routing module failed while importing
+        message = f"could not load routing {settings.routing!r}: {type(exc).__name__}: {exc}"
+        raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
 
     stop = threading.Event()
 
@@ -80,9 +89,19 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("telex.worker").info("received %s; finishing running consumers", name)
         stop.set()
 
+    # Before the first line it logs: a supervisor that signals once it sees output stops it cleanly.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    if spec.startswith("memory:"):
+        logging.getLogger("telex.worker").warning(
+            "memory:// lives in this process only; no server will reach this worker (use redis://)"
+        )
     worker.start()
+    logging.getLogger("telex.worker").info(
+        "worker running %s on %d thread(s); press Ctrl+C (or send SIGTERM) to stop",
+        settings.routing,
+        settings.threads,
+    )
     # The main thread only waits: the handler runs between its waits.
     while not stop.wait(3600):
         pass

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -83,16 +84,39 @@ def get_channel_layer(spec: Any) -> Any:
     elif "://" in spec:
         layer = _from_url(spec)
     else:
+        scheme, colon, rest = spec.partition(":")
+        if colon and scheme.lower() in _URL_SCHEMES:
+            # "redis:/localhost" would otherwise be tried as module "redis", attribute "/localhost".
+            raise LayerSpecError(f"{spec!r}: did you mean {scheme}://{rest.lstrip('/')}?")
         try:
             layer = import_string(spec, "channel layer")
         except ImportStringError as exc:
             raise LayerSpecError(str(exc)) from exc
         if callable(layer) and not all(hasattr(layer, m) for m in REQUIRED_METHODS):
+            if _is_asgi3_application(layer):
+                raise LayerSpecError(
+                    f"{spec!r} is an ASGI 3 application (async, taking scope, receive, send); Telex "
+                    "serves ASGI 1 channel layers: pass the layer your consumers' workers use "
+                    "(e.g. redis://127.0.0.1:6379/0), or serve an ASGI 3 application with an "
+                    "ASGI 3 server such as uvicorn, hypercorn or Daphne 2+"
+                )
             layer = layer()
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(layer, m, None))]
     if missing:
         raise LayerSpecError(f"{spec!r} is not an ASGI channel layer: it has no {', '.join(missing)}")
     return layer
+
+
+#: The URL schemes ``get_channel_layer`` knows.
+_URL_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel")
+
+
+def _is_asgi3_application(target: Any) -> bool:
+    """An ``async def app(scope, receive, send)``, or an object whose ``__call__`` is one."""
+    if inspect.isclass(target):
+        return False
+    call = type(target).__call__ if not inspect.isroutine(target) else target
+    return inspect.iscoroutinefunction(call)
 
 
 def _from_url(url: str) -> Any:

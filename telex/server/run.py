@@ -91,6 +91,9 @@ def serve(
     state: dict[str, Any] = {"error": None}
 
     def started(_: Any) -> None:
+        # Registered only now: a start that failed has nothing to drain, and its
+        # one-line error must come alone.
+        reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
         for port in server.ports:
             logger.info("listening on %s", _describe(port))
         logger.info(
@@ -108,6 +111,8 @@ def serve(
         if worker is not None:
             worker.start()
             logger.info("running %d consumer thread(s) for %s", threads, routing)
+        if signal_handlers:
+            logger.info("press Ctrl+C (or send SIGTERM) to stop")
         _notify_systemd(b"READY=1")
 
     def failed(failure: Any) -> None:
@@ -131,7 +136,6 @@ def serve(
             reactor.stop()
 
     reactor.callWhenRunning(begin)
-    reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
     if signal_handlers:
         _install_signal_handlers(server)
     reactor.run(installSignalHandlers=False)
@@ -149,15 +153,15 @@ def attach_websocket(server: Server) -> None:
 
 
 def _describe(port: Any) -> str:
+    """A URL to open (``http://127.0.0.1:8000/``), or a Unix socket's path as text."""
     host = port.getHost()
     scheme = "https" if is_tls_port(port) else "http"
     if hasattr(host, "port"):
-        return (
-            f"{scheme}://{host.host}:{host.port}"
-            if ":" not in host.host
-            else f"{scheme}://[{host.host}]:{host.port}"
-        )
-    return f"unix:{getattr(host, 'name', host)}" + (" (TLS)" if scheme == "https" else "")
+        address = host.host if ":" not in host.host else f"[{host.host}]"
+        return f"{scheme}://{address}:{host.port}/"
+    name = getattr(host, "name", host)
+    path = name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else str(name)
+    return f"{path} (Unix socket{', TLS' if scheme == 'https' else ''})"
 
 
 def _tune_garbage_collector(threshold: int) -> None:

@@ -243,10 +243,11 @@ class ServerSettings:
     #: Subprotocols offered, in order of preference.
     ws_protocols: list[str] = option(
         "--ws-protocol",
-        kind="repeat-list",
+        kind="several-list",
         group="WebSocket",
         default_factory=list,
-        help="subprotocol to offer; repeat it or separate with commas",
+        metavar="PROTOCOL",
+        help="subprotocols to offer, in order: --ws-protocol a b, or a,b",
     )
     #: Largest incoming message (close 1009 beyond it).
     websocket_max_message_size: int = option(
@@ -332,15 +333,6 @@ class ServerSettings:
         choices=("combined", "json"),
         default="combined",
         help="access log format",
-    )
-    #: 0 errors only, 1 info (default), 2 debug and tracebacks, 3 everything.
-    verbosity: int = option(
-        "-v",
-        "--verbosity",
-        kind="int",
-        group="operations",
-        default=1,
-        help="0 errors, 1 info, 2 debug and tracebacks, 3 all",
     )
 
     def replace(self, **changes: Any) -> ServerSettings:

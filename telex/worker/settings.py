@@ -2,10 +2,11 @@
 
 ``telex worker`` builds its flags from these fields (``telex._options``); the
 worker itself takes them as arguments of :class:`telex.worker.Worker`.
-Each is documented in ``docs/worker.md`` (a test checks it). Only the layer
-has a ``TELEX_*`` variable: workers often share an environment with
-``telex serve``, whose ``TELEX_THREADS`` or ``TELEX_VERBOSITY`` must not
-quietly change them.
+Each is documented in ``docs/worker.md`` (a test checks it). Every option
+has a variable, ``TELEX_WORKER_<FLAG>`` (``telex worker`` reads its variables
+under that prefix), except the layer's ``TELEX_LAYER``, which means the same
+to both commands: workers often share an environment with ``telex serve``,
+whose ``TELEX_THREADS`` or ``TELEX_VERBOSITY`` must not quietly change them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .ordering import ORDERING_TIMEOUT
 @dataclass
 class WorkerSettings:
     #: The routing list, as ``module:attribute``.
-    routing: str = option("ROUTING", env=False, help="the routing list, as module:attribute")
+    routing: str = option("ROUTING", env="TELEX_WORKER_ROUTING", help="the routing list, as module:attribute")
     #: The channel layer; a worker has no useful default (it cannot share a
     #: server's memory:// layer).
     layer: str | None = option(
@@ -29,14 +30,11 @@ class WorkerSettings:
         help="channel layer: redis://host:6379/0, module:attribute, ...",
     )
     #: Consumer threads in this process; each runs one consumer at a time.
-    threads: int = option(
-        "--threads", kind="int", env=False, default=1, help="consumer threads in this process"
-    )
+    threads: int = option("--threads", kind="int", default=1, help="consumer threads in this process")
     #: Listen only on routed channels matching one of these globs (fnmatch).
     only_channels: list[str] | None = option(
         "--only-channels",
         kind="several",
-        env=False,
         default=None,
         metavar="GLOB",
         help="listen only on routed channels matching one of these globs",
@@ -45,7 +43,6 @@ class WorkerSettings:
     exclude_channels: list[str] | None = option(
         "--exclude-channels",
         kind="several",
-        env=False,
         default=None,
         metavar="GLOB",
         help="do not listen on routed channels matching one of these globs",
@@ -54,7 +51,6 @@ class WorkerSettings:
     ordering_timeout: float = option(
         "--ordering-timeout",
         kind="seconds",
-        env=False,
         default=ORDERING_TIMEOUT,
         metavar="SECONDS",
         help="skip a message enforce_ordering waited this long for",
@@ -63,18 +59,7 @@ class WorkerSettings:
     stop_timeout: float = option(
         "--stop-timeout",
         kind="seconds",
-        env=False,
         default=10.0,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait this long for running consumers",
-    )
-    #: 0 warnings, 1 info, 2 debug (logger ``telex.worker``).
-    verbosity: int = option(
-        "-v",
-        "--verbosity",
-        kind="int",
-        env=False,
-        choices=(0, 1, 2),
-        default=1,
-        help="0 quiet, 1 info, 2 debug",
     )

@@ -11,6 +11,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from ..._logging import LINE_FORMAT
 from ..asgi import InvalidChannelLayerError, channel_layers
 from ..worker import DjangoWorker
 
@@ -28,7 +29,7 @@ def setup_logging(verbosity: int) -> None:
     if logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
+    handler.setFormatter(logging.Formatter(LINE_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(LEVELS.get(verbosity, logging.DEBUG))
     logger.propagate = False

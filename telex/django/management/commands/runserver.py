@@ -152,7 +152,6 @@ class Command(RunserverCommand):
             ws_protocols=list(getattr(settings, "CHANNELS_WS_PROTOCOLS", None) or []),
             graceful_timeout=STOP_TIMEOUT,
             access_log="-" if options["verbosity"] >= 1 else None,
-            verbosity=options["verbosity"],
         )
         _log_twisted(options["verbosity"])
         # Under the autoreloader this runs on a thread: the reloader owns the

@@ -5,6 +5,8 @@ The worker of Channels 1.x's ``runworker``, on a cross-process layer
 messages on the layer, any number of these processes consume them. On
 SIGTERM or SIGINT it stops receiving, lets running consumers finish for up
 to ``--stop-timeout`` seconds and exits 0 (1 if some were still running).
+Its options are ``telex worker``'s, from the same settings fields, except
+``--layer`` (a ``CHANNEL_LAYERS`` alias here) and ``-v`` (Django's).
 Options and defaults: ``docs/django.md``.
 """
 
@@ -24,43 +26,28 @@ from .. import CommandWorker, cross_process_layer, http_consumer, serve_static, 
 
 logger = logging.getLogger("telex.worker")
 
+#: The WorkerSettings fields this command takes as they are.
+WORKER_OPTIONS = ("threads", "only_channels", "exclude_channels", "ordering_timeout", "stop_timeout")
+
 
 class Command(BaseCommand):
     help = "Runs the consumers of a channel layer's ROUTING until SIGTERM or SIGINT."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        from ....cli._flags import add_options
+        from ....cli.worker import ENV_PREFIX
+        from ....worker.settings import WorkerSettings
+
+        # Channels 1.x's flag: here an alias of CHANNEL_LAYERS, where telex worker's --layer is a URL.
         parser.add_argument(
             "--layer",
             default=DEFAULT_CHANNEL_LAYER,
             help="the CHANNEL_LAYERS alias to consume from (default: %(default)s)",
         )
-        parser.add_argument(
-            "--threads",
-            type=int,
-            default=1,
-            help="consumer threads in this process (default: %(default)s)",
-        )
-        parser.add_argument(
-            "--only-channels",
-            nargs="+",
-            action="extend",
-            metavar="GLOB",
-            help="listen only on routed channels matching one of these globs (repeatable)",
-        )
-        parser.add_argument(
-            "--exclude-channels",
-            nargs="+",
-            action="extend",
-            metavar="GLOB",
-            help="do not listen on routed channels matching one of these globs (repeatable)",
-        )
-        parser.add_argument(
-            "--stop-timeout",
-            type=float,
-            default=10.0,
-            metavar="SECONDS",
-            help="on SIGTERM/SIGINT, wait this long for running consumers (default: %(default)s)",
-        )
+        # The rest are telex worker's options, declared once in WorkerSettings: the
+        # same flags, defaults and TELEX_WORKER_* variables. The routing comes from
+        # the alias, the layer above, and -v is Django's own (0-3, as telex worker's).
+        add_options(parser, [WorkerSettings], {}, env_prefix=ENV_PREFIX, only=WORKER_OPTIONS, hand_on=False)
 
     def handle(self, *args: Any, **options: Any) -> None:
         setup_logging(options["verbosity"])
@@ -75,6 +62,7 @@ class Command(BaseCommand):
                 threads=options["threads"],
                 only_channels=options["only_channels"],
                 exclude_channels=options["exclude_channels"],
+                ordering_timeout=options["ordering_timeout"],
                 http_consumer=http_consumer(serve_static()),
             )
         except ValueError as exc:  # RoutingError too: the routing and the channel globs leave nothing
