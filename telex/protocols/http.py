@@ -100,6 +100,11 @@ class AsgiRequest(http.Request):
         # A body-less placeholder: twisted.web code may look at .content.
         self.content = None
 
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and not self.responseHeaders.hasHeader(b"date"):
+            self.responseHeaders.setRawHeaders(b"date", [msgs.http_date()])  # RFC 9110 §6.6.1
+        super().write(data)
+
     # -- hooks called by HTTPChannel / H2Stream -----------------------------------
 
     def gotLength(self, length: int | None) -> None:

@@ -6,8 +6,10 @@ calls them; tests drive them directly.
 
 from __future__ import annotations
 
+import email.utils
 import html
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -210,3 +212,16 @@ def error_page(status: int, detail: str) -> tuple[bytes, bytes]:
         f"<body><h1>{status} {reason}</h1><p>{html.escape(detail)}</p></body></html>\n"
     )
     return reason.encode("ascii"), body.encode("utf-8")
+
+
+_date_second = -1
+_date_value = b""
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value now (RFC 9110 §6.6.1, IMF-fixdate), formatted once a second."""
+    global _date_second, _date_value
+    second = int(time.time())
+    if second != _date_second:
+        _date_second, _date_value = second, email.utils.formatdate(second, usegmt=True).encode("ascii")
+    return _date_value
