@@ -148,7 +148,7 @@ def process_samples() -> list[tuple[tuple[str, Labels], float]]:
     except OSError:
         return []
     # fields[0] is field 3 of proc(5): utime is 14, stime 15, starttime 22, vsize 23, rss 24.
-    samples = [
+    samples: list[tuple[tuple[str, Labels], float]] = [
         (("process_cpu_seconds_total", ()), (int(fields[11]) + int(fields[12])) / _TICKS),
         (("process_virtual_memory_bytes", ()), float(fields[20])),
         (("process_resident_memory_bytes", ()), float(int(fields[21]) * _PAGE)),

@@ -68,6 +68,18 @@ def run(args: argparse.Namespace) -> int:
     except (RoutingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
+    metrics_server = None
+    if settings.metrics_port is not None:
+        from ..worker.metrics import MetricsServer
+
+        if not 0 <= settings.metrics_port <= 65535:
+            raise UsageError(f"--metrics-port must be a port number (0-65535), got {settings.metrics_port}")
+        try:
+            metrics_server = MetricsServer(worker, settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            where = f"{settings.metrics_host}:{settings.metrics_port}"
+            raise UsageError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
+
     if spec.startswith("memory:"):
         logging.getLogger("telex.worker").warning(
             "memory:// lives in this process only; no server will reach this worker (use redis://)"
@@ -83,10 +95,16 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     worker.start()
+    if metrics_server is not None:
+        metrics_server.start()
+        where = f"http://{settings.metrics_host}:{metrics_server.port}"
+        logging.getLogger("telex.worker").info("metrics on %s/metrics, health on %s/health", where, where)
     # The main thread only waits: the handler runs between its waits.
     while not stop.wait(3600):
         pass
     worker.stop(settings.stop_timeout)
+    if metrics_server is not None:
+        metrics_server.stop()
     if worker.running:
         # Non-daemon threads would keep the process alive: leave now.
         sys.stderr.flush()

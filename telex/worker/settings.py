@@ -3,9 +3,9 @@
 ``telex worker`` builds its flags from these fields (``telex._options``); the
 worker itself takes them as arguments of :class:`telex.worker.Worker`.
 Each is documented in ``docs/worker.md`` (a test checks it). Only the layer
-has a ``TELEX_*`` variable: workers often share an environment with
-``telex serve``, whose ``TELEX_THREADS`` or ``TELEX_VERBOSITY`` must not
-quietly change them.
+and the worker's own metrics options have ``TELEX_*`` variables: workers
+often share an environment with ``telex serve``, whose ``TELEX_THREADS`` or
+``TELEX_VERBOSITY`` must not quietly change them.
 """
 
 from __future__ import annotations
@@ -67,6 +67,21 @@ class WorkerSettings:
         default=10.0,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait this long for running consumers",
+    )
+    #: Serve ``/metrics`` (Prometheus) and ``/health`` on this port; None: off.
+    metrics_port: int | None = option(
+        "--metrics-port",
+        kind="int",
+        default=None,
+        metavar="PORT",
+        help="serve /metrics (Prometheus) and /health on this port",
+    )
+    #: The address ``--metrics-port`` listens on.
+    metrics_host: str = option(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port",
     )
     #: 0 warnings, 1 info, 2 debug (logger ``telex.worker``).
     verbosity: int = option(
