@@ -134,7 +134,8 @@ def _write_refusal(transport: Any, status: int, detail: str) -> None:
     reason, body = http_messages.error_page(status, detail)
     transport.write(
         b"HTTP/1.1 %d %s\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8\r\n"
-        b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body)
+        b"content-length: %d\r\ndate: %s\r\n\r\n%s"
+        % (status, reason, len(body), http_messages.http_date(), body)
     )
 
 
