@@ -96,7 +96,6 @@ class AsgiRequest(http.Request):
         self._slow_call: Any = None
         self._sender = self.context.make_sender()
         self.started_at = time.monotonic()
-        self.response_bytes = 0
         # A body-less placeholder: twisted.web code may look at .content.
         self.content = None
 
@@ -378,7 +377,6 @@ class AsgiRequest(http.Request):
 
     def _write_reply(self, content: bytes, more: bool) -> None:
         if content:
-            self.response_bytes += len(content)
             self.write(content)
         elif not self.startedWriting:
             self.write(b"")  # sends the head now, even for an empty first message
