@@ -82,6 +82,18 @@ def run(args: argparse.Namespace) -> int:
         message = f"could not load routing {settings.routing!r}: {type(exc).__name__}: {exc}"
         raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
 
+    metrics_server = None
+    if settings.metrics_port is not None:
+        from ..worker.metrics import MetricsServer
+
+        if not 0 <= settings.metrics_port <= 65535:
+            raise UsageError(f"--metrics-port must be a port number (0-65535), got {settings.metrics_port}")
+        try:
+            metrics_server = MetricsServer(worker, settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            where = f"{settings.metrics_host}:{settings.metrics_port}"
+            raise UsageError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
+
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -97,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
             "memory:// lives in this process only; no server will reach this worker (use redis://)"
         )
     worker.start()
+    if metrics_server is not None:
+        metrics_server.start()
+        where = f"http://{settings.metrics_host}:{metrics_server.port}"
+        logging.getLogger("telex.worker").info("metrics on %s/metrics, health on %s/health", where, where)
     logging.getLogger("telex.worker").info(
         "worker running %s on %d thread(s); press Ctrl+C (or send SIGTERM) to stop",
         settings.routing,
@@ -106,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(3600):
         pass
     worker.stop(settings.stop_timeout)
+    if metrics_server is not None:
+        metrics_server.stop()
     if worker.running:
         # Non-daemon threads would keep the process alive: leave now.
         sys.stderr.flush()

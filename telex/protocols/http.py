@@ -78,9 +78,13 @@ class AsgiRequest(http.Request):
         )
         self._sender = self.context.make_sender()
         self.started_at = time.monotonic()
-        self.response_bytes = 0
         # A body-less placeholder: twisted.web code may look at .content.
         self.content = None
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and not self.responseHeaders.hasHeader(b"date"):
+            self.responseHeaders.setRawHeaders(b"date", [msgs.http_date()])  # RFC 9110 §6.6.1
+        super().write(data)
 
     # -- hooks called by HTTPChannel / H2Stream -----------------------------------
 
@@ -332,7 +336,6 @@ class AsgiRequest(http.Request):
     def _write_reply(self, item: tuple[bytes, bool]) -> None:
         content, more = item
         if content:
-            self.response_bytes += len(content)
             self.write(content)
         elif not self.startedWriting:
             self.write(b"")  # sends the head now, even for an empty first message

@@ -6,8 +6,10 @@ calls them; tests drive them directly.
 
 from __future__ import annotations
 
+import email.utils
 import html
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -212,6 +214,19 @@ def error_page(status: int, detail: str) -> tuple[bytes, bytes]:
     return reason.encode("ascii"), body.encode("utf-8")
 
 
+_date_second = -1
+_date_value = b""
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value now (RFC 9110 §6.6.1, IMF-fixdate), formatted once a second."""
+    global _date_second, _date_value
+    second = int(time.time())
+    if second != _date_second:
+        _date_second, _date_value = second, email.utils.formatdate(second, usegmt=True).encode("ascii")
+    return _date_value
+
+
 def raw_error_response(status: int, detail: str | None = None) -> bytes:
     """A whole HTTP/1.1 error response that closes the connection, for the
     places that answer before (or instead of) twisted.web: a connection over
@@ -222,10 +237,11 @@ def raw_error_response(status: int, detail: str | None = None) -> bytes:
     else:
         reason, body = error_page(status, detail)
         kind = b"content-type: text/html; charset=utf-8\r\n"
-    return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\n\r\n%s" % (
+    return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\ndate: %s\r\n\r\n%s" % (
         status,
         reason,
         kind,
         len(body),
+        http_date(),
         body,
     )

@@ -495,7 +495,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         access_log = self.context.access_log
         if access_log is not None:
             access_log.log_websocket(
-                self.client_host, self.asgi_path, event, code, time.monotonic() - self.started_at
+                self.client_host, self.http_request, event, code, time.monotonic() - self.started_at
             )
 
     @staticmethod

@@ -36,6 +36,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
 
+from .._metrics import Histogram
 from .capabilities import LayerCapabilities
 
 logger = logging.getLogger("telex.server")
@@ -62,6 +63,7 @@ class LayerBridge:
         self.capabilities = capabilities or LayerCapabilities.of(layer)
         self.running = False
         self.errors = 0  # reader errors and failed sends: telex_layer_errors_total
+        self.send_seconds = Histogram()  # telex_layer_send_duration_seconds
         # Refusals the spec gives the protocols to answer (503, 413, 1013...), not errors.
         self._refusals = (self.capabilities.channel_full, self.capabilities.message_too_large)
 
@@ -246,7 +248,8 @@ class OrderedSender:
         done: defer.Deferred = defer.Deferred()  # internal: never given to callers
 
         def run(_: object = None) -> None:
-            self._bridge.send(channel, message).addBoth(_finish, result, done, self._bridge)
+            started = time.monotonic()
+            self._bridge.send(channel, message).addBoth(_finish, result, done, self._bridge, started)
 
         previous, self._tail = self._tail, done
         if previous is None or previous.called:
@@ -256,7 +259,10 @@ class OrderedSender:
         return result
 
 
-def _finish(outcome: object, result: defer.Deferred, done: defer.Deferred, bridge: LayerBridge) -> None:
+def _finish(
+    outcome: object, result: defer.Deferred, done: defer.Deferred, bridge: LayerBridge, started: float
+) -> None:
+    bridge.send_seconds.observe(time.monotonic() - started)
     done.callback(None)  # starts the next send before the caller's callbacks run
     if isinstance(outcome, Failure):
         bridge.send_failed(outcome)

@@ -1,9 +1,8 @@
-"""Counters and gauges in Prometheus text format (``--metrics-path``)."""
+"""The server's metrics in Prometheus text format (``--metrics-path``)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
+from .._metrics import Registry
 
 HELP = {
     "telex_open_connections": ("gauge", "Open HTTP and WebSocket connections."),
@@ -22,30 +21,21 @@ HELP = {
     ),
     "telex_replies_dropped_total": ("counter", "Replies for unknown or finished reply channels."),
     "telex_reply_reader_lag_seconds": ("gauge", "Age of the oldest unread reply for this process."),
+    "telex_http_request_duration_seconds": (
+        "histogram",
+        "HTTP requests from the request head to the end of the response, the server's own answers included.",
+    ),
+    "telex_layer_send_duration_seconds": (
+        "histogram",
+        "Layer round trips: from handing a message to the channel layer to the layer accepting it.",
+    ),
 }
 
 
-class Metrics:
-    """``counters`` are counted here; ``gauges`` are read when scraped, and so
-    are counters kept elsewhere (the bridge's layer errors): HELP gives the type."""
+class Metrics(Registry):
+    """The server's metrics: ``counters`` are counted here; ``gauges`` are
+    read when scraped, and so are counters kept elsewhere (the bridge's layer
+    errors): HELP gives the type."""
 
     def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.gauges: dict[str, Callable[[], float]] = {}
-
-    def count(self, name: str, amount: float = 1, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += amount
-
-    def render(self) -> bytes:
-        lines: list[str] = []
-        seen: set[str] = set()
-        samples = sorted(self.counters.items()) + [((name, ()), read()) for name, read in self.gauges.items()]
-        for (name, labels), value in samples:
-            if name not in seen:
-                seen.add(name)
-                kind, text = HELP.get(name, ("untyped", name))
-                lines.append(f"# HELP {name} {text}")
-                lines.append(f"# TYPE {name} {kind}")
-            label_text = ",".join(f'{key}="{val}"' for key, val in labels)
-            lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
-        return ("\n".join(lines) + "\n").encode()
+        super().__init__(HELP)

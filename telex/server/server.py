@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,24 @@ def _base36(number: int) -> str:
             return "".join(reversed(digits))
 
 
+class FinishedRequests:
+    """What ``HttpFactory`` tells as each HTTP request finishes (twisted.web
+    calls it from ``Request.finish``): its duration goes to the histogram,
+    and its line to the access log when there is one."""
+
+    __slots__ = ("access_log", "durations")
+
+    def __init__(self, metrics: Metrics, access_log: AccessLog | None) -> None:
+        self.durations = metrics.histogram("telex_http_request_duration_seconds")
+        self.access_log = access_log
+
+    def log_http(self, request: Any) -> None:
+        duration = time.monotonic() - request.started_at
+        self.durations.observe(duration)
+        if self.access_log is not None:
+            self.access_log.log_http(request, duration)
+
+
 class Server:
     """Implements ``telex.protocols.context.ServerContext`` for the protocols.
 
@@ -69,7 +88,7 @@ class Server:
         self.access_log = (
             AccessLog(settings.access_log, settings.access_log_format) if settings.access_log else None
         )
-        self.http_factory = HttpFactory(self, self.access_log)
+        self.http_factory = HttpFactory(self, FinishedRequests(self.metrics, self.access_log))
         self.websocket: Any = None  # set by the WebSocket support when available
         self.ports: list[Any] = []
         self.tls = TLSListeners()
@@ -157,6 +176,8 @@ class Server:
             self._watches.append(task.LoopingCall(self._refresh_reader_lag))
         for watch in self._watches:
             watch.start(self.settings.layer_check_interval, now=True)
+        # Read from the bridge, which --force-sync replaced after __init__.
+        self.metrics.histograms[("telex_layer_send_duration_seconds", ())] = self.bridge.send_seconds
         listening = [
             listening_endpoint(spec, self.settings.reuse_port).listen(self.http_factory)
             for spec in self.settings.endpoints

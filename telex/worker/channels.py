@@ -54,10 +54,13 @@ def _resolve_layer(layer: Any) -> Any:
     )
 
 
-def send_with_retry(layer: Any, channel: str, content: dict, limit: float = SEND_RETRY_SECONDS) -> bool:
+def send_with_retry(
+    layer: Any, channel: str, content: dict, limit: float = SEND_RETRY_SECONDS, metrics: Any = None
+) -> bool:
     """Send, retrying on ``ChannelFull`` with backoff for up to ``limit`` seconds.
 
-    Returns False (and logs) if the channel stayed full.
+    Returns False (and logs) if the channel stayed full. ``metrics`` (a
+    worker's ``WorkerMetrics``) counts the retries and the drop.
     """
     full = getattr(layer, "ChannelFull", ChannelFull)
     deadline = time.monotonic() + limit
@@ -69,7 +72,11 @@ def send_with_retry(layer: Any, channel: str, content: dict, limit: float = SEND
         except full:
             if time.monotonic() + delay > deadline:
                 logger.error("dropped a message for %s: channel still full after %.0f s", channel, limit)
+                if metrics is not None:
+                    metrics.count("telex_worker_sends_dropped_total")
                 return False
+            if metrics is not None:
+                metrics.count("telex_worker_send_retries_total")
             # No event tells us when a channel drains (it may be drained by
             # another process), so this is the one place a worker backs off.
             time.sleep(delay)
@@ -79,9 +86,10 @@ def send_with_retry(layer: Any, channel: str, content: dict, limit: float = SEND
 class ConsumerContext:
     """What one consumer call holds: its outbox and post-flush steps."""
 
-    def __init__(self, channel_layer: Any, reply_channel: str | None) -> None:
+    def __init__(self, channel_layer: Any, reply_channel: str | None, metrics: Any = None) -> None:
         self.channel_layer = channel_layer
         self.reply_channel = reply_channel
+        self.metrics = metrics  # the worker's WorkerMetrics, or None
         #: True once something went to the reply channel immediately, so the
         #: worker does not add a 500 or a close after it.
         self.replied = False
@@ -102,7 +110,7 @@ class ConsumerContext:
                     if kind == "group":
                         self.channel_layer.send_group(name, content)
                     else:
-                        send_with_retry(self.channel_layer, name, content)
+                        send_with_retry(self.channel_layer, name, content, metrics=self.metrics)
                 except Exception:
                     logger.exception("sending a held message to %s %s failed", kind, name)
             self.outbox.clear()

@@ -21,6 +21,7 @@ from ..layers import get_channel_layer
 from .channels import ConsumerContext, enter_context, get_default_channel_layer, set_default_channel_layer
 from .http import response_messages
 from .message import Message
+from .metrics import WorkerMetrics
 from .ordering import ORDERING_TIMEOUT, skip_stalled
 from .routing import Router, RoutingError
 
@@ -107,6 +108,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._wake_channels: list[str] = []
         self._owns_default_layer = False
+        self.metrics = WorkerMetrics()
 
     def fallbacks(self) -> dict[str, Callable[..., Any]]:
         """The consumers of messages no route claims, by channel."""
@@ -169,6 +171,14 @@ class Worker:
     def running(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def consumers_alive(self) -> bool:
+        """Every thread started is still running (for the health check)."""
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
     # -- the loop --------------------------------------------------------------
 
     def _consume(self, wake_channel: str) -> None:
@@ -190,7 +200,9 @@ class Worker:
         interval = self.ordering_timeout / 4
         while not self._stopping.wait(interval):
             try:
-                skip_stalled(self.channel_layer, self.ordering_timeout)
+                skipped = skip_stalled(self.channel_layer, self.ordering_timeout)
+                if skipped:
+                    self.metrics.count("telex_worker_ordering_skips_total", len(skipped))
             except Exception:
                 logger.exception("the ordering sweep failed")
 
@@ -199,9 +211,12 @@ class Worker:
         reply_channel = content.get("reply_channel")
         if not isinstance(reply_channel, str):
             reply_channel = None
-        context = ConsumerContext(self.channel_layer, reply_channel)
+        context = ConsumerContext(self.channel_layer, reply_channel, self.metrics)
         previous = enter_context(context)
         name = "(no route)"
+        started = time.monotonic()
+        failed = False
+        self.metrics.started()
         try:
             message = self.message_class(content, channel, self.channel_layer)
             found = self.router.match(channel, content)
@@ -216,9 +231,13 @@ class Worker:
             )
             context.outbox.clear()
             self._after_failure(channel, context)
+            failed = True
         finally:
             enter_context(previous)
-        context.flush()
+        try:
+            context.flush()
+        finally:
+            self.metrics.consumed(channel, time.monotonic() - started, failed)
 
     def run_consumer(self, consumer: Callable[..., Any], message: Any, kwargs: dict[str, Any]) -> None:
         """Call one consumer; subclasses wrap it (signals, connections, exceptions)."""

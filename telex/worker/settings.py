@@ -63,3 +63,18 @@ class WorkerSettings:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait this long for running consumers",
     )
+    #: Serve ``/metrics`` (Prometheus) and ``/health`` on this port; None: off.
+    metrics_port: int | None = option(
+        "--metrics-port",
+        kind="int",
+        default=None,
+        metavar="PORT",
+        help="serve /metrics (Prometheus) and /health on this port",
+    )
+    #: The address ``--metrics-port`` listens on.
+    metrics_host: str = option(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port",
+    )
