@@ -23,9 +23,11 @@ import h2.connection
 import h2.errors
 import h2.events
 import httpx
+import hyperframe.frame
 import pytest
 from twisted.internet.testing import StringTransport
 
+from telex.protocols.http_wire import H2_PREFACE
 from tests.support.certs import make_ca, make_server_cert
 from tests.support.processes import TelexServer
 from tests.support.redis_server import free_port
@@ -327,3 +329,125 @@ def test_h2load_completes_every_request(server, tls):
         check=False,
     )
     assert "400 succeeded" in result.stdout, result.stdout + result.stderr
+
+
+# -- conformance (h2spec cases, as frames over a real socket) ------------------------
+#
+# h2spec cannot run in CI; each case it failed is reproduced here, on both ways
+# into HTTP/2 (TLS with ALPN, and cleartext with prior knowledge), which must
+# behave alike. Test names carry the h2spec case numbers.
+
+
+class RawH2:
+    """An HTTP/2 peer writing frames by hand (hyperframe, hpack), for the
+    malformed input that the ``h2`` state machine would refuse to send."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, *frames: hyperframe.frame.Frame | bytes) -> None:
+        self.sock.sendall(b"".join(f if isinstance(f, bytes) else f.serialize() for f in frames))
+
+    def handshake(self, settings: dict[int, int] | None = None) -> None:
+        """Preface and SETTINGS both ways, each acknowledged."""
+        self.send(H2_PREFACE)
+        self.send(hyperframe.frame.SettingsFrame(0, settings=settings or {}))
+        acked = server_settings = False
+        while not (acked and server_settings):
+            frame = self.read()
+            assert frame is not None, "the server closed during the handshake"
+            if isinstance(frame, hyperframe.frame.SettingsFrame):
+                if "ACK" in frame.flags:
+                    acked = True
+                else:
+                    server_settings = True
+                    self.send(hyperframe.frame.SettingsFrame(0, flags=["ACK"]))
+
+    def read(self, timeout: float = 5.0) -> hyperframe.frame.Frame | None:
+        """The next frame, or None once the server has closed the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buffer) >= 9:
+                frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(self.buffer[:9]))
+                if len(self.buffer) >= 9 + length:
+                    frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+                    self.buffer = self.buffer[9 + length :]
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for a frame or the close")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                assert not self.buffer, f"the connection closed inside a frame: {self.buffer!r}"
+                return None
+            self.buffer += data
+
+    def read_until(self, kind: type, timeout: float = 5.0) -> hyperframe.frame.Frame:
+        while True:
+            frame = self.read(timeout)
+            assert frame is not None, f"the server closed before sending {kind.__name__}"
+            if isinstance(frame, kind):
+                return frame
+
+    def expect_connection_error(self, code: h2.errors.ErrorCodes) -> None:
+        """RFC 9113, 5.4.1: a GOAWAY with ``code``, then the connection closes."""
+        goaway = self.read_until(hyperframe.frame.GoAwayFrame)
+        assert goaway.error_code == code, f"GOAWAY {goaway.error_code}, not {code.name}"
+        self.expect_closed()
+
+    def expect_closed(self) -> None:
+        while (frame := self.read()) is not None:
+            assert not isinstance(frame, hyperframe.frame.DataFrame | hyperframe.frame.HeadersFrame), frame
+
+
+@pytest.fixture(scope="module")
+def patient_server(pki):
+    """As ``server``, with the default idle timeout: a close seen within a few
+    seconds comes from the case under test, not from the idle timer."""
+    clear_port = free_port()
+    process = TelexServer(
+        RAW,
+        "-e",
+        f"tcp:{clear_port}:interface=127.0.0.1",
+        "--ssl-certfile",
+        pki["cert"],
+        "--ssl-keyfile",
+        pki["key"],
+    )
+    process.clear_port = clear_port
+    with process:
+        yield process
+
+
+@pytest.fixture(params=["tls", "h2c"])
+def raw(request, patient_server, pki):
+    """A raw HTTP/2 connection, over TLS (ALPN h2) or cleartext; not yet handshaken."""
+    server = patient_server
+    if request.param == "tls":
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock = tls_context(pki).wrap_socket(sock, server_hostname="127.0.0.1")
+        assert sock.selected_alpn_protocol() == "h2"
+    else:
+        sock = socket.create_connection(("127.0.0.1", server.clear_port), timeout=10)
+    with sock:
+        yield RawH2(sock)
+
+
+@pytest.mark.parametrize("error_code", [0x0, 0xFF], ids=["NO_ERROR-3.8.1", "unknown-code-7.1"])
+def test_the_peers_goaway_closes_the_connection_3_8_1_and_7_1(raw, error_code):
+    raw.handshake()
+    raw.send(
+        hyperframe.frame.GoAwayFrame(0, error_code=error_code), hyperframe.frame.PingFrame(0, b"telex h2")
+    )
+    raw.expect_closed()
+
+
+def test_a_ping_of_the_wrong_length_is_a_connection_error_that_closes_5_4_1_1(raw):
+    raw.handshake()
+    raw.send(b"\x00\x00\x06\x06\x00\x00\x00\x00\x00" + b"telex!")  # PING with 6 octets, not 8
+    raw.expect_connection_error(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)

@@ -53,3 +53,10 @@ def test_h2_stream_calls_the_same_request_hooks_and_can_pause():
         assert name in source
     assert callable(_http2.H2Stream.pauseProducing) and callable(_http2.H2Stream.resumeProducing)
     assert "self.command" in source and "self.path" in source
+
+
+def test_h2_connection_calls_connection_lost_itself_when_it_closes():
+    # TelexH2Connection unregisters from the transport there, or TLS never closes.
+    for method in (_http2.H2Connection._terminate, _http2.H2Connection.dataReceived):
+        source = inspect.getsource(method)
+        assert "self.transport.loseConnection()" in source and "self.connectionLost(" in source

@@ -8,7 +8,7 @@ layering of Hypercorn's ``protocol/h11.py``, ``protocol/h2.py`` under its
 channel (HTTP/1.1's ``HTTPChannel``, HTTP/2's ``H2Stream``).
 
 Below the adapters are the connection classes: ``TelexHTTPChannel`` (limits,
-head deadline, early endings), ``TelexH2Connection`` (idle timeout),
+head deadline, early endings), ``TelexH2Connection`` (idle timeout, closing over TLS),
 ``ConnectionProtocol`` (HTTP/1.1, or HTTP/2 by ALPN or the h2c preface) and
 ``Refuse503`` (over the connection limit).
 """
@@ -205,24 +205,33 @@ class TelexHTTPChannel(http.HTTPChannel):
 
 
 class TelexH2Connection(H2Connection):
-    """An HTTP/2 connection whose idle timeout spares streams awaiting the
-    application, and really closes over TLS.
+    """Twisted's HTTP/2 connection, with what it gets wrong put right.
 
-    Twisted's HTTP/2 idle timer only counts frames, so a long-poll stream
-    would be cut off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops
-    that timer while a request is in progress. Streams whose request went to
-    the application are bounded by ``http_timeout`` instead.
+    - Its idle timer only counts frames, so a long-poll stream would be cut
+      off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops that timer
+      while a request is in progress. Streams whose request went to the
+      application are bounded by ``http_timeout`` instead.
+    - It never unregisters itself as its transport's producer, and Twisted's
+      TLS transport puts off a close until the producer is gone: over TLS a
+      connection error (or the peer's GOAWAY, or the idle timeout) sent its
+      GOAWAY and left the connection open. Cleartext TCP closed anyway, so
+      h2c and TLS behaved differently.
     """
+
+    def connectionLost(self, reason: Any, _cancelTimeouts: bool = True) -> None:
+        # Twisted calls this itself right after ``transport.loseConnection()``
+        # when it ends the connection; see the class docstring for why the
+        # producer must go.
+        if self.transport is not None:
+            self.transport.unregisterProducer()
+        super().connectionLost(reason, _cancelTimeouts)
 
     def timeoutConnection(self) -> None:
         if any(stream._request.state.in_progress for stream in self.streams.values()):
             self.resetTimeout()
             return
         super().timeoutConnection()
-        # Twisted's TLS transport puts off its close until its producer (this
-        # connection) unregisters: without this, an idle HTTP/2 connection
-        # over TLS got its GOAWAY but stayed open another ``abortTimeout`` (15 s).
-        self.transport.unregisterProducer()
+        self.transport.unregisterProducer()  # as in connectionLost: the TLS close waits for it
 
 
 class ConnectionProtocol(http._GenericHTTPChannelProtocol):
