@@ -22,6 +22,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import hpack
 import httpx
 import hyperframe.frame
 import pytest
@@ -345,6 +346,7 @@ class RawH2:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        self.encoder = hpack.Encoder()
 
     def send(self, *frames: hyperframe.frame.Frame | bytes) -> None:
         self.sock.sendall(b"".join(f if isinstance(f, bytes) else f.serialize() for f in frames))
@@ -363,6 +365,13 @@ class RawH2:
                 else:
                     server_settings = True
                     self.send(hyperframe.frame.SettingsFrame(0, flags=["ACK"]))
+
+    def headers(self, stream_id: int, path: str = "/", block: bytes | None = None) -> None:
+        if block is None:
+            block = self.encoder.encode(
+                [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1")]
+            )
+        self.send(hyperframe.frame.HeadersFrame(stream_id, block, flags=["END_HEADERS", "END_STREAM"]))
 
     def read(self, timeout: float = 5.0) -> hyperframe.frame.Frame | None:
         """The next frame, or None once the server has closed the connection."""
@@ -438,6 +447,25 @@ def raw(request, patient_server, pki):
         yield RawH2(sock)
 
 
+def test_an_invalid_preface_is_a_connection_error_3_5_2(raw):
+    raw.send(b"INVALID CONNECTION PREFACE\r\n\r\n")
+    raw.expect_connection_error(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+
+
+def test_the_h2c_sniffing_keeps_http1_apart_from_a_bad_http2_preface():
+    from telex.protocols.http_wire import sniff_protocol
+
+    assert sniff_protocol(H2_PREFACE + b"\0\0", 100) == b"h2"
+    assert sniff_protocol(H2_PREFACE[:10], 100) is None
+    assert sniff_protocol(b"GET / HTTP/1.1\r\nHost: x\r\n", 100) == b"http/1.1"
+    assert sniff_protocol(b"\r\nGET / HTTP/1.0\r\n", 100) == b"http/1.1"
+    assert sniff_protocol(b"GET / HTTP/1.1", 100) is None  # the line is not complete
+    assert sniff_protocol(b"GET /" + b"a" * 100, 100) == b"http/1.1"  # too long: HTTP/1.1 answers 431
+    assert sniff_protocol(b"NONSENSE\r\n\r\n", 100) == b"http/1.1"  # HTTP/1.1 answers 400
+    assert sniff_protocol(b"INVALID CONNECTION PREFACE\r\n\r\n", 100) == b"h2"
+    assert sniff_protocol(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", 100) == b"h2"
+
+
 @pytest.mark.parametrize("error_code", [0x0, 0xFF], ids=["NO_ERROR-3.8.1", "unknown-code-7.1"])
 def test_the_peers_goaway_closes_the_connection_3_8_1_and_7_1(raw, error_code):
     raw.handshake()
@@ -451,3 +479,32 @@ def test_a_ping_of_the_wrong_length_is_a_connection_error_that_closes_5_4_1_1(ra
     raw.handshake()
     raw.send(b"\x00\x00\x06\x06\x00\x00\x00\x00\x00" + b"telex!")  # PING with 6 octets, not 8
     raw.expect_connection_error(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+
+
+def test_a_settings_ack_with_a_payload_is_a_frame_size_error_6_5_1(raw):
+    raw.handshake()
+    raw.send(b"\x00\x00\x01\x04\x01\x00\x00\x00\x00\x00")
+    raw.expect_connection_error(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+
+
+# Header blocks that cannot be decoded (RFC 7541); the HPACK decoder's state is
+# lost with them, so each is a connection error of type COMPRESSION_ERROR (RFC 9113, 4.3).
+_GET = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "x")])
+UNDECODABLE_HEADER_BLOCKS = {
+    "index-past-the-tables-hpack-2.3.3.1": b"\xc6",
+    "literal-with-a-name-index-past-the-tables-hpack-2.3.3.2": b"\x7e\x01a",
+    "table-size-update-at-the-end-hpack-4.2.1": _GET + b"\x20",
+    "huffman-padding-longer-than-7-bits-hpack-5.2.1": b"\x00\x82\x1f\xff\x01a",
+    "huffman-padded-with-zeros-hpack-5.2.2": b"\x00\x81\x18\x01a",
+    "huffman-containing-eos-hpack-5.2.3": b"\x00\x84\xff\xff\xff\xff\x01a",
+    "index-0-hpack-6.1.1": b"\x80",
+    "table-size-update-over-the-setting-hpack-6.3.1": b"\x3f\xe2\x1f" + _GET,
+    "truncated-block-http2-4.3.1": b"\x40",
+}
+
+
+@pytest.mark.parametrize("block", UNDECODABLE_HEADER_BLOCKS.values(), ids=UNDECODABLE_HEADER_BLOCKS.keys())
+def test_an_undecodable_header_block_is_a_compression_error_that_closes(raw, block):
+    raw.handshake()
+    raw.headers(1, block=block)
+    raw.expect_connection_error(h2.errors.ErrorCodes.COMPRESSION_ERROR)

@@ -60,3 +60,13 @@ def test_h2_connection_calls_connection_lost_itself_when_it_closes():
     for method in (_http2.H2Connection._terminate, _http2.H2Connection.dataReceived):
         source = inspect.getsource(method)
         assert "self.transport.loseConnection()" in source and "self.connectionLost(" in source
+
+
+def test_h2_library_parts_telex_adjusts_its_error_codes_in():
+    import h2.connection
+    import h2.frame_buffer
+
+    assert "self._data" in inspect.getsource(h2.frame_buffer.FrameBuffer.__next__)
+    assert "self.incoming_buffer" in inspect.getsource(h2.connection.H2Connection.receive_data)
+    assert "_decode_headers" in inspect.getsource(h2.connection.H2Connection._receive_headers_frame)
+    assert "raise ProtocolError(msg) from e" in inspect.getsource(h2.connection._decode_headers)
