@@ -508,3 +508,45 @@ def test_an_undecodable_header_block_is_a_compression_error_that_closes(raw, blo
     raw.handshake()
     raw.headers(1, block=block)
     raw.expect_connection_error(h2.errors.ErrorCodes.COMPRESSION_ERROR)
+
+
+def test_a_negative_send_window_is_tracked_and_the_data_follows_once_it_is_positive_6_9_2_2(raw):
+    initial_window = hyperframe.frame.SettingsFrame.INITIAL_WINDOW_SIZE
+    raw.handshake({initial_window: 3})
+    raw.headers(1, "/")
+    first = raw.read_until(hyperframe.frame.DataFrame)
+    assert first.data == b"Hel"
+    # The window shrinks by 1 to -1: nothing may be sent until it is positive again.
+    raw.send(hyperframe.frame.SettingsFrame(0, settings={initial_window: 2}))
+    assert "ACK" in raw.read_until(hyperframe.frame.SettingsFrame).flags
+    raw.send(hyperframe.frame.WindowUpdateFrame(1, window_increment=2))
+    second = raw.read_until(hyperframe.frame.DataFrame)
+    assert second.data == b"l"  # window -1 + 2
+    # Opening the window by SETTINGS alone also lets the rest out.
+    raw.send(hyperframe.frame.SettingsFrame(0, settings={initial_window: 65535}))
+    rest = b""
+    while True:
+        frame = raw.read_until(hyperframe.frame.DataFrame)
+        rest += frame.data
+        if "END_STREAM" in frame.flags:
+            break
+    assert first.data + second.data + rest == b"Hello world! You asked for /"
+
+
+def test_a_stream_waiting_for_its_window_costs_no_cpu(raw, patient_server):
+    """Twisted's sending loop spun (callLater(0)) while a stream had output but no window."""
+    raw.handshake({hyperframe.frame.SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+    raw.headers(1, "/")
+    time.sleep(0.3)  # the response is in the server, waiting for a window
+    cpu_before = _cpu_seconds(patient_server.process.pid)
+    time.sleep(1.0)  # the CPU the server burns meanwhile is what is measured
+    used = _cpu_seconds(patient_server.process.pid) - cpu_before
+    assert used < 0.3, f"the server used {used:.2f}s of CPU in 1s while the stream waited"
+    raw.send(hyperframe.frame.WindowUpdateFrame(1, window_increment=100))
+    assert raw.read_until(hyperframe.frame.DataFrame).data.startswith(b"Hello world!")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

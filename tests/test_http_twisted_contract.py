@@ -55,6 +55,15 @@ def test_h2_stream_calls_the_same_request_hooks_and_can_pause():
     assert "self.command" in source and "self.path" in source
 
 
+def test_h2_connection_sends_from_a_loop_telex_can_schedule():
+    # TelexH2Connection blocks streams without a send window before each round
+    # and wakes the loop when a window opens (docs/tls-http2.md, Conformance).
+    source = inspect.getsource(_http2.H2Connection._sendPrioritisedData)
+    assert "self._reactor.callLater(0, self._sendPrioritisedData)" in source
+    assert "self._sendingDeferred.addCallback(self._sendPrioritisedData)" in source
+    assert "_END_STREAM_SENTINEL" in source and "self._outboundStreamQueues[stream]" in source
+
+
 def test_h2_connection_calls_connection_lost_itself_when_it_closes():
     # TelexH2Connection unregisters from the transport there, or TLS never closes.
     for method in (_http2.H2Connection._terminate, _http2.H2Connection.dataReceived):

@@ -10,7 +10,7 @@ channel (HTTP/1.1's ``HTTPChannel``, HTTP/2's ``H2Stream``).
 Below the adapters are the connection classes: ``TelexHTTPChannel`` (limits,
 head deadline, early endings), ``TelexH2Connection`` (Twisted's HTTP/2
 connection put right: idle timeout, closing over TLS, the GOAWAY codes RFC
-9113 names), ``ConnectionProtocol`` (HTTP/1.1, or HTTP/2 by
+9113 names, send windows), ``ConnectionProtocol`` (HTTP/1.1, or HTTP/2 by
 ALPN or by the first bytes, ``sniff_protocol``) and ``Refuse503`` (over the
 connection limit).
 """
@@ -18,6 +18,7 @@ connection limit).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
 import h2.connection
@@ -29,7 +30,7 @@ from hpack.exceptions import HPACKError
 from hyperframe.frame import SettingsFrame
 from twisted.internet.protocol import Protocol
 from twisted.web import http
-from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
+from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection  # twisted[http2] is a dependency
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
@@ -269,11 +270,44 @@ class TelexH2Connection(H2Connection):
       connection error (or the peer's GOAWAY, or the idle timeout) sent its
       GOAWAY and left the connection open. Cleartext TCP closed anyway, so
       h2c and TLS behaved differently.
+    - Its sending loop keeps a stream whose send window is used up scheduled
+      (a busy loop of empty iterations), and when a SETTINGS frame makes the
+      window negative (RFC 9113, 6.9.2) it cuts a frame by that negative size
+      and h2 refuses it: the stream stalled for good. Here a stream is
+      scheduled only while it can send.
     """
 
     def __init__(self, reactor: Any = None) -> None:
         super().__init__(reactor)
         self.conn = _H2State(config=self.conn.config)
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        # A WINDOW_UPDATE or a SETTINGS frame may have opened send windows.
+        self._schedule_sendable_streams()
+
+    def _sendPrioritisedData(self, *args: Any) -> None:
+        for stream_id, queue in self._outboundStreamQueues.items():
+            if queue and not self._can_send(stream_id, queue):
+                self.priority.block(stream_id)
+        super()._sendPrioritisedData(*args)
+
+    def _can_send(self, stream_id: int, queue: deque) -> bool:
+        """Whether the stream's next queued item may go out: ending a stream
+        needs no window, data needs a positive one."""
+        return queue[0] is _END_STREAM_SENTINEL or self.conn.local_flow_control_window(stream_id) > 0
+
+    def _schedule_sendable_streams(self) -> None:
+        """Unblock streams with output that their windows now let through, and
+        wake the sending loop if it was idle."""
+        woken = False
+        for stream_id, queue in self._outboundStreamQueues.items():
+            if queue and self._can_send(stream_id, queue):
+                self.priority.unblock(stream_id)
+                woken = True
+        if woken and self._sendingDeferred is not None:
+            waiting, self._sendingDeferred = self._sendingDeferred, None
+            waiting.callback(None)
 
     def connectionLost(self, reason: Any, _cancelTimeouts: bool = True) -> None:
         # Twisted calls this itself right after ``transport.loseConnection()``
