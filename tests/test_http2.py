@@ -26,6 +26,7 @@ import hpack
 import httpx
 import hyperframe.frame
 import pytest
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from telex.protocols.http_wire import H2_PREFACE
@@ -225,6 +226,25 @@ def test_the_h2c_preface_is_recognised_even_a_byte_at_a_time():
         webdav.dataReceived(bytes([byte]))
     assert isinstance(h2c._channel, TelexH2Connection)
     assert isinstance(webdav._channel, TelexHTTPChannel) and webdav._channel._command == b"PROPFIND"
+
+
+def test_a_bad_preface_sent_slowly_leaves_no_http1_head_deadline_behind():
+    from telex.layers import InMemoryChannelLayer
+    from telex.protocols.http_wire import TelexH2Connection
+    from telex.server.server import Server
+    from telex.server.settings import ServerSettings
+
+    clock = Clock()
+    factory = Server(ServerSettings(), InMemoryChannelLayer()).http_factory
+    protocol = factory.buildProtocol(None)
+    protocol.callLater = clock.callLater
+    protocol.makeConnection(StringTransport())
+    http1 = protocol._channel
+    protocol.dataReceived(b"INVALID CONNECTION ")  # could still be an HTTP/1 request line
+    assert http1._head_call is not None
+    protocol.dataReceived(b"PREFACE\r\n\r\n")
+    assert isinstance(protocol._channel, TelexH2Connection)
+    assert http1._head_call is None and not http1._closing
 
 
 # -- streams ----------------------------------------------------------------------

@@ -168,16 +168,23 @@ class TelexHTTPChannel(http.HTTPChannel):
         if self._closing:
             return
         if self._head_call is None and self.line_mode and not self._handlingRequest:
-            # The first bytes of a request head: it must be complete in time.
-            deadline = self.factory.context.settings.request_head_timeout
-            self._head_call = self.callLater(deadline, self._head_timed_out)
+            self.start_head_deadline()
         super().dataReceived(data)
 
-    def allHeadersReceived(self) -> None:
+    def start_head_deadline(self) -> None:
+        """The first bytes of a request head are in: it must be complete in time."""
+        if self._head_call is None:
+            deadline = self.factory.context.settings.request_head_timeout
+            self._head_call = self.callLater(deadline, self._head_timed_out)
+
+    def cancel_head_deadline(self) -> None:
         if self._head_call is not None:
             if self._head_call.active():
                 self._head_call.cancel()
             self._head_call = None
+
+    def allHeadersReceived(self) -> None:
+        self.cancel_head_deadline()
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
@@ -209,8 +216,7 @@ class TelexHTTPChannel(http.HTTPChannel):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
-        if self._head_call is not None and self._head_call.active():
-            self._head_call.cancel()
+        self.cancel_head_deadline()
         super().connectionLost(reason)
 
 
@@ -380,6 +386,10 @@ class ConnectionProtocol(http._GenericHTTPChannelProtocol):
                 protocol = sniff_protocol(data, self.factory.context.settings.max_header_bytes)
                 if protocol is None:
                     self._sniffed = data
+                    if not H2_PREFACE.startswith(data):
+                        # An HTTP/1 request line still coming in, held back
+                        # by the sniffing: the head deadline runs already.
+                        self._channel.start_head_deadline()
                     return
                 self._sniffed = b""
             if protocol == b"h2":
@@ -393,6 +403,7 @@ class ConnectionProtocol(http._GenericHTTPChannelProtocol):
         producer = old._networkProducer
         producer.unregisterProducer()
         old.setTimeout(None)
+        old.cancel_head_deadline()  # armed while a bad preface came in (sniff_protocol)
         self._channel = TelexH2Connection()
         self._channel.requestFactory = self._requestFactory
         self._channel.site = self._site
