@@ -331,6 +331,14 @@ def test_a_request_head_must_arrive_within_the_deadline():
             assert sock.recv(4096).startswith(b"HTTP/1.1 408")
 
 
+def test_the_head_deadline_covers_a_first_request_line_still_incomplete():
+    # Held back until it tells HTTP/1.1 from a bad HTTP/2 preface (sniff_protocol).
+    with TelexServer(RAW, "--request-head-timeout", "0.5") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTT")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 408")
+
+
 # -- Malformed requests --------------------------------------------------------------------
 
 

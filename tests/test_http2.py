@@ -22,10 +22,14 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import hpack
 import httpx
+import hyperframe.frame
 import pytest
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from telex.protocols.http_wire import H2_PREFACE
 from tests.support.certs import make_ca, make_server_cert
 from tests.support.processes import TelexServer
 from tests.support.redis_server import free_port
@@ -224,6 +228,25 @@ def test_the_h2c_preface_is_recognised_even_a_byte_at_a_time():
     assert isinstance(webdav._channel, TelexHTTPChannel) and webdav._channel._command == b"PROPFIND"
 
 
+def test_a_bad_preface_sent_slowly_leaves_no_http1_head_deadline_behind():
+    from telex.layers import InMemoryChannelLayer
+    from telex.protocols.http_wire import TelexH2Connection
+    from telex.server.server import Server
+    from telex.server.settings import ServerSettings
+
+    clock = Clock()
+    factory = Server(ServerSettings(), InMemoryChannelLayer()).http_factory
+    protocol = factory.buildProtocol(None)
+    protocol.callLater = clock.callLater
+    protocol.makeConnection(StringTransport())
+    http1 = protocol._channel
+    protocol.dataReceived(b"INVALID CONNECTION ")  # could still be an HTTP/1 request line
+    assert http1._head_call is not None
+    protocol.dataReceived(b"PREFACE\r\n\r\n")
+    assert isinstance(protocol._channel, TelexH2Connection)
+    assert http1._head_call is None and not http1._closing
+
+
 # -- streams ----------------------------------------------------------------------
 
 
@@ -327,3 +350,223 @@ def test_h2load_completes_every_request(server, tls):
         check=False,
     )
     assert "400 succeeded" in result.stdout, result.stdout + result.stderr
+
+
+# -- conformance (h2spec cases, as frames over a real socket) ------------------------
+#
+# h2spec cannot run in CI; each case it failed is reproduced here, on both ways
+# into HTTP/2 (TLS with ALPN, and cleartext with prior knowledge), which must
+# behave alike. Test names carry the h2spec case numbers.
+
+
+class RawH2:
+    """An HTTP/2 peer writing frames by hand (hyperframe, hpack), for the
+    malformed input that the ``h2`` state machine would refuse to send."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.encoder = hpack.Encoder()
+
+    def send(self, *frames: hyperframe.frame.Frame | bytes) -> None:
+        self.sock.sendall(b"".join(f if isinstance(f, bytes) else f.serialize() for f in frames))
+
+    def handshake(self, settings: dict[int, int] | None = None) -> None:
+        """Preface and SETTINGS both ways, each acknowledged."""
+        self.send(H2_PREFACE)
+        self.send(hyperframe.frame.SettingsFrame(0, settings=settings or {}))
+        acked = server_settings = False
+        while not (acked and server_settings):
+            frame = self.read()
+            assert frame is not None, "the server closed during the handshake"
+            if isinstance(frame, hyperframe.frame.SettingsFrame):
+                if "ACK" in frame.flags:
+                    acked = True
+                else:
+                    server_settings = True
+                    self.send(hyperframe.frame.SettingsFrame(0, flags=["ACK"]))
+
+    def headers(self, stream_id: int, path: str = "/", block: bytes | None = None) -> None:
+        if block is None:
+            block = self.encoder.encode(
+                [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1")]
+            )
+        self.send(hyperframe.frame.HeadersFrame(stream_id, block, flags=["END_HEADERS", "END_STREAM"]))
+
+    def read(self, timeout: float = 5.0) -> hyperframe.frame.Frame | None:
+        """The next frame, or None once the server has closed the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buffer) >= 9:
+                frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(self.buffer[:9]))
+                if len(self.buffer) >= 9 + length:
+                    frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+                    self.buffer = self.buffer[9 + length :]
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for a frame or the close")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                assert not self.buffer, f"the connection closed inside a frame: {self.buffer!r}"
+                return None
+            self.buffer += data
+
+    def read_until(self, kind: type, timeout: float = 5.0) -> hyperframe.frame.Frame:
+        while True:
+            frame = self.read(timeout)
+            assert frame is not None, f"the server closed before sending {kind.__name__}"
+            if isinstance(frame, kind):
+                return frame
+
+    def expect_connection_error(self, code: h2.errors.ErrorCodes) -> None:
+        """RFC 9113, 5.4.1: a GOAWAY with ``code``, then the connection closes."""
+        goaway = self.read_until(hyperframe.frame.GoAwayFrame)
+        assert goaway.error_code == code, f"GOAWAY {goaway.error_code}, not {code.name}"
+        self.expect_closed()
+
+    def expect_closed(self) -> None:
+        while (frame := self.read()) is not None:
+            assert not isinstance(frame, hyperframe.frame.DataFrame | hyperframe.frame.HeadersFrame), frame
+
+
+@pytest.fixture(scope="module")
+def patient_server(pki):
+    """As ``server``, with the default idle timeout: a close seen within a few
+    seconds comes from the case under test, not from the idle timer."""
+    clear_port = free_port()
+    process = TelexServer(
+        RAW,
+        "-e",
+        f"tcp:{clear_port}:interface=127.0.0.1",
+        "--ssl-certfile",
+        pki["cert"],
+        "--ssl-keyfile",
+        pki["key"],
+    )
+    process.clear_port = clear_port
+    with process:
+        yield process
+
+
+@pytest.fixture(params=["tls", "h2c"])
+def raw(request, patient_server, pki):
+    """A raw HTTP/2 connection, over TLS (ALPN h2) or cleartext; not yet handshaken."""
+    server = patient_server
+    if request.param == "tls":
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock = tls_context(pki).wrap_socket(sock, server_hostname="127.0.0.1")
+        assert sock.selected_alpn_protocol() == "h2"
+    else:
+        sock = socket.create_connection(("127.0.0.1", server.clear_port), timeout=10)
+    with sock:
+        yield RawH2(sock)
+
+
+def test_an_invalid_preface_is_a_connection_error_3_5_2(raw):
+    raw.send(b"INVALID CONNECTION PREFACE\r\n\r\n")
+    raw.expect_connection_error(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+
+
+def test_the_h2c_sniffing_keeps_http1_apart_from_a_bad_http2_preface():
+    from telex.protocols.http_wire import sniff_protocol
+
+    assert sniff_protocol(H2_PREFACE + b"\0\0", 100) == b"h2"
+    assert sniff_protocol(H2_PREFACE[:10], 100) is None
+    assert sniff_protocol(b"GET / HTTP/1.1\r\nHost: x\r\n", 100) == b"http/1.1"
+    assert sniff_protocol(b"\r\nGET / HTTP/1.0\r\n", 100) == b"http/1.1"
+    assert sniff_protocol(b"GET / HTTP/1.1", 100) is None  # the line is not complete
+    assert sniff_protocol(b"GET /" + b"a" * 100, 100) == b"http/1.1"  # too long: HTTP/1.1 answers 431
+    assert sniff_protocol(b"NONSENSE\r\n\r\n", 100) == b"http/1.1"  # HTTP/1.1 answers 400
+    assert sniff_protocol(b"INVALID CONNECTION PREFACE\r\n\r\n", 100) == b"h2"
+    assert sniff_protocol(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", 100) == b"h2"
+
+
+@pytest.mark.parametrize("error_code", [0x0, 0xFF], ids=["NO_ERROR-3.8.1", "unknown-code-7.1"])
+def test_the_peers_goaway_closes_the_connection_3_8_1_and_7_1(raw, error_code):
+    raw.handshake()
+    raw.send(
+        hyperframe.frame.GoAwayFrame(0, error_code=error_code), hyperframe.frame.PingFrame(0, b"telex h2")
+    )
+    raw.expect_closed()
+
+
+def test_a_ping_of_the_wrong_length_is_a_connection_error_that_closes_5_4_1_1(raw):
+    raw.handshake()
+    raw.send(b"\x00\x00\x06\x06\x00\x00\x00\x00\x00" + b"telex!")  # PING with 6 octets, not 8
+    raw.expect_connection_error(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+
+
+def test_a_settings_ack_with_a_payload_is_a_frame_size_error_6_5_1(raw):
+    raw.handshake()
+    raw.send(b"\x00\x00\x01\x04\x01\x00\x00\x00\x00\x00")
+    raw.expect_connection_error(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+
+
+# Header blocks that cannot be decoded (RFC 7541); the HPACK decoder's state is
+# lost with them, so each is a connection error of type COMPRESSION_ERROR (RFC 9113, 4.3).
+_GET = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "x")])
+UNDECODABLE_HEADER_BLOCKS = {
+    "index-past-the-tables-hpack-2.3.3.1": b"\xc6",
+    "literal-with-a-name-index-past-the-tables-hpack-2.3.3.2": b"\x7e\x01a",
+    "table-size-update-at-the-end-hpack-4.2.1": _GET + b"\x20",
+    "huffman-padding-longer-than-7-bits-hpack-5.2.1": b"\x00\x82\x1f\xff\x01a",
+    "huffman-padded-with-zeros-hpack-5.2.2": b"\x00\x81\x18\x01a",
+    "huffman-containing-eos-hpack-5.2.3": b"\x00\x84\xff\xff\xff\xff\x01a",
+    "index-0-hpack-6.1.1": b"\x80",
+    "table-size-update-over-the-setting-hpack-6.3.1": b"\x3f\xe2\x1f" + _GET,
+    "truncated-block-http2-4.3.1": b"\x40",
+}
+
+
+@pytest.mark.parametrize("block", UNDECODABLE_HEADER_BLOCKS.values(), ids=UNDECODABLE_HEADER_BLOCKS.keys())
+def test_an_undecodable_header_block_is_a_compression_error_that_closes(raw, block):
+    raw.handshake()
+    raw.headers(1, block=block)
+    raw.expect_connection_error(h2.errors.ErrorCodes.COMPRESSION_ERROR)
+
+
+def test_a_negative_send_window_is_tracked_and_the_data_follows_once_it_is_positive_6_9_2_2(raw):
+    initial_window = hyperframe.frame.SettingsFrame.INITIAL_WINDOW_SIZE
+    raw.handshake({initial_window: 3})
+    raw.headers(1, "/")
+    first = raw.read_until(hyperframe.frame.DataFrame)
+    assert first.data == b"Hel"
+    # The window shrinks by 1 to -1: nothing may be sent until it is positive again.
+    raw.send(hyperframe.frame.SettingsFrame(0, settings={initial_window: 2}))
+    assert "ACK" in raw.read_until(hyperframe.frame.SettingsFrame).flags
+    raw.send(hyperframe.frame.WindowUpdateFrame(1, window_increment=2))
+    second = raw.read_until(hyperframe.frame.DataFrame)
+    assert second.data == b"l"  # window -1 + 2
+    # Opening the window by SETTINGS alone also lets the rest out.
+    raw.send(hyperframe.frame.SettingsFrame(0, settings={initial_window: 65535}))
+    rest = b""
+    while True:
+        frame = raw.read_until(hyperframe.frame.DataFrame)
+        rest += frame.data
+        if "END_STREAM" in frame.flags:
+            break
+    assert first.data + second.data + rest == b"Hello world! You asked for /"
+
+
+def test_a_stream_waiting_for_its_window_costs_no_cpu(raw, patient_server):
+    """Twisted's sending loop spun (callLater(0)) while a stream had output but no window."""
+    raw.handshake({hyperframe.frame.SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+    raw.headers(1, "/")
+    time.sleep(0.3)  # the response is in the server, waiting for a window
+    cpu_before = _cpu_seconds(patient_server.process.pid)
+    time.sleep(1.0)  # the CPU the server burns meanwhile is what is measured
+    used = _cpu_seconds(patient_server.process.pid) - cpu_before
+    assert used < 0.3, f"the server used {used:.2f}s of CPU in 1s while the stream waited"
+    raw.send(hyperframe.frame.WindowUpdateFrame(1, window_increment=100))
+    assert raw.read_until(hyperframe.frame.DataFrame).data.startswith(b"Hello world!")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -53,3 +53,29 @@ def test_h2_stream_calls_the_same_request_hooks_and_can_pause():
         assert name in source
     assert callable(_http2.H2Stream.pauseProducing) and callable(_http2.H2Stream.resumeProducing)
     assert "self.command" in source and "self.path" in source
+
+
+def test_h2_connection_sends_from_a_loop_telex_can_schedule():
+    # TelexH2Connection blocks streams without a send window before each round
+    # and wakes the loop when a window opens (docs/tls-http2.md, Conformance).
+    source = inspect.getsource(_http2.H2Connection._sendPrioritisedData)
+    assert "self._reactor.callLater(0, self._sendPrioritisedData)" in source
+    assert "self._sendingDeferred.addCallback(self._sendPrioritisedData)" in source
+    assert "_END_STREAM_SENTINEL" in source and "self._outboundStreamQueues[stream]" in source
+
+
+def test_h2_connection_calls_connection_lost_itself_when_it_closes():
+    # TelexH2Connection unregisters from the transport there, or TLS never closes.
+    for method in (_http2.H2Connection._terminate, _http2.H2Connection.dataReceived):
+        source = inspect.getsource(method)
+        assert "self.transport.loseConnection()" in source and "self.connectionLost(" in source
+
+
+def test_h2_library_parts_telex_adjusts_its_error_codes_in():
+    import h2.connection
+    import h2.frame_buffer
+
+    assert "self._data" in inspect.getsource(h2.frame_buffer.FrameBuffer.__next__)
+    assert "self.incoming_buffer" in inspect.getsource(h2.connection.H2Connection.receive_data)
+    assert "_decode_headers" in inspect.getsource(h2.connection.H2Connection._receive_headers_frame)
+    assert "raise ProtocolError(msg) from e" in inspect.getsource(h2.connection._decode_headers)

@@ -8,19 +8,29 @@ layering of Hypercorn's ``protocol/h11.py``, ``protocol/h2.py`` under its
 channel (HTTP/1.1's ``HTTPChannel``, HTTP/2's ``H2Stream``).
 
 Below the adapters are the connection classes: ``TelexHTTPChannel`` (limits,
-head deadline, early endings), ``TelexH2Connection`` (idle timeout),
-``ConnectionProtocol`` (HTTP/1.1, or HTTP/2 by ALPN or the h2c preface) and
-``Refuse503`` (over the connection limit).
+head deadline, early endings), ``TelexH2Connection`` (Twisted's HTTP/2
+connection put right: idle timeout, closing over TLS, the GOAWAY codes RFC
+9113 names, send windows), ``ConnectionProtocol`` (HTTP/1.1, or HTTP/2 by
+ALPN or by the first bytes, ``sniff_protocol``) and ``Refuse503`` (over the
+connection limit).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
+import h2.connection
+from h2.connection import ConnectionState
+from h2.errors import ErrorCodes
+from h2.exceptions import DenialOfServiceError, FrameDataMissingError, ProtocolError
+from h2.frame_buffer import FrameBuffer
+from hpack.exceptions import HPACKError
+from hyperframe.frame import SettingsFrame
 from twisted.internet.protocol import Protocol
 from twisted.web import http
-from twisted.web._http2 import H2Connection  # twisted[http2] is a dependency
+from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection  # twisted[http2] is a dependency
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
@@ -158,16 +168,23 @@ class TelexHTTPChannel(http.HTTPChannel):
         if self._closing:
             return
         if self._head_call is None and self.line_mode and not self._handlingRequest:
-            # The first bytes of a request head: it must be complete in time.
-            deadline = self.factory.context.settings.request_head_timeout
-            self._head_call = self.callLater(deadline, self._head_timed_out)
+            self.start_head_deadline()
         super().dataReceived(data)
 
-    def allHeadersReceived(self) -> None:
+    def start_head_deadline(self) -> None:
+        """The first bytes of a request head are in: it must be complete in time."""
+        if self._head_call is None:
+            deadline = self.factory.context.settings.request_head_timeout
+            self._head_call = self.callLater(deadline, self._head_timed_out)
+
+    def cancel_head_deadline(self) -> None:
         if self._head_call is not None:
             if self._head_call.active():
                 self._head_call.cancel()
             self._head_call = None
+
+    def allHeadersReceived(self) -> None:
+        self.cancel_head_deadline()
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
@@ -199,40 +216,154 @@ class TelexHTTPChannel(http.HTTPChannel):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
-        if self._head_call is not None and self._head_call.active():
-            self._head_call.cancel()
+        self.cancel_head_deadline()
         super().connectionLost(reason)
 
 
-class TelexH2Connection(H2Connection):
-    """An HTTP/2 connection whose idle timeout spares streams awaiting the
-    application, and really closes over TLS.
+class _FrameReader(FrameBuffer):
+    """h2's frame reader. RFC 9113 (6.5) makes a SETTINGS acknowledgement with
+    a payload a FRAME_SIZE_ERROR; h2 calls it a PROTOCOL_ERROR (h2spec
+    http2/6.5/1). The frame header alone decides it."""
 
-    Twisted's HTTP/2 idle timer only counts frames, so a long-poll stream
-    would be cut off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops
-    that timer while a request is in progress. Streams whose request went to
-    the application are bounded by ``http_timeout`` instead.
+    def __next__(self) -> Any:
+        header = self._data[:9]
+        if len(header) == 9 and header[3] == SettingsFrame.type and header[4] & 0x1 and any(header[:3]):
+            raise FrameDataMissingError("a SETTINGS acknowledgement must have no payload")
+        return super().__next__()
+
+
+class _H2State(h2.connection.H2Connection):
+    """h2's state machine, with the GOAWAY that RFC 9113 asks for where h2
+    sends none or the wrong one."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config=config)
+        self.incoming_buffer = _FrameReader(server=not config.client_side)
+
+    def receive_data(self, data: Any) -> list[Any]:
+        try:
+            return super().receive_data(data)
+        except ProtocolError:
+            # h2 checks the preface before its error handling, so an invalid
+            # one (3.4: a connection error of type PROTOCOL_ERROR) queued no
+            # GOAWAY (h2spec http2/3.5/2).
+            if self.state_machine.state is not ConnectionState.CLOSED:
+                self.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            raise
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        try:
+            return super()._receive_headers_frame(frame)
+        except ProtocolError as exc:
+            # A header block that cannot be decoded is a COMPRESSION_ERROR
+            # (4.3), where h2 says PROTOCOL_ERROR (h2spec hpack/2.3.3, 4.2,
+            # 5.2, 6.1, 6.3 and http2/4.3). An oversized header list stays
+            # ENHANCE_YOUR_CALM (h2's DenialOfServiceError).
+            if isinstance(exc.__cause__, HPACKError) and not isinstance(exc, DenialOfServiceError):
+                exc.error_code = ErrorCodes.COMPRESSION_ERROR
+            raise
+
+
+class TelexH2Connection(H2Connection):
+    """Twisted's HTTP/2 connection, with what it gets wrong put right.
+
+    - Its idle timer only counts frames, so a long-poll stream would be cut
+      off after ``keep_alive_timeout`` with GOAWAY; HTTP/1.1 stops that timer
+      while a request is in progress. Streams whose request went to the
+      application are bounded by ``http_timeout`` instead.
+    - It never unregisters itself as its transport's producer, and Twisted's
+      TLS transport puts off a close until the producer is gone: over TLS a
+      connection error (or the peer's GOAWAY, or the idle timeout) sent its
+      GOAWAY and left the connection open. Cleartext TCP closed anyway, so
+      h2c and TLS behaved differently.
+    - Its sending loop keeps a stream whose send window is used up scheduled
+      (a busy loop of empty iterations), and when a SETTINGS frame makes the
+      window negative (RFC 9113, 6.9.2) it cuts a frame by that negative size
+      and h2 refuses it: the stream stalled for good. Here a stream is
+      scheduled only while it can send.
     """
+
+    def __init__(self, reactor: Any = None) -> None:
+        super().__init__(reactor)
+        self.conn = _H2State(config=self.conn.config)
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        # A WINDOW_UPDATE or a SETTINGS frame may have opened send windows.
+        self._schedule_sendable_streams()
+
+    def _sendPrioritisedData(self, *args: Any) -> None:
+        for stream_id, queue in self._outboundStreamQueues.items():
+            if queue and not self._can_send(stream_id, queue):
+                self.priority.block(stream_id)
+        super()._sendPrioritisedData(*args)
+
+    def _can_send(self, stream_id: int, queue: deque) -> bool:
+        """Whether the stream's next queued item may go out: ending a stream
+        needs no window, data needs a positive one."""
+        return queue[0] is _END_STREAM_SENTINEL or self.conn.local_flow_control_window(stream_id) > 0
+
+    def _schedule_sendable_streams(self) -> None:
+        """Unblock streams with output that their windows now let through, and
+        wake the sending loop if it was idle."""
+        woken = False
+        for stream_id, queue in self._outboundStreamQueues.items():
+            if queue and self._can_send(stream_id, queue):
+                self.priority.unblock(stream_id)
+                woken = True
+        if woken and self._sendingDeferred is not None:
+            waiting, self._sendingDeferred = self._sendingDeferred, None
+            waiting.callback(None)
+
+    def connectionLost(self, reason: Any, _cancelTimeouts: bool = True) -> None:
+        # Twisted calls this itself right after ``transport.loseConnection()``
+        # when it ends the connection; see the class docstring for why the
+        # producer must go.
+        if self.transport is not None:
+            self.transport.unregisterProducer()
+        super().connectionLost(reason, _cancelTimeouts)
 
     def timeoutConnection(self) -> None:
         if any(stream._request.state.in_progress for stream in self.streams.values()):
             self.resetTimeout()
             return
         super().timeoutConnection()
-        # Twisted's TLS transport puts off its close until its producer (this
-        # connection) unregisters: without this, an idle HTTP/2 connection
-        # over TLS got its GOAWAY but stayed open another ``abortTimeout`` (15 s).
-        self.transport.unregisterProducer()
+        self.transport.unregisterProducer()  # as in connectionLost: the TLS close waits for it
+
+
+def sniff_protocol(data: bytes, line_limit: int) -> bytes | None:
+    """``b"h2"`` or ``b"http/1.1"`` for a connection that began with ``data``;
+    None while its first bytes cannot tell yet.
+
+    The HTTP/2 preface (RFC 9113, 3.4) is reserved so that no HTTP/1 request
+    looks like it. Anything else is HTTP/1.1, unless its first line has the
+    shape of a request line naming a version other than HTTP/1.x or earlier
+    (``PRI * HTTP/2.0`` with a wrong tail, ``INVALID CONNECTION PREFACE``):
+    no HTTP/1 client sends that, so it is a bad HTTP/2 preface, answered with
+    GOAWAY PROTOCOL_ERROR by the HTTP/2 side (h2spec http2/3.5/2). Other
+    malformed lines stay HTTP/1.1's 400. At most the first line is buffered
+    (in practice the first packet), and no more than ``line_limit`` bytes:
+    beyond that HTTP/1.1 answers 431.
+    """
+    if data.startswith(H2_PREFACE):
+        return b"h2"
+    if H2_PREFACE.startswith(data):
+        return None
+    line, found, _ = data.lstrip(b"\r\n").partition(b"\n")
+    if not found:
+        return None if len(data) <= line_limit else b"http/1.1"
+    words = line.rstrip(b"\r").split(b" ")
+    if len(words) == 3 and not words[2].startswith((b"HTTP/1.", b"HTTP/0.")):
+        return b"h2"
+    return b"http/1.1"
 
 
 class ConnectionProtocol(http._GenericHTTPChannelProtocol):
     """HTTP/1.1, or HTTP/2 by ALPN or by the prior-knowledge preface (h2c).
 
-    Twisted's switch only looks at ALPN. This one also recognises a
-    cleartext connection that starts with the HTTP/2 preface, which RFC 9113
-    reserves so that no HTTP/1 request can look like it; the bytes are
-    buffered only until they can no longer be the preface (the first packet,
-    in practice).
+    Twisted's switch only looks at ALPN. This one also tells the two apart
+    on cleartext connections (and TLS ones without ALPN) by their first
+    bytes; see ``sniff_protocol``.
     """
 
     _sniffed = b""
@@ -252,11 +383,15 @@ class ConnectionProtocol(http._GenericHTTPChannelProtocol):
             protocol = getattr(self._channel.transport, "negotiatedProtocol", None)
             if protocol is None:  # cleartext, or TLS without ALPN
                 data = self._sniffed + data
-                if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+                protocol = sniff_protocol(data, self.factory.context.settings.max_header_bytes)
+                if protocol is None:
                     self._sniffed = data
+                    if not H2_PREFACE.startswith(data):
+                        # An HTTP/1 request line still coming in, held back
+                        # by the sniffing: the head deadline runs already.
+                        self._channel.start_head_deadline()
                     return
                 self._sniffed = b""
-                protocol = b"h2" if data.startswith(H2_PREFACE) else b"http/1.1"
             if protocol == b"h2":
                 self._switch_to_h2()
             self._negotiatedProtocol = protocol
@@ -268,6 +403,7 @@ class ConnectionProtocol(http._GenericHTTPChannelProtocol):
         producer = old._networkProducer
         producer.unregisterProducer()
         old.setTimeout(None)
+        old.cancel_head_deadline()  # armed while a bad preface came in (sniff_protocol)
         self._channel = TelexH2Connection()
         self._channel.requestFactory = self._requestFactory
         self._channel.site = self._site
