@@ -31,10 +31,11 @@ def test_raw_error_response_is_a_whole_closing_response_with_a_small_page():
     assert b"try again shortly" in body
 
 
-def test_raw_error_response_without_detail_has_no_body():
-    assert msgs.raw_error_response(408) == (
-        b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-    )
+def test_raw_error_response_without_detail_has_no_body_and_carries_a_date():
+    head, _, body = msgs.raw_error_response(408).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[:3] == [b"HTTP/1.1 408 Request Timeout", b"connection: close", b"content-length: 0"]
+    assert lines[3].startswith(b"date: ") and lines[3].endswith(b" GMT") and body == b""
 
 
 # -- the request's phases ----------------------------------------------------------------
