@@ -212,12 +212,12 @@ class LoopConnections:
         """Resolve a command's future from its reply (``command``: the script an EVALSHA runs, or
         empty, and the packed command)."""
         script, packed = command
+        exc = None if done.cancelled() else done.exception()  # retrieved even when nobody waits
         if result.done():
             return
         if done.cancelled():
             result.cancel()
             return
-        exc = done.exception()
         if exc is None:
             reply = done.result()
             if not isinstance(reply, hiredis.ReplyError):
@@ -234,7 +234,9 @@ class LoopConnections:
                 and wire.lost is None
             ):
                 # Queued back to back on the same wire: the load runs first.
-                wire.call(pack(b"SCRIPT", b"LOAD", SOURCES[script]))
+                loading = wire.call(pack(b"SCRIPT", b"LOAD", SOURCES[script]))
+                # Its outcome is the retry's: a lost wire fails both; retrieve it so asyncio stays quiet.
+                loading.add_done_callback(lambda load: load.cancelled() or load.exception())
                 retry = wire.call(packed)  # no second load
                 retry.add_done_callback(lambda again: self._settle(shard, ("", packed), again, result))
                 return
