@@ -39,6 +39,8 @@ WORKER_FLAG_ONLY = {
     "exclude_channels",
     "ordering_timeout",
     "stop_timeout",
+    "processes",
+    "reload",
     "verbosity",
 }
 

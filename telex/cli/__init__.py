@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"{__name__}.{args.command}")
+    args.words = words  # a supervisor (--workers, --reload) runs the same command line again
     try:
         return module.run(args)
     except UsageError as exc:

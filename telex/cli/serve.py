@@ -13,11 +13,13 @@ import logging
 import os
 import resource
 import socket
+import stat
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._options import option
+from ..supervisor import child_index, inherited_fds
 from . import UsageError
 from ._flags import add_options, values
 
@@ -86,6 +88,20 @@ class ServeCommand:
     threads: int = option(
         "--threads", kind="int", group="application", default=1, help="consumer threads for --routing"
     )
+    workers: int = option(
+        "--workers",
+        kind="int",
+        group="operations",
+        default=1,
+        help="run this many server processes on the same socket, restarted if they die (docs/deployment.md)",
+    )
+    reload: bool = option(
+        "--reload",
+        kind="switch",
+        group="operations",
+        default=False,
+        help="development only: restart when a .py file under the current directory changes",
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -138,6 +154,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
             raise UsageError(f"--{name.replace('_', '-')} needs --ssl-certfile")
     endpoints, tls_endpoints = endpoint_strings(command, tls_wanted=given["ssl_certfile"] is not None)
     fds = [] if command.file_descriptor is None else [command.file_descriptor]
+    if child_index() is not None:
+        # The supervisor bound every socket; this process serves on them.
+        endpoints, tls_endpoints, fds = [], [], inherited_fds()
     settings = ServerSettings(endpoints=endpoints, tls_endpoints=tls_endpoints, adopt_fds=fds, **given)
     if settings.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
         raise UsageError("--reuse-port: this platform has no SO_REUSEPORT")
@@ -145,7 +164,43 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
         raise UsageError("--request-body-chunk-size must be at least 1 byte")
     if command.threads < 1:
         raise UsageError("--threads must be at least 1")
+    if command.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    shared_layer = command.routing is None and not (command.channel_layer or "").startswith("memory:")
+    if command.workers > 1 and not shared_layer:
+        raise UsageError(
+            "--workers > 1 needs a layer shared between processes (redis://...), not memory:// or --routing"
+        )
+    if (command.workers > 1 or command.reload) and (command.endpoints or tls_endpoints):
+        raise UsageError("--workers and --reload listen on -b/-p, -u or --fd only (not -e or TLS)")
     return command, settings
+
+
+def supervised_sockets(command: ServeCommand) -> list[int]:
+    """Bind what -b/-p, -u and --fd name, for the children to inherit (``--workers``, ``--reload``)."""
+    sockets = []
+    if command.file_descriptor is not None:
+        sockets.append(socket.socket(fileno=os.dup(command.file_descriptor)))
+    if command.unix_socket:
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(command.unix_socket) and stat.S_ISSOCK(os.stat(command.unix_socket).st_mode):
+            os.unlink(command.unix_socket)
+        unix.bind(command.unix_socket)
+        sockets.append(unix)
+    if command.host is not None or command.port is not None or not sockets:
+        host = (command.host or "127.0.0.1").strip("[]")
+        port = 8000 if command.port is None else command.port
+        tcp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sockets.append(tcp)
+    for sock in sockets:
+        sock.listen(1024)
+    # Kept open (detached) for the supervisor's lifetime: children come and go, the sockets stay.
+    return [sock.detach() for sock in sockets]
 
 
 def configure_logging(verbosity: int) -> None:
@@ -200,6 +255,10 @@ def run(args: argparse.Namespace) -> int:
     # Before anything (the user's modules included) imports the reactor.
     install_reactor()
     command, settings = settings_from_args(args)
+    if child_index() is None and (command.workers > 1 or command.reload):
+        from ..supervisor import run_supervised
+
+        return run_supervised(args.words, command.workers, supervised_sockets(command), command.reload)
     configure_logging(settings.verbosity)
     raise_open_file_limit()
     from ..server.run import ServeError, serve

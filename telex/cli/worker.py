@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from ..supervisor import child_index, supervisor_gone
 from . import UsageError
 from ._flags import add_options, values
 
@@ -52,6 +53,16 @@ def run(args: argparse.Namespace) -> int:
         )
     if settings.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {settings.threads}")
+    if settings.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {settings.processes}")
+    if settings.processes > 1 and spec.startswith("memory:"):
+        raise UsageError(
+            "--processes > 1 needs a layer shared between processes (redis://...), not memory://"
+        )
+    if child_index() is None and (settings.processes > 1 or settings.reload):
+        from ..supervisor import run_supervised
+
+        return run_supervised(args.words, settings.processes, [], settings.reload)
     try:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
@@ -83,9 +94,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     worker.start()
-    # The main thread only waits: the handler runs between its waits.
-    while not stop.wait(3600):
-        pass
+    # The main thread only waits: the handler runs between its waits. A
+    # supervised worker also looks once a second whether its supervisor died.
+    supervised = child_index() is not None
+    while not stop.wait(1.0 if supervised else 3600):
+        if supervised and supervisor_gone():
+            logging.getLogger("telex.worker").warning("the supervisor is gone; stopping")
+            break
     worker.stop(settings.stop_timeout)
     if worker.running:
         # Non-daemon threads would keep the process alive: leave now.

@@ -19,10 +19,11 @@ import signal
 import socket
 from typing import Any
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 
 from ..layers import LayerSpecError, get_channel_layer
+from ..supervisor import child_index, supervisor_gone
 from .bridge import ThreadedBridge
 from .server import Server
 from .settings import ServerSettings
@@ -110,6 +111,8 @@ def serve(
             worker.start()
             logger.info("running %d consumer thread(s) for %s", threads, routing)
         _notify_systemd(b"READY=1")
+        if child_index() is not None:
+            orphan_watch.start(1.0, now=False)
 
     def failed(failure: Any) -> None:
         failure = getattr(failure.value, "subFailure", failure)
@@ -131,6 +134,13 @@ def serve(
             state["error"] = f"cannot start: {type(exc).__name__}: {exc}"
             reactor.stop()
 
+    def stop_if_orphaned() -> None:
+        if supervisor_gone():
+            logger.warning("the supervisor is gone; shutting down")
+            orphan_watch.stop()
+            reactor.stop()
+
+    orphan_watch = task.LoopingCall(stop_if_orphaned)
     reactor.callWhenRunning(begin)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
     if signal_handlers:

@@ -68,6 +68,22 @@ class WorkerSettings:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait this long for running consumers",
     )
+    #: Worker processes run and restarted by one supervisor process.
+    processes: int = option(
+        "--processes",
+        kind="int",
+        env=False,
+        default=1,
+        help="run this many worker processes, restarted if they die",
+    )
+    #: Development only: restart on a change to a .py file under the current directory.
+    reload: bool = option(
+        "--reload",
+        kind="switch",
+        env=False,
+        default=False,
+        help="development only: restart when a .py file under the current directory changes",
+    )
     #: 0 warnings, 1 info, 2 debug (logger ``telex.worker``).
     verbosity: int = option(
         "-v",
