@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -28,6 +30,9 @@ logger = logging.getLogger("telex.supervisor")
 CHILD_VARIABLE = "TELEX_SUPERVISOR_CHILD"
 FDS_VARIABLE = "TELEX_SUPERVISOR_FDS"
 PARENT_VARIABLE = "TELEX_SUPERVISOR_PID"
+#: A directory the children share (``telex.server.process_metrics``); a child's
+#: files, named ``<index>.*``, are removed when it exits.
+SHARED_DIRECTORY_VARIABLE = "TELEX_SUPERVISOR_DIR"
 
 #: Restart delays double from the first to the last; a child that ran this
 #: long before dying starts the series again.
@@ -102,6 +107,7 @@ class Supervisor:
         previous = {signum: signal.signal(signum, lambda *_: None) for signum in handled}
         old_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         snapshot = self._files_snapshot() if self.reload_under else None
+        self.directory = tempfile.mkdtemp(prefix="telex-supervisor-")
         try:
             for child in self.children:
                 self._start(child)
@@ -130,6 +136,7 @@ class Supervisor:
                         logger.warning("%s changed; restarting", os.path.relpath(changed))
                         self._restart_all()
         finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -144,6 +151,7 @@ class Supervisor:
                 CHILD_VARIABLE: str(child.index),
                 FDS_VARIABLE: ",".join(map(str, self.fds)),
                 PARENT_VARIABLE: str(os.getpid()),
+                SHARED_DIRECTORY_VARIABLE: self.directory,
             },
         )
         # A process group of its own: Ctrl-C in a terminal reaches only the
@@ -180,6 +188,9 @@ class Supervisor:
             code = child.process.returncode
             pid = child.process.pid
             child.process = None
+            for name in os.listdir(self.directory):
+                if name.split(".")[0] == str(child.index):
+                    os.unlink(os.path.join(self.directory, name))
             if child.reloading:
                 child.reloading = False
                 child.restart_at = time.monotonic()

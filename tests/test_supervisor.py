@@ -191,3 +191,29 @@ def test_reload_keeps_the_socket_while_the_code_fails_to_import(tmp_path):
         write_app(tmp_path, "fixed")
         os.utime(tmp_path / "reloaded_app.py", (time.time() + 10, time.time() + 10))
         wait_for_count(server, "reply channels", 2, timeout=20)
+
+
+def metric_samples(server: TelexProcess, name: str) -> dict[str, float]:
+    """``{process: value}`` of one metric, from one scrape."""
+    status, _, body = request(server, "GET", "/metrics")
+    assert status == 200
+    found = re.findall(rf'^{name}{{process="(\d+)"}} (\S+)$', body.decode(), re.MULTILINE)
+    return {process: float(value) for process, value in found}
+
+
+def test_metrics_report_every_child_whichever_takes_the_scrape():
+    with TelexServer(RAW, "--workers", "2", "--metrics-path", "/metrics", ready=None) as server:
+        wait_for_count(server, "reply channels", 2)
+        for number in range(10):
+            assert request(server, "GET", f"/message/{number}")[0] == 200
+        deadline = time.monotonic() + 15
+        while True:
+            # A counter appears in a process once it counted: the sum is what matters.
+            samples = metric_samples(server, "telex_http_requests_started_total")
+            if sum(samples.values()) == 10:
+                break
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.2)
+        # Every scrape (a fresh connection each, so either child may take it) sees both.
+        for _ in range(10):
+            assert set(metric_samples(server, "telex_open_websockets")) == {"0", "1"}

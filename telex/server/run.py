@@ -23,8 +23,9 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 
 from ..layers import LayerSpecError, get_channel_layer
-from ..supervisor import child_index, supervisor_gone
+from ..supervisor import SHARED_DIRECTORY_VARIABLE, child_index, supervisor_gone
 from .bridge import ThreadedBridge
+from .process_metrics import WRITE_INTERVAL, ProcessGroupMetrics
 from .server import Server
 from .settings import ServerSettings
 from .tls import is_tls_port
@@ -113,6 +114,7 @@ def serve(
         _notify_systemd(b"READY=1")
         if child_index() is not None:
             orphan_watch.start(1.0, now=False)
+            _share_metrics(server, child_index())
 
     def failed(failure: Any) -> None:
         failure = getattr(failure.value, "subFailure", failure)
@@ -149,6 +151,16 @@ def serve(
     if state["error"]:
         raise ServeError(state["error"])
     return 0
+
+
+def _share_metrics(server: Server, index: int) -> None:
+    """Under ``--workers``: the metrics path answers for every child (``process_metrics``)."""
+    directory = os.environ.get(SHARED_DIRECTORY_VARIABLE)
+    if server.settings.metrics_path is None or not directory:
+        return
+    group = ProcessGroupMetrics(directory, index, server.metrics.render)
+    server.render_metrics = group.render
+    task.LoopingCall(group.write).start(WRITE_INTERVAL, now=True)
 
 
 def attach_websocket(server: Server) -> None:
