@@ -198,7 +198,7 @@ class Supervisor:
             if self.stopping is not None:
                 # Killed by the very signal passed on: it was still starting, which is no failure.
                 if code not in (0, -self.stopping):
-                    self.status = 1
+                    self.status = self.status or 1
                 continue
             if self.reload_under is not None:
                 # Most likely the user's code fails to import: the next change restarts it.

@@ -40,6 +40,7 @@ WORKER_FLAG_ONLY = {
     "ordering_timeout",
     "stop_timeout",
     "processes",
+    "outage_summary_interval",
     "reload",
     "verbosity",
 }

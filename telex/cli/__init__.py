@@ -23,6 +23,15 @@ SUBCOMMANDS = ("serve", "worker")
 class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
+    status = 2
+
+
+class LayerUnreachable(UsageError):
+    """The channel layer did not answer at start; one line, exit status 1, so that a
+    supervisor (systemd, ``--workers``) restarts the command until it does."""
+
+    status = 1
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``telex`` parser, with the arguments of ``command`` (of every subcommand if None)."""
@@ -55,4 +64,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return module.run(args)
     except UsageError as exc:
         print(f"telex {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.status

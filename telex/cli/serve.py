@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._options import option
 from ..supervisor import child_index, inherited_fds
-from . import UsageError
+from . import LayerUnreachable, UsageError
 from ._flags import add_options, values
 
 if TYPE_CHECKING:
@@ -261,10 +261,12 @@ def run(args: argparse.Namespace) -> int:
         return run_supervised(args.words, command.workers, supervised_sockets(command), command.reload)
     configure_logging(settings.verbosity)
     raise_open_file_limit()
-    from ..server.run import ServeError, serve
+    from ..server.run import LayerUnreachableError, ServeError, serve
 
     try:
         return serve(settings, command.channel_layer, routing=command.routing, threads=command.threads)
+    except LayerUnreachableError as exc:
+        raise LayerUnreachable(str(exc)) from None
     except ServeError as exc:
         if settings.verbosity >= 2 and exc.__cause__ is not None:
             logging.getLogger("telex.server").exception("start-up failed", exc_info=exc.__cause__)

@@ -16,7 +16,7 @@ import sys
 import threading
 
 from ..supervisor import child_index, supervisor_gone
-from . import UsageError
+from . import LayerUnreachable, UsageError
 from ._flags import add_options, values
 
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..layers import LayerSpecError, get_channel_layer
+    from ..layers import LayerSpecError, get_channel_layer, unreachable
     from ..worker import RoutingError, Worker
     from ..worker.settings import WorkerSettings
 
@@ -75,10 +75,14 @@ def run(args: argparse.Namespace) -> int:
             only_channels=settings.only_channels,
             exclude_channels=settings.exclude_channels,
             ordering_timeout=settings.ordering_timeout,
+            outage_summary_interval=settings.outage_summary_interval,
         )
     except (RoutingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
+    problem = unreachable(layer)
+    if problem is not None:
+        raise LayerUnreachable(problem)
     if spec.startswith("memory:"):
         logging.getLogger("telex.worker").warning(
             "memory:// lives in this process only; no server will reach this worker (use redis://)"

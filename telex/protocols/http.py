@@ -241,7 +241,8 @@ class AsgiRequest(http.Request):
         elif failure.check(self.context.message_too_large):
             self._refuse(413, "The request is too large for the channel layer.")
         else:
-            logger.error("could not send http.request: %s", failure.getErrorMessage())
+            # The bridge logs the outage once (telex/_outage.py), not a line per request.
+            logger.debug("could not send http.request: %s", failure.getErrorMessage())
             self._refuse(503, "The channel layer is unavailable.")
 
     # -- streaming the body --------------------------------------------------------
@@ -289,7 +290,7 @@ class AsgiRequest(http.Request):
             delay = BODY_RETRY_DELAYS[min(attempt, len(BODY_RETRY_DELAYS) - 1)]
             reactor.callLater(delay, self._send_chunk, message, attempt + 1)
             return
-        logger.error("could not send a body chunk to %s: %s", self._body_channel, failure.getErrorMessage())
+        logger.debug("could not send a body chunk to %s: %s", self._body_channel, failure.getErrorMessage())
         self._chunk_in_flight = False
         self._refuse(503, "The channel layer is unavailable.")
 

@@ -35,6 +35,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
 
+from .._outage import OutageLog
 from ..layers.base import ChannelFull, MessageTooLarge
 
 logger = logging.getLogger("telex.server")
@@ -59,6 +60,8 @@ class LayerBridge:
         self.layer = layer
         self.running = False
         self.errors = 0  # reader errors and failed sends: telex_layer_errors_total
+        #: Logs an outage once, with summaries, instead of a line per failure.
+        self.outage = OutageLog(logger)
         # Refusals the spec gives the protocols to answer (503, 413, 1013...), not errors.
         self._refusals = (
             getattr(layer, "ChannelFull", ChannelFull),
@@ -77,10 +80,11 @@ class LayerBridge:
     def send_failed(self, failure: Failure) -> None:
         if not failure.check(*self._refusals):
             self.errors += 1
+            self.outage.failed("sends failed (answered 503 or closed)", failure.value)
 
-    def _log_error(self, what: str, exc: BaseException, backoff: float) -> None:
+    def _reader_failed(self, exc: BaseException) -> None:
         self.errors += 1
-        logger.error("channel layer error while %s: %s; retrying in %.1fs", what, exc, backoff)
+        self.outage.failed("reply reads failed (retried with backoff)", exc)
 
 
 class AsyncioBridge(LayerBridge):
@@ -110,7 +114,7 @@ class AsyncioBridge(LayerBridge):
             except asyncio.CancelledError:
                 return
             except Exception as exc:
-                self._log_error("receiving replies", exc, backoff)
+                self._reader_failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
                 continue
@@ -118,6 +122,10 @@ class AsyncioBridge(LayerBridge):
                 if channel is not None:
                     _dispatch_safely(dispatch, channel, message)
                     handled += 1
+            if self.outage.active and any(channel is not None for channel, _ in received):
+                # A reply came: the layer is back. (An empty read proves nothing: a layer
+                # may wait out an outage inside its receive, then return nothing.)
+                self.outage.recovered()
             if handled >= READER_BATCH:
                 # An in-process receive with messages waiting returns without
                 # suspending; let the reactor run other work between batches.
@@ -187,12 +195,14 @@ class ThreadedBridge(LayerBridge):
                 channel, message = self.layer.receive(channels, block=True)
                 backoff = ERROR_BACKOFF[0]
             except Exception as exc:
-                self._log_error("receiving replies", exc, backoff)
+                self._reader_failed(exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
                 continue
             if channel is not None:
                 reactor.callFromThread(_dispatch_safely, dispatch, channel, message)
+                if self.outage.active:
+                    reactor.callFromThread(self.outage.recovered)
             elif time.monotonic() - started < EMPTY_RECEIVE_PAUSE:
                 time.sleep(EMPTY_RECEIVE_PAUSE)
 
@@ -252,4 +262,6 @@ def _finish(outcome: object, result: defer.Deferred, done: defer.Deferred, bridg
         bridge.send_failed(outcome)
         result.errback(outcome)
     else:
+        if bridge.outage.active:
+            bridge.outage.recovered()
         result.callback(outcome)

@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 
-from ..layers import LayerSpecError, get_channel_layer
+from ..layers import LayerSpecError, get_channel_layer, unreachable
 from ..supervisor import SHARED_DIRECTORY_VARIABLE, child_index, supervisor_gone
 from .bridge import ThreadedBridge
 from .process_metrics import WRITE_INTERVAL, ProcessGroupMetrics
@@ -35,6 +35,10 @@ logger = logging.getLogger("telex.server")
 
 class ServeError(Exception):
     """Start-up failed for a reason the user can fix; the message says which."""
+
+
+class LayerUnreachableError(ServeError):
+    """The layer did not answer at start: worth a restart later (exit status 1), not a usage error."""
 
 
 def load_layer(spec: str | None, routing: str | None) -> Any:
@@ -55,12 +59,9 @@ def load_layer(spec: str | None, routing: str | None) -> Any:
 
 def check_layer_reachable(layer: Any) -> None:
     """Fail at start, with one line, if a network layer cannot be reached."""
-    if getattr(layer, "in_process", False):
-        return
-    try:
-        layer.receive(["telex.health"], block=False)
-    except Exception as exc:
-        raise ServeError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
+    problem = unreachable(layer)
+    if problem is not None:
+        raise LayerUnreachableError(problem)
 
 
 def serve(
@@ -90,6 +91,7 @@ def serve(
     server = Server(settings, layer)
     if settings.force_sync:
         server.bridge = ThreadedBridge(layer)
+    server.bridge.outage.summary_interval = settings.outage_summary_interval
     attach_websocket(server)
     state: dict[str, Any] = {"error": None}
 
@@ -112,9 +114,10 @@ def serve(
             worker.start()
             logger.info("running %d consumer thread(s) for %s", threads, routing)
         _notify_systemd(b"READY=1")
-        if child_index() is not None:
+        index = child_index()
+        if index is not None:
             orphan_watch.start(1.0, now=False)
-            _share_metrics(server, child_index())
+            _share_metrics(server, index)
 
     def failed(failure: Any) -> None:
         failure = getattr(failure.value, "subFailure", failure)

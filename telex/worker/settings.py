@@ -68,6 +68,15 @@ class WorkerSettings:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait this long for running consumers",
     )
+    #: Seconds between two summaries while the channel layer is unavailable (docs/deployment.md).
+    outage_summary_interval: float = option(
+        "--outage-summary-interval",
+        kind="seconds",
+        env=False,
+        default=60.0,
+        metavar="SECONDS",
+        help="while the channel layer is unavailable, log a summary with counts this often",
+    )
     #: Worker processes run and restarted by one supervisor process.
     processes: int = option(
         "--processes",
