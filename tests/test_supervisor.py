@@ -217,3 +217,37 @@ def test_metrics_report_every_child_whichever_takes_the_scrape():
         # Every scrape (a fresh connection each, so either child may take it) sees both.
         for _ in range(10):
             assert set(metric_samples(server, "telex_open_websockets")) == {"0", "1"}
+
+
+def test_workers_share_a_unix_socket_the_supervisor_binds(tmp_path):
+    path = str(tmp_path / "telex.sock")
+    server = TelexProcess(["serve", RAW, "--workers", "2", "-u", path], ready=None)
+    with server:
+        wait_for_count(server, "reply channels", 2)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            client.connect(path)
+            client.sendall(b"GET /message HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    assert not os.path.exists(path)
+
+
+def test_worker_reload_restarts_on_a_change_to_its_routing_module(tmp_path, redis_server):
+    (tmp_path / "reloaded_routing.py").write_text("channel_routing = []\n")
+    url = redis_server.url + "?prefix=reload-worker"
+    worker = TelexProcess(
+        ["worker", "reloaded_routing:channel_routing", "--layer", url, "--reload"],
+        ready=None,
+        cwd=str(tmp_path),
+    )
+    worker.env["PYTHONPATH"] = str(tmp_path) + os.pathsep + worker.env["PYTHONPATH"]
+    with worker:
+        wait_for_count(worker, "worker listening on", 1)
+        (tmp_path / "reloaded_routing.py").write_text("channel_routing = []  # changed\n")
+        os.utime(tmp_path / "reloaded_routing.py", (time.time() + 5, time.time() + 5))
+        worker.wait_for(r"reloaded_routing\.py changed; restarting", 15)
+        wait_for_count(worker, "worker listening on", 2)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
