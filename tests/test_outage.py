@@ -65,7 +65,11 @@ def test_the_server_logs_an_outage_once_with_summaries_and_its_end(fresh_redis_s
         server.wait_for(r"INFO\s+telex.server channel layer available again after [\d.]+ s: ")
         output = server.output
     assert output.count("channel layer unavailable: ") == 1
-    assert failed > 3 and "Traceback" not in output and "ERROR" not in output
+    # A handful of lines for hundreds of failed requests (Redis's own two, the data-loss check's
+    # one when it restarts empty, ours), none naming a request, no traceback.
+    noted = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert len(noted) <= 10 < failed, noted
+    assert "/during/" not in output and "Traceback" not in output
 
 
 def test_the_worker_logs_an_outage_once_with_summaries_and_its_end(fresh_redis_server):
