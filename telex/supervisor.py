@@ -19,6 +19,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,21 @@ def supervisor_gone() -> bool:
     return os.getppid() != int(os.environ.get(PARENT_VARIABLE, os.getppid()))
 
 
+def notify_systemd(state: bytes) -> None:
+    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state)
+    except OSError as exc:
+        logger.warning("could not notify systemd (%s): %s", state.decode(), exc)
+
+
 def inherited_fds() -> list[int]:
     return [int(fd) for fd in os.environ.get(FDS_VARIABLE, "").split(",") if fd]
 
@@ -93,6 +109,8 @@ class Supervisor:
         self.children = [Child(index) for index in range(count)]
         self.fds = list(fds)
         self.env = dict(os.environ if env is None else env)
+        # systemd (Type=notify, NotifyAccess=main) hears from the supervisor, not its children.
+        self.env.pop("NOTIFY_SOCKET", None)
         self.reload_under = reload_under
         self.stopping: int | None = None
         self.status = 0
@@ -111,6 +129,8 @@ class Supervisor:
         try:
             for child in self.children:
                 self._start(child)
+            # The sockets listen already: connections wait in their queue until a child accepts.
+            notify_systemd(b"READY=1")
             next_look = time.monotonic() + RELOAD_INTERVAL
             while any(child.process is not None for child in self.children) or self.stopping is None:
                 now = time.monotonic()
@@ -171,6 +191,7 @@ class Supervisor:
         if self.stopping is None:
             logger.info("received %s; stopping %d process(es)", signal.Signals(signum).name, self._running())
             self.stopping = signum
+            notify_systemd(b"STOPPING=1")
         self._send(signum)
 
     def _send(self, signum: int) -> None:

@@ -251,3 +251,31 @@ def test_worker_reload_restarts_on_a_change_to_its_routing_module(tmp_path, redi
         wait_for_count(worker, "worker listening on", 2)
         worker.signal(signal.SIGTERM)
         assert worker.wait(20) == 0
+
+
+def test_workers_on_an_inherited_fd_tell_systemd_ready_and_stopping_from_the_supervisor(tmp_path):
+    # telex.service's own command plus --workers: systemd passes the socket as --fd and
+    # hears READY=1 from the main process only (NotifyAccess=main).
+    with socket.socket() as listener, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(15)
+        fd = listener.fileno()
+        args = ["serve", RAW, "--fd", str(fd), "--workers", "2"]
+        server = TelexProcess(
+            args, env={"NOTIFY_SOCKET": str(tmp_path / "notify")}, pass_fds=[fd], ready=None
+        )
+        server.port = listener.getsockname()[1]
+        with server:
+            assert notify.recv(4096) == b"READY=1"
+            # Connections wait in the socket's queue until a child accepts them.
+            assert request(server, "GET", "/message/ready")[0] == 200
+            wait_for_count(server, "reply channels", 2)
+            server.signal(signal.SIGTERM)
+            assert notify.recv(4096) == b"STOPPING=1"
+            assert server.wait(20) == 0
+            # Only the supervisor spoke: no child sent its own READY=1.
+            notify.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                notify.recv(4096)

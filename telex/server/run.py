@@ -16,14 +16,13 @@ import gc
 import logging
 import os
 import signal
-import socket
 from typing import Any
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 
 from ..layers import LayerSpecError, get_channel_layer, unreachable
-from ..supervisor import SHARED_DIRECTORY_VARIABLE, child_index, supervisor_gone
+from ..supervisor import SHARED_DIRECTORY_VARIABLE, child_index, notify_systemd, supervisor_gone
 from .bridge import ThreadedBridge
 from .process_metrics import WRITE_INTERVAL, ProcessGroupMetrics
 from .server import Server
@@ -113,7 +112,7 @@ def serve(
         if worker is not None:
             worker.start()
             logger.info("running %d consumer thread(s) for %s", threads, routing)
-        _notify_systemd(b"READY=1")
+        notify_systemd(b"READY=1")
         index = child_index()
         if index is not None:
             orphan_watch.start(1.0, now=False)
@@ -229,7 +228,7 @@ def _install_signal_handlers(server: Server) -> None:
 
 
 def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
-    _notify_systemd(b"STOPPING=1")
+    notify_systemd(b"STOPPING=1")
     logger.info("shutting down: no new connections; %d in flight", server.in_flight())
     return defer.ensureDeferred(_drain(server, worker, settings))
 
@@ -249,18 +248,3 @@ async def _drain(server: Server, worker: Any, settings: ServerSettings) -> None:
     if worker is not None:
         await threads.deferToThread(worker.stop, settings.graceful_timeout)
     server.stop()
-
-
-def _notify_systemd(state: bytes) -> None:
-    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(state)
-    except OSError as exc:
-        logger.warning("could not notify systemd (%s): %s", state.decode(), exc)
