@@ -272,10 +272,15 @@ def watched_files(root: str) -> Iterator[tuple[str, float]]:
                     continue
 
 
-def run_supervised(words: Sequence[str], count: int, fds: Sequence[int], reload: bool) -> int:
-    """Supervise ``count`` copies of ``telex WORDS`` (this command line again)."""
+def run_supervised(words: Sequence[str], count: int, fds: Sequence[int], reload: bool, verbosity: int) -> int:
+    """Supervise ``count`` copies of ``telex WORDS`` (this command line again).
+
+    ``-v 0`` keeps the supervisor to its warnings (a child's exit, a restart), as it does the children.
+    """
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s %(message)s", stream=sys.stderr
+        level=logging.WARNING if verbosity == 0 else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s %(message)s",
+        stream=sys.stderr,
     )
     command = [sys.executable, "-m", "telex", *words]
     supervisor = Supervisor(command, count, fds, reload_under=os.getcwd() if reload else None)

@@ -258,7 +258,13 @@ def run(args: argparse.Namespace) -> int:
     if child_index() is None and (command.workers > 1 or command.reload):
         from ..supervisor import run_supervised
 
-        status = run_supervised(args.words, command.workers, supervised_sockets(command), command.reload)
+        status = run_supervised(
+            args.words,
+            command.workers,
+            supervised_sockets(command),
+            command.reload,
+            settings.verbosity,
+        )
         if command.unix_socket and os.path.exists(command.unix_socket):
             os.unlink(command.unix_socket)  # bound by the supervisor, so removed by it
         return status

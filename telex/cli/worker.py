@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if child_index() is None and (settings.processes > 1 or settings.reload):
         from ..supervisor import run_supervised
 
-        return run_supervised(args.words, settings.processes, [], settings.reload)
+        return run_supervised(args.words, settings.processes, [], settings.reload, settings.verbosity)
     try:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
