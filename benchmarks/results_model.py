@@ -10,6 +10,8 @@ from typing import Any
 # System names used in rows; ratios compare TELEX_* rows against the others.
 TELEX_MEMORY = "telex memory://"
 TELEX_REDIS = "telex redis"
+# The same through one command's supervised processes: telex serve --workers 2, telex worker --processes 2.
+TELEX_REDIS_WORKERS = "telex redis, --workers 2"
 TELEX_LAYER = "telex layer"
 DAPHNE = "daphne 1.4.2 stack"
 # A peer, not a Telex row: Daphne in front of Telex's own layer and worker.

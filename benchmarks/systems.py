@@ -21,13 +21,24 @@ from tests.support.redis_server import RedisServer
 
 from . import envs
 from .harness import BenchError, Proc, Processes, Skip, child_env, free_port, wait_for_port
-from .results_model import DAPHNE, DAPHNE_TELEX, TELEX_MEMORY, TELEX_REDIS, TWISTED_BARE, Context, Row
+from .results_model import (
+    DAPHNE,
+    DAPHNE_TELEX,
+    TELEX_MEMORY,
+    TELEX_REDIS,
+    TELEX_REDIS_WORKERS,
+    TWISTED_BARE,
+    Context,
+    Row,
+)
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 TELEX_ROUTING = "benchmarks.telex_app:routing"
 SYSTEMS = (TELEX_MEMORY, TELEX_REDIS, DAPHNE, TWISTED_BARE)
 # Scenarios that also compare the interface servers alone (issue 9).
 WITH_DAPHNE_TELEX = (TELEX_MEMORY, TELEX_REDIS, DAPHNE, DAPHNE_TELEX, TWISTED_BARE)
+# http-hello also runs Telex's processes two by two, as one command each (docs/deployment.md).
+HTTP_HELLO_SYSTEMS = (*WITH_DAPHNE_TELEX, TELEX_REDIS_WORKERS)
 START_TIMEOUT = 30.0
 
 # What each system's layer holds back, printed next to the fan-out figures.
@@ -36,6 +47,7 @@ CAPACITIES = {
     "channels share one 100 (daphne.response.X!)",
     TELEX_MEMORY: "memory:// defaults: capacity 100, process-local capacity 10,000",
     TELEX_REDIS: "redis:// defaults: capacity 100, process-local capacity 10,000",
+    TELEX_REDIS_WORKERS: "redis:// defaults: capacity 100, process-local capacity 10,000",
     DAPHNE_TELEX: "redis:// defaults: capacity 100, process-local capacity 10,000",
     TWISTED_BARE: "no layer",
 }
@@ -100,7 +112,7 @@ def running(system: str, ctx: Context, procs: Processes) -> Iterator[Server]:
     port = free_port()
     redis = None
     try:
-        if system in (DAPHNE, DAPHNE_TELEX, TELEX_REDIS):
+        if system in (DAPHNE, DAPHNE_TELEX, TELEX_REDIS, TELEX_REDIS_WORKERS):
             redis = RedisServer()
             redis.start()
         if system == TWISTED_BARE:
@@ -181,6 +193,15 @@ def running(system: str, ctx: Context, procs: Processes) -> Iterator[Server]:
                 "telex-worker", [sys.executable, "-m", "telex", "worker", TELEX_ROUTING, "--layer", redis.url]
             )
             server = Server(system, port, proc)
+        elif system == TELEX_REDIS_WORKERS:
+            assert redis is not None
+            serve = ["serve", "-b", "127.0.0.1", "-p", str(port), redis.url, "--workers", "2"]
+            proc = procs.start("telex-redis-workers", [sys.executable, "-m", "telex", *serve])
+            _telex_started(proc, port)
+            worker = ["worker", TELEX_ROUTING, "--layer", redis.url, "--processes", "2"]
+            procs.start("telex-worker-processes", [sys.executable, "-m", "telex", *worker])
+            # The memory figures are the supervisor's alone: its children are separate processes.
+            server = Server(system, port, proc, note="2 server + 2 worker processes, one command each")
         else:
             raise ValueError(f"unknown system {system!r}")
         http_get_ok(port, START_TIMEOUT)

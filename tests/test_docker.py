@@ -187,6 +187,10 @@ def test_the_compose_file_runs_redis_two_servers_and_workers_on_one_layer():
         assert "<<: *telex" in services[name], name
     for name in ("server1", "server2"):
         assert re.search(r'"127\.0\.0\.1:\d+:8000"', services[name]), name
+    # Servers and workers wait for Redis to answer its healthcheck, not merely to have started.
+    anchor = text.split("\nservices:\n")[0]
+    assert re.search(r"depends_on:\s+redis:\s+condition: service_healthy", anchor)
+    assert "healthcheck:" in services["redis"] and "redis-cli" in services["redis"]
     assert '["telex", "worker"]' in services["worker"]
     routing = re.search(r'"(examples\.[\w.]+):(\w+)"', services["worker"])
     assert routing is not None

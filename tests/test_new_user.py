@@ -124,3 +124,42 @@ def test_the_demo_chat_works_between_two_browser_tabs(tmp_path):
             second.screenshot(str(tmp_path / "second-tab.png"))
         finally:
             browser.close()
+
+
+def readme_install_commands() -> list[str]:
+    """The indented command lines of README's install section: from a checkout, from a git URL."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
+        section = readme.read().split("## Installing", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.startswith("    ") and line.strip()]
+
+
+def test_readme_installs_from_a_checkout_and_from_a_git_url(tmp_path):
+    from_checkout, from_git = readme_install_commands()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEX_", "PYTHON", "VIRTUAL_ENV"))}
+    copy_checkout(str(tmp_path / "telex"))
+    subprocess.run(["python3", "-m", "venv", "venv"], cwd=tmp_path, check=True, env=env)
+    venv = tmp_path / "venv" / "bin"
+    env["PATH"] = f"{venv}{os.pathsep}{env['PATH']}"
+
+    def run(command: str) -> None:
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    # README's first command as written, run next to the clone.
+    run(from_checkout)
+    run("telex --version && python -c 'import redis, telex.layers.redis'")
+    # The second from a git repository of the same files: only the URL's host differs.
+    repository = tmp_path / "telex"
+    for git in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"],
+    ):
+        subprocess.run(["git", *git], cwd=repository, check=True, capture_output=True)
+    assert "git+https://github.com/telex/telex.git" in from_git
+    # (A git+file URL needs a host for pip's requirement parser: localhost.)
+    local = from_git.replace("https://github.com/telex/telex.git", f"file://localhost{repository}")
+    run("pip uninstall -q -y telex && " + local.replace("pip install", "pip install -q"))
+    run("telex --version && python -c 'import redis, telex.layers.redis'")

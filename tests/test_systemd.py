@@ -27,6 +27,14 @@ UNITS = os.path.join(ROOT, "deploy", "systemd")
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
+SERVICES = (
+    "telex.socket",
+    "telex.service",
+    "telex@.service",
+    "telex-worker@.service",
+    "telex-django-worker@.service",
+)
+
 needs_socket_activate = pytest.mark.skipif(
     SOCKET_ACTIVATE is None, reason="systemd-socket-activate not installed (Debian package: systemd)"
 )
@@ -75,13 +83,13 @@ def service_arguments(name: str) -> list[str]:
 def test_the_unit_files_pass_systemd_analyze_verify(tmp_path):
     if SYSTEMD_ANALYZE is None:
         pytest.skip("systemd-analyze not installed (Debian package: systemd)")
-    for name in ("telex.socket", "telex.service", "telex@.service", "telex-django-worker@.service"):
+    for name in SERVICES:
         with open(os.path.join(UNITS, name)) as source:
             # verify insists that ExecStart's program exists on this machine.
             text = source.read().replace("/opt/telex/venv/bin/telex", sys.executable)
             text = text.replace("/opt/telex/venv/bin/python", sys.executable)
         (tmp_path / name).write_text(text)
-    units = ["telex.socket", "telex.service", "telex@1.service", "telex-django-worker@1.service"]
+    units = ["telex.socket", *(name.replace("@", "@1") for name in SERVICES if name != "telex.socket")]
     result = subprocess.run(
         [SYSTEMD_ANALYZE, "verify", "--man=no", *units],
         cwd=tmp_path,
@@ -180,3 +188,28 @@ def test_the_django_worker_unit_runs_runworker_and_outlasts_its_stop_timeout():
     # runworker's --stop-timeout is 10 s: systemd must not kill it mid-consumer.
     assert int(unit_value("telex-django-worker@.service", "Service", "TimeoutStopSec")) > 10
     assert unit_value("telex-django-worker@.service", "Service", "KillSignal") == "SIGTERM"
+
+
+@pytest.mark.parametrize("name", [name for name in SERVICES if name.endswith(".service")])
+def test_every_service_is_ordered_after_redis_and_never_stops_restarting(name):
+    after = unit_value(name, "Unit", "After").split()
+    assert "redis-server.service" in after and "redis.service" in after
+    # A Redis slow at boot: the service exits "channel layer unreachable" until it answers;
+    # without this, systemd gives up after five starts in ten seconds.
+    assert unit_value(name, "Unit", "StartLimitIntervalSec") == "0"
+    assert unit_value(name, "Service", "Restart") in ("on-failure", "always")
+    assert float(unit_value(name, "Service", "RestartSec")) >= 1
+
+
+def test_the_worker_unit_runs_telex_worker_and_outlasts_its_stop_timeout(redis_server):
+    arguments = service_arguments("telex-worker@.service")
+    assert arguments[0] == "worker"
+    assert int(unit_value("telex-worker@.service", "Service", "TimeoutStopSec")) > 10
+    env = unit_environment("telex-worker@.service")
+    env["TELEX_LAYER"] = redis_server.url + "?prefix=unit-worker"
+    arguments[1] = "examples.hello_http.routing:channel_routing"  # for myproject's routing
+    with TelexProcess(arguments, env=env, ready="worker listening on") as worker:
+        with TelexServer(env["TELEX_LAYER"]) as server:
+            assert request(server, "GET", "/")[0] == 200
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(15) == 0

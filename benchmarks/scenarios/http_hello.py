@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..harness import BenchError, Processes, Skip, run_json
 from ..results_model import DAPHNE, Context, Row
-from ..systems import WITH_DAPHNE_TELEX, running
+from ..systems import HTTP_HELLO_SYSTEMS, running
 
 NAME = "http-hello"
 POLL_NOTE = "Daphne polls its reply channel every 50 ms when idle"
@@ -88,7 +88,7 @@ def run(ctx: Context) -> list[Row]:
     rate = 200
     rows: list[Row] = []
     with Processes(ctx.log_dir) as procs:
-        for system in WITH_DAPHNE_TELEX:
+        for system in HTTP_HELLO_SYSTEMS:
             cases = [f"wrk c={c}" for c in concurrencies] + [f"{rate} req/s fixed"]
             try:
                 with running(system, ctx, procs) as server:

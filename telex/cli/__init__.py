@@ -24,6 +24,15 @@ SUBCOMMANDS = ("serve", "worker")
 class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
+    status = 2
+
+
+class LayerUnreachable(UsageError):
+    """The channel layer did not answer at start; one line, exit status 1, so that a
+    supervisor (systemd, ``--workers``) restarts the command until it does."""
+
+    status = 1
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``telex`` parser, with the arguments of ``command`` (of every subcommand if None)."""
@@ -66,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"{__name__}.{args.command}")
+    args.words = words  # a supervisor (--workers, --reload) runs the same command line again
     try:
         return module.run(args)
     except UsageError as exc:
         print(f"telex {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.status

@@ -13,13 +13,15 @@ import os
 import re
 import resource
 import socket
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._importing import failure_summary
 from .._logging import LogConfigError, LogSettings, check_log_config, configure
 from .._options import option
-from . import UsageError
+from ..supervisor import child_index, inherited_fds
+from . import LayerUnreachable, UsageError
 from ._flags import add_options, values
 
 if TYPE_CHECKING:
@@ -88,6 +90,20 @@ class ServeCommand:
     threads: int = option(
         "--threads", kind="int", group="application", default=1, help="consumer threads for --routing"
     )
+    workers: int = option(
+        "--workers",
+        kind="int",
+        group="operations",
+        default=1,
+        help="run this many server processes on the same socket, restarted if they die (docs/deployment.md)",
+    )
+    reload: bool = option(
+        "--reload",
+        kind="switch",
+        group="operations",
+        default=False,
+        help="development only: restart when a .py file under the current directory changes",
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -147,6 +163,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
             raise UsageError(f"--{name.replace('_', '-')} needs --ssl-certfile")
     endpoints, tls_endpoints = endpoint_strings(command, tls_wanted=given["ssl_certfile"] is not None)
     fds = [] if command.file_descriptor is None else [command.file_descriptor]
+    if child_index() is not None:
+        # The supervisor bound every socket; this process serves on them.
+        endpoints, tls_endpoints, fds = [], [], inherited_fds()
     settings = ServerSettings(endpoints=endpoints, tls_endpoints=tls_endpoints, adopt_fds=fds, **given)
     if settings.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
         raise UsageError("--reuse-port: this platform has no SO_REUSEPORT")
@@ -158,6 +177,15 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
         if path is not None and not path.startswith("/"):
             raise UsageError(f"{flag} {path}: a path starts with / (did you mean /{path}?)")
     check_access_log(settings.access_log)
+    if command.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    shared_layer = command.routing is None and not (command.channel_layer or "").startswith("memory:")
+    if command.workers > 1 and not shared_layer:
+        raise UsageError(
+            "--workers > 1 needs a layer shared between processes (redis://...), not memory:// or --routing"
+        )
+    if (command.workers > 1 or command.reload) and (command.endpoints or tls_endpoints):
+        raise UsageError("--workers and --reload listen on -b/-p, -u or --fd only (not -e or TLS)")
     return command, settings
 
 
@@ -170,6 +198,33 @@ def check_access_log(path: str | None) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"--access-log {path}: cannot write to it: {exc.strerror}") from None
+
+
+def supervised_sockets(command: ServeCommand) -> list[int]:
+    """Bind what -b/-p, -u and --fd name, for the children to inherit (``--workers``, ``--reload``)."""
+    sockets = []
+    if command.file_descriptor is not None:
+        sockets.append(socket.socket(fileno=os.dup(command.file_descriptor)))
+    if command.unix_socket:
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(command.unix_socket) and stat.S_ISSOCK(os.stat(command.unix_socket).st_mode):
+            os.unlink(command.unix_socket)
+        unix.bind(command.unix_socket)
+        sockets.append(unix)
+    if command.host is not None or command.port is not None or not sockets:
+        host = (command.host or "127.0.0.1").strip("[]")
+        port = 8000 if command.port is None else command.port
+        tcp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sockets.append(tcp)
+    for sock in sockets:
+        sock.listen(1024)
+    # Kept open (detached) for the supervisor's lifetime: children come and go, the sockets stay.
+    return [sock.detach() for sock in sockets]
 
 
 def check_endpoints(settings: ServerSettings) -> None:
@@ -230,10 +285,19 @@ def run(args: argparse.Namespace) -> int:
         configure(log_settings, twisted=True)
     except LogConfigError as exc:
         raise UsageError(str(exc)) from None
+    if child_index() is None and (command.workers > 1 or command.reload):
+        from ..supervisor import run_supervised
+
+        status = run_supervised(args.words, command.workers, supervised_sockets(command), command.reload)
+        if command.unix_socket and os.path.exists(command.unix_socket):
+            os.unlink(command.unix_socket)  # bound by the supervisor, so removed by it
+        return status
     raise_open_file_limit()
-    from ..server.run import ServeError, serve
+    from ..server.run import LayerUnreachableError, ServeError, serve
 
     try:
         return serve(settings, command.channel_layer, routing=command.routing, threads=command.threads)
+    except LayerUnreachableError as exc:
+        raise LayerUnreachable(failure_summary(str(exc), exc.__cause__, log_settings.verbosity)) from None
     except ServeError as exc:
         raise UsageError(failure_summary(str(exc), exc.__cause__, log_settings.verbosity)) from None

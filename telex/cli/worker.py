@@ -18,7 +18,8 @@ import threading
 
 from .._importing import failure_summary
 from .._logging import LogConfigError, LogSettings, check_log_config, configure
-from . import UsageError
+from ..supervisor import child_index, supervisor_gone
+from . import LayerUnreachable, UsageError
 from ._flags import add_options, values
 
 #: The worker's variables: ``TELEX_WORKER_THREADS``, not serve's ``TELEX_THREADS``.
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..layers import LayerSpecError, get_channel_layer
+    from ..layers import LayerSpecError, get_channel_layer, unreachable
     from ..worker import RoutingError, Worker
     from ..worker.settings import WorkerSettings
 
@@ -60,6 +61,23 @@ def run(args: argparse.Namespace) -> int:
         )
     if settings.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {settings.threads}")
+    if settings.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {settings.processes}")
+    if settings.processes > 1 and spec.startswith("memory:"):
+        raise UsageError(
+            "--processes > 1 needs a layer shared between processes (redis://...), not memory://"
+        )
+    if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port must be a port number (0-65535), got {settings.metrics_port}")
+    if settings.processes > 1 and settings.metrics_port is not None:
+        raise UsageError(
+            "--metrics-port with --processes > 1: the processes cannot share one port; "
+            "run one telex worker per metrics port"
+        )
+    if child_index() is None and (settings.processes > 1 or settings.reload):
+        from ..supervisor import run_supervised
+
+        return run_supervised(args.words, settings.processes, [], settings.reload)
     try:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
@@ -75,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             only_channels=settings.only_channels,
             exclude_channels=settings.exclude_channels,
             ordering_timeout=settings.ordering_timeout,
+            outage_summary_interval=settings.outage_summary_interval,
         )
     except (RoutingError, ValueError) as exc:
         raise UsageError(failure_summary(str(exc), exc, log_settings.verbosity)) from None
@@ -82,12 +101,13 @@ def run(args: argparse.Namespace) -> int:
         message = f"could not load routing {settings.routing!r}: {type(exc).__name__}: {exc}"
         raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
 
+    problem = unreachable(layer)
+    if problem is not None:
+        raise LayerUnreachable(problem)
     metrics_server = None
     if settings.metrics_port is not None:
         from ..worker.metrics import MetricsServer
 
-        if not 0 <= settings.metrics_port <= 65535:
-            raise UsageError(f"--metrics-port must be a port number (0-65535), got {settings.metrics_port}")
         try:
             metrics_server = MetricsServer(worker, settings.metrics_host, settings.metrics_port)
         except OSError as exc:
@@ -118,9 +138,13 @@ def run(args: argparse.Namespace) -> int:
         settings.routing,
         settings.threads,
     )
-    # The main thread only waits: the handler runs between its waits.
-    while not stop.wait(3600):
-        pass
+    # The main thread only waits: the handler runs between its waits. A
+    # supervised worker also looks once a second whether its supervisor died.
+    supervised = child_index() is not None
+    while not stop.wait(1.0 if supervised else 3600):
+        if supervised and supervisor_gone():
+            logging.getLogger("telex.worker").warning("the supervisor is gone; stopping")
+            break
     worker.stop(settings.stop_timeout)
     if metrics_server is not None:
         metrics_server.stop()

@@ -30,6 +30,7 @@ __all__ = [
     "MessageTooLarge",
     "RedisChannelLayer",
     "get_channel_layer",
+    "unreachable",
 ]
 
 REQUIRED_METHODS = ("send", "receive", "new_channel")
@@ -141,3 +142,18 @@ def _from_url(url: str) -> Any:
         f"unknown channel layer URL scheme {parts.scheme!r} in {url!r} "
         "(use memory://, redis://, rediss://, unix:// or module:attribute)"
     )
+
+
+def unreachable(layer: Any) -> str | None:
+    """Why a network layer cannot be reached now (one non-blocking receive), or None.
+
+    ``telex serve`` and ``telex worker`` both check this at start and exit
+    with status 1 and this line: a supervisor restarts them until it is back.
+    """
+    if getattr(layer, "in_process", False):
+        return None
+    try:
+        layer.receive(["telex.health"], block=False)
+    except Exception as exc:
+        return f"channel layer unreachable: {type(exc).__name__}: {exc}"
+    return None

@@ -232,7 +232,8 @@ class AsgiRequest(http.Request):
         elif failure.check(self.context.message_too_large):
             self._refuse(413, "The request is too large for the channel layer.")
         else:
-            logger.error("could not send http.request: %s", failure.getErrorMessage())
+            # The bridge logs the outage once (telex/_outage.py), not a line per request.
+            logger.debug("could not send http.request: %s", failure.getErrorMessage())
             self._refuse(503, "The channel layer is unavailable.")
 
     # -- streaming the body --------------------------------------------------------
@@ -265,7 +266,7 @@ class AsgiRequest(http.Request):
     def _body_refused(self, failure: Any) -> None:
         if self.state.ended:
             return
-        logger.error("could not send a body chunk to %s: %s", self._body_channel, failure.getErrorMessage())
+        logger.debug("could not send a body chunk to %s: %s", self._body_channel, failure.getErrorMessage())
         self._refuse(503, "The channel layer is unavailable.")
 
     def _stop_body(self) -> None:

@@ -272,7 +272,8 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             logger.warning("websocket.connect for %s is too large for the channel layer", self.asgi_path)
             self._refuse(431, "The handshake request is too large for the channel layer.")
         else:
-            logger.error("could not send websocket.connect: %s", failure.getErrorMessage())
+            # The bridge logs the outage once (telex/_outage.py), not a line per request.
+            logger.debug("could not send websocket.connect: %s", failure.getErrorMessage())
             self._refuse(503, "The channel layer is unavailable.")
 
     def _connect_timed_out(self) -> None:

@@ -37,6 +37,7 @@ from twisted.internet import defer, reactor
 from twisted.python.failure import Failure
 
 from .._metrics import Histogram
+from .._outage import OutageLog
 from .capabilities import LayerCapabilities
 
 logger = logging.getLogger("telex.server")
@@ -64,6 +65,8 @@ class LayerBridge:
         self.running = False
         self.errors = 0  # reader errors and failed sends: telex_layer_errors_total
         self.send_seconds = Histogram()  # telex_layer_send_duration_seconds
+        #: Logs an outage once, with summaries, instead of a line per failure.
+        self.outage = OutageLog(logger)
         # Refusals the spec gives the protocols to answer (503, 413, 1013...), not errors.
         self._refusals = (self.capabilities.channel_full, self.capabilities.message_too_large)
 
@@ -79,6 +82,7 @@ class LayerBridge:
     def send_failed(self, failure: Failure) -> None:
         if not failure.check(*self._refusals):
             self.errors += 1
+            self.outage.failed("sends failed (answered 503 or closed)", failure.value)
 
     def probe(self) -> None:
         """A non-blocking receive on a channel nobody uses: a round trip with
@@ -86,9 +90,9 @@ class LayerBridge:
         (a network layer): call it off the reactor thread."""
         self.layer.receive(["telex.health"], block=False)
 
-    def _log_error(self, what: str, exc: BaseException, backoff: float) -> None:
+    def _reader_failed(self, exc: BaseException) -> None:
         self.errors += 1
-        logger.error("channel layer error while %s: %s; retrying in %.1fs", what, exc, backoff)
+        self.outage.failed("reply reads failed (retried with backoff)", exc)
 
 
 class AsyncioBridge(LayerBridge):
@@ -118,7 +122,7 @@ class AsyncioBridge(LayerBridge):
             except asyncio.CancelledError:
                 return
             except Exception as exc:
-                self._log_error("receiving replies", exc, backoff)
+                self._reader_failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
                 continue
@@ -126,6 +130,10 @@ class AsyncioBridge(LayerBridge):
                 if channel is not None:
                     _dispatch_safely(dispatch, channel, message)
                     handled += 1
+            if self.outage.active and any(channel is not None for channel, _ in received):
+                # A reply came: the layer is back. (An empty read proves nothing: a layer
+                # may wait out an outage inside its receive, then return nothing.)
+                self.outage.recovered()
             if handled >= READER_BATCH:
                 # An in-process receive with messages waiting returns without
                 # suspending; let the reactor run other work between batches.
@@ -195,12 +203,14 @@ class ThreadedBridge(LayerBridge):
                 channel, message = self.layer.receive(channels, block=True)
                 backoff = ERROR_BACKOFF[0]
             except Exception as exc:
-                self._log_error("receiving replies", exc, backoff)
+                self._reader_failed(exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
                 continue
             if channel is not None:
                 reactor.callFromThread(_dispatch_safely, dispatch, channel, message)
+                if self.outage.active:
+                    reactor.callFromThread(self.outage.recovered)
             elif time.monotonic() - started < EMPTY_RECEIVE_PAUSE:
                 time.sleep(EMPTY_RECEIVE_PAUSE)
 
@@ -268,4 +278,6 @@ def _finish(
         bridge.send_failed(outcome)
         result.errback(outcome)
     else:
+        if bridge.outage.active:
+            bridge.outage.recovered()
         result.callback(outcome)

@@ -16,14 +16,15 @@ import gc
 import logging
 import os
 import signal
-import socket
 from typing import Any
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 
 from ..layers import LayerSpecError, get_channel_layer
+from ..supervisor import SHARED_DIRECTORY_VARIABLE, child_index, notify_systemd, supervisor_gone
 from .bridge import LayerBridge, make_bridge
+from .process_metrics import WRITE_INTERVAL, ProcessGroupMetrics
 from .server import Server
 from .settings import ServerSettings
 from .tls import is_tls_port
@@ -33,6 +34,10 @@ logger = logging.getLogger("telex.server")
 
 class ServeError(Exception):
     """Start-up failed for a reason the user can fix; the message says which."""
+
+
+class LayerUnreachableError(ServeError):
+    """The layer did not answer at start: worth a restart later (exit status 1), not a usage error."""
 
 
 def load_layer(spec: str | None, routing: str | None) -> Any:
@@ -58,7 +63,7 @@ def check_layer_reachable(bridge: LayerBridge) -> None:
     try:
         bridge.probe()
     except Exception as exc:
-        raise ServeError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
+        raise LayerUnreachableError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
 
 
 def serve(
@@ -87,6 +92,7 @@ def serve(
         except Exception as exc:
             raise ServeError(f"could not load routing {routing!r}: {type(exc).__name__}: {exc}") from exc
     server = Server(settings, bridge=bridge)
+    bridge.outage.summary_interval = settings.outage_summary_interval
     attach_websocket(server)
     state: dict[str, Any] = {"error": None}
 
@@ -113,7 +119,11 @@ def serve(
             logger.info("running %d consumer thread(s) for %s", threads, routing)
         if signal_handlers:
             logger.info("press Ctrl+C (or send SIGTERM) to stop")
-        _notify_systemd(b"READY=1")
+        notify_systemd(b"READY=1")
+        index = child_index()
+        if index is not None:
+            orphan_watch.start(1.0, now=False)
+            _share_metrics(server, index)
 
     def failed(failure: Any) -> None:
         failure = getattr(failure.value, "subFailure", failure)
@@ -135,6 +145,13 @@ def serve(
             state["error"] = f"cannot start: {type(exc).__name__}: {exc}"
             reactor.stop()
 
+    def stop_if_orphaned() -> None:
+        if supervisor_gone():
+            logger.warning("the supervisor is gone; shutting down")
+            orphan_watch.stop()
+            reactor.stop()
+
+    orphan_watch = task.LoopingCall(stop_if_orphaned)
     reactor.callWhenRunning(begin)
     if signal_handlers:
         _install_signal_handlers(server)
@@ -142,6 +159,16 @@ def serve(
     if state["error"]:
         raise ServeError(state["error"])
     return 0
+
+
+def _share_metrics(server: Server, index: int) -> None:
+    """Under ``--workers``: the metrics path answers for every child (``process_metrics``)."""
+    directory = os.environ.get(SHARED_DIRECTORY_VARIABLE)
+    if server.settings.metrics_path is None or not directory:
+        return
+    group = ProcessGroupMetrics(directory, index, server.metrics.render)
+    server.render_metrics = group.render
+    task.LoopingCall(group.write).start(WRITE_INTERVAL, now=True)
 
 
 def attach_websocket(server: Server) -> None:
@@ -207,7 +234,7 @@ def _install_signal_handlers(server: Server) -> None:
 
 
 def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
-    _notify_systemd(b"STOPPING=1")
+    notify_systemd(b"STOPPING=1")
     logger.info("shutting down: no new connections; %d in flight", server.in_flight())
     return defer.ensureDeferred(_drain(server, worker, settings))
 
@@ -227,18 +254,3 @@ async def _drain(server: Server, worker: Any, settings: ServerSettings) -> None:
     if worker is not None:
         await threads.deferToThread(worker.stop, settings.graceful_timeout)
     server.stop()
-
-
-def _notify_systemd(state: bytes) -> None:
-    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(state)
-    except OSError as exc:
-        logger.warning("could not notify systemd (%s): %s", state.decode(), exc)

@@ -85,6 +85,8 @@ class Server:
         self._handlers: dict[str, Callable[[dict], None]] = {}
         self.trusted_proxies = TrustedProxies(settings.proxy_headers_trusted)
         self.metrics = Metrics()
+        #: What the metrics path answers: this process's metrics, or (``--workers``) every child's.
+        self.render_metrics: Callable[[], bytes] = self.metrics.render
         self.access_log = (
             AccessLog(settings.access_log, settings.access_log_format) if settings.access_log else None
         )
@@ -127,7 +129,7 @@ class Server:
     def local_response(self, request: Any, path: str) -> defer.Deferred[LocalResponse] | None:
         if path == self.settings.metrics_path:
             headers = [(b"content-type", b"text/plain; version=0.0.4")]
-            return defer.succeed((200, headers, self.metrics.render()))
+            return defer.succeed((200, headers, self.render_metrics()))
         if path == self.settings.health_path:
             return self._health()
         return None

@@ -311,6 +311,14 @@ class ServerSettings:
         default=5.0,
         help="seconds between checks that the layer kept its data (Redis), and reply-lag refreshes",
     )
+    #: Seconds between two summaries while the channel layer is unavailable (docs/deployment.md).
+    outage_summary_interval: float = option(
+        "--outage-summary-interval",
+        kind="seconds",
+        group="operations",
+        default=60.0,
+        help="while the channel layer is unavailable, log a summary with counts this often",
+    )
     #: Path answered by the server itself with layer health; None: off.
     health_path: str | None = option(
         "--health-path",

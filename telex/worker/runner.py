@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._outage import SUMMARY_INTERVAL, OutageLog
 from ..layers import get_channel_layer
 from .channels import ConsumerContext, enter_context, get_default_channel_layer, set_default_channel_layer
 from .http import response_messages
@@ -71,6 +72,7 @@ class Worker:
         exclude_channels: Sequence[str] | None = None,
         *,
         ordering_timeout: float = ORDERING_TIMEOUT,
+        outage_summary_interval: float = SUMMARY_INTERVAL,
     ) -> None:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
@@ -109,6 +111,7 @@ class Worker:
         self._wake_channels: list[str] = []
         self._owns_default_layer = False
         self.metrics = WorkerMetrics()
+        self.outage = OutageLog(logger, outage_summary_interval)
 
     def fallbacks(self) -> dict[str, Callable[..., Any]]:
         """The consumers of messages no route claims, by channel."""
@@ -186,13 +189,16 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 channel, content = self.channel_layer.receive(listen, block=True)
-            except Exception:
+            except Exception as exc:
                 # E.g. Redis restarting: keep the thread, back off a little.
-                logger.exception("receiving from the channel layer failed; retrying in 1 s")
+                self.outage.failed("receive retries", exc)
                 self._stopping.wait(1.0)
                 continue
             if channel is None or channel == wake_channel:
+                # Nothing received proves nothing: a layer may wait out an outage inside receive.
                 continue
+            if self.outage.active:
+                self.outage.recovered()
             self.handle(channel, content)
 
     def _sweep(self) -> None:
@@ -201,10 +207,13 @@ class Worker:
         while not self._stopping.wait(interval):
             try:
                 skipped = skip_stalled(self.channel_layer, self.ordering_timeout)
+            except Exception as exc:
+                self.outage.failed("ordering sweeps failed", exc)
+            else:
                 if skipped:
                     self.metrics.count("telex_worker_ordering_skips_total", len(skipped))
-            except Exception:
-                logger.exception("the ordering sweep failed")
+                if self.outage.active:
+                    self.outage.recovered()
 
     def handle(self, channel: str, content: dict) -> None:
         """Run the consumer routed for one message, then flush its held sends."""

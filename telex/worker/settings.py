@@ -78,3 +78,25 @@ class WorkerSettings:
         metavar="HOST",
         help="address for --metrics-port",
     )
+    #: Seconds between two summaries while the channel layer is unavailable (docs/deployment.md).
+    outage_summary_interval: float = option(
+        "--outage-summary-interval",
+        kind="seconds",
+        default=60.0,
+        metavar="SECONDS",
+        help="while the channel layer is unavailable, log a summary with counts this often",
+    )
+    #: Worker processes run and restarted by one supervisor process.
+    processes: int = option(
+        "--processes",
+        kind="int",
+        default=1,
+        help="run this many worker processes, restarted if they die",
+    )
+    #: Development only: restart on a change to a .py file under the current directory.
+    reload: bool = option(
+        "--reload",
+        kind="switch",
+        default=False,
+        help="development only: restart when a .py file under the current directory changes",
+    )

@@ -1,0 +1,301 @@
+"""One command, N processes: ``telex serve --workers N``, ``telex worker --processes N``,
+and ``--reload`` (docs/deployment.md).
+
+Everything here runs the real command: a supervisor process that binds the
+socket, its children that inherit it, real signals and real files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.http import RAW, request
+from tests.support.processes import TelexProcess, TelexServer, run_telex
+from tests.test_multicore import serving_process
+
+
+def children_of(supervisor: TelexProcess) -> dict[int, int]:
+    """``{index: pid}`` of the children the supervisor started, the latest of each."""
+    started = re.findall(r"started process (\d+) \(pid (\d+)\)", supervisor.output)
+    return {int(index): int(pid) for index, pid in started}
+
+
+def wait_for_count(process: TelexProcess, pattern: str, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, process.output)) < count:
+        process.wait_for(pattern, max(0.1, deadline - time.monotonic()))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} lines matching {pattern!r}:\n{process.output}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def two_workers():
+    with TelexServer(RAW, "--workers", "2", ready=None) as server:
+        wait_for_count(server, "reply channels", 2)
+        yield server
+
+
+def test_serve_workers_runs_n_processes_on_one_socket(two_workers):
+    prefixes = set(re.findall(r"reply channels (\S+)!", two_workers.output))
+    assert len(prefixes) == 2
+    seen: set[str] = set()
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(40):
+            seen.update(pool.map(serving_process, [two_workers.port] * 8))
+            if seen == prefixes:
+                break
+    assert seen == prefixes
+
+
+def test_sigterm_reaches_every_child_and_the_supervisor_exits_0(two_workers):
+    pids = children_of(two_workers).values()
+    two_workers.signal(signal.SIGTERM)
+    assert two_workers.wait(20) == 0
+    assert two_workers.output.count("received SIGTERM, shutting down") == 2
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_a_killed_child_is_restarted_and_the_socket_never_closes(two_workers):
+    victim = children_of(two_workers)[0]
+    os.kill(victim, signal.SIGKILL)
+    # While it is being replaced, every connection is answered (the other child,
+    # or the queue of the socket the supervisor holds open).
+    answered = [serving_process(two_workers.port) for _ in range(20)]
+    assert len(answered) == 20
+    two_workers.wait_for(rf"process 0 \(pid {victim}\) exited with signal SIGKILL; restarting in")
+    wait_for_count(two_workers, "reply channels", 3)
+    assert children_of(two_workers)[0] != victim
+    status, _, _ = request(two_workers, "GET", "/message/after-restart")
+    assert status == 200
+
+
+def test_a_child_left_without_its_supervisor_stops():
+    server = TelexServer(RAW, "--workers", "2", ready=None)
+    with server:
+        wait_for_count(server, "reply channels", 2)
+        pids = children_of(server).values()
+        server.signal(signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["memory://", "--workers", "2"],
+        [RAW, "--routing", "examples.hello_http.routing:channel_routing", "--workers", "2"],
+    ],
+    ids=["memory", "routing"],
+)
+def test_workers_with_a_process_local_layer_is_refused_in_one_line(args):
+    result = run_telex(["serve", *args])
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "--workers > 1 needs a layer shared between processes" in result.stderr
+
+
+def test_worker_processes_with_memory_is_refused_in_one_line():
+    result = run_telex(
+        ["worker", "examples.hello_http.routing:channel_routing", "--layer", "memory://", "--processes", "2"]
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "telex worker: error: --processes > 1 needs a layer shared between processes (redis://...), not memory://"
+    )
+
+
+def test_worker_processes_with_a_metrics_port_is_refused_in_one_line():
+    result = run_telex(
+        [
+            "worker",
+            "examples.hello_http.routing:channel_routing",
+            "--layer",
+            "redis://127.0.0.1:6379/0",
+            "--processes",
+            "2",
+            "--metrics-port",
+            "9100",
+        ]
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "telex worker: error: --metrics-port with --processes > 1: the processes cannot share one port; "
+        "run one telex worker per metrics port"
+    )
+
+
+def test_worker_processes_share_the_work_and_are_restarted(redis_server):
+    routing = "examples.hello_http.routing:channel_routing"
+    workers = TelexProcess(["worker", routing, "--layer", redis_server.url, "--processes", "2"], ready=None)
+    with TelexServer(redis_server.url) as server, workers:
+        wait_for_count(workers, "worker listening on", 2)
+        victim = children_of(workers)[1]
+        os.kill(victim, signal.SIGKILL)
+        workers.wait_for(rf"process 1 \(pid {victim}\) exited with signal SIGKILL; restarting in")
+        wait_for_count(workers, r"started process 1", 2)
+        status, _, _ = request(server, "GET", "/")
+        assert status == 200
+        workers.signal(signal.SIGTERM)
+        assert workers.wait(30) == 0, workers.output
+
+
+def test_a_child_exiting_with_a_usage_error_stops_the_supervisor(tmp_path):
+    # Every child fails the same way (the layer module does not exist): no restart loop.
+    result = TelexServer("no_such_module:layer", "--workers", "2", ready=None)
+    with result:
+        assert result.wait(30) == 2
+    assert "exited with a usage error; stopping" in result.output
+    assert "restarting in" not in result.output
+
+
+def write_app(directory, answer: str) -> None:
+    (directory / "reloaded_app.py").write_text(
+        f"from tests.apps.raw_http import channel_layer  # noqa: F401\nANSWER = {answer!r}\n"
+    )
+
+
+def test_reload_restarts_on_a_change_under_the_current_directory_only(tmp_path):
+    write_app(tmp_path, "one")
+    for ignored in (".git", "__pycache__", ".venv", "env"):
+        (tmp_path / ignored).mkdir()
+    (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    server = TelexServer("reloaded_app:channel_layer", "--reload", ready=None, cwd=str(tmp_path))
+    server.env["PYTHONPATH"] = str(tmp_path) + os.pathsep + server.env["PYTHONPATH"]
+    with server:
+        server.wait_for("--reload is for development")
+        wait_for_count(server, "reply channels", 1)
+        for ignored in (".git", "__pycache__", ".venv", "env"):
+            (tmp_path / ignored / "module.py").write_text("x = 1\n")
+        time.sleep(0.01)
+        write_app(tmp_path, "two")
+        os.utime(tmp_path / "reloaded_app.py", (time.time() + 5, time.time() + 5))
+        server.wait_for(r"reloaded_app\.py changed; restarting", 15)
+        wait_for_count(server, "reply channels", 2)
+        assert "module.py" not in server.output
+        status, _, _ = request(server, "GET", "/message/reloaded")
+        assert status == 200
+        server.signal(signal.SIGINT)
+        assert server.wait(20) == 0
+
+
+def test_reload_keeps_the_socket_while_the_code_fails_to_import(tmp_path):
+    write_app(tmp_path, "one")
+    server = TelexServer("reloaded_app:channel_layer", "--reload", ready=None, cwd=str(tmp_path))
+    server.env["PYTHONPATH"] = str(tmp_path) + os.pathsep + server.env["PYTHONPATH"]
+    with server:
+        wait_for_count(server, "reply channels", 1)
+        (tmp_path / "reloaded_app.py").write_text("this is not python\n")
+        os.utime(tmp_path / "reloaded_app.py", (time.time() + 5, time.time() + 5))
+        server.wait_for("waiting for a change", 15)
+        # The supervisor still holds the port: connections queue instead of being refused.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+            pass
+        write_app(tmp_path, "fixed")
+        os.utime(tmp_path / "reloaded_app.py", (time.time() + 10, time.time() + 10))
+        wait_for_count(server, "reply channels", 2, timeout=20)
+
+
+def metric_samples(server: TelexProcess, name: str) -> dict[str, float]:
+    """``{process: value}`` of one metric, from one scrape."""
+    status, _, body = request(server, "GET", "/metrics")
+    assert status == 200
+    found = re.findall(rf'^{name}{{process="(\d+)"}} (\S+)$', body.decode(), re.MULTILINE)
+    return {process: float(value) for process, value in found}
+
+
+def test_metrics_report_every_child_whichever_takes_the_scrape():
+    with TelexServer(RAW, "--workers", "2", "--metrics-path", "/metrics", ready=None) as server:
+        wait_for_count(server, "reply channels", 2)
+        for number in range(10):
+            assert request(server, "GET", f"/message/{number}")[0] == 200
+        deadline = time.monotonic() + 15
+        while True:
+            # A counter appears in a process once it counted: the sum is what matters.
+            samples = metric_samples(server, "telex_http_requests_started_total")
+            if sum(samples.values()) == 10:
+                break
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.2)
+        # Every scrape (a fresh connection each, so either child may take it) sees both.
+        for _ in range(10):
+            assert set(metric_samples(server, "telex_open_websockets")) == {"0", "1"}
+
+
+def test_workers_share_a_unix_socket_the_supervisor_binds(tmp_path):
+    path = str(tmp_path / "telex.sock")
+    server = TelexProcess(["serve", RAW, "--workers", "2", "-u", path], ready=None)
+    with server:
+        wait_for_count(server, "reply channels", 2)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            client.connect(path)
+            client.sendall(b"GET /message HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    assert not os.path.exists(path)
+
+
+def test_worker_reload_restarts_on_a_change_to_its_routing_module(tmp_path, redis_server):
+    (tmp_path / "reloaded_routing.py").write_text("channel_routing = []\n")
+    url = redis_server.url + "?prefix=reload-worker"
+    worker = TelexProcess(
+        ["worker", "reloaded_routing:channel_routing", "--layer", url, "--reload"],
+        ready=None,
+        cwd=str(tmp_path),
+    )
+    worker.env["PYTHONPATH"] = str(tmp_path) + os.pathsep + worker.env["PYTHONPATH"]
+    with worker:
+        wait_for_count(worker, "worker listening on", 1)
+        (tmp_path / "reloaded_routing.py").write_text("channel_routing = []  # changed\n")
+        os.utime(tmp_path / "reloaded_routing.py", (time.time() + 5, time.time() + 5))
+        worker.wait_for(r"reloaded_routing\.py changed; restarting", 15)
+        wait_for_count(worker, "worker listening on", 2)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+
+
+def test_workers_on_an_inherited_fd_tell_systemd_ready_and_stopping_from_the_supervisor(tmp_path):
+    # telex.service's own command plus --workers: systemd passes the socket as --fd and
+    # hears READY=1 from the main process only (NotifyAccess=main).
+    with socket.socket() as listener, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(15)
+        fd = listener.fileno()
+        args = ["serve", RAW, "--fd", str(fd), "--workers", "2"]
+        server = TelexProcess(
+            args, env={"NOTIFY_SOCKET": str(tmp_path / "notify")}, pass_fds=[fd], ready=None
+        )
+        server.port = listener.getsockname()[1]
+        with server:
+            assert notify.recv(4096) == b"READY=1"
+            # Connections wait in the socket's queue until a child accepts them.
+            assert request(server, "GET", "/message/ready")[0] == 200
+            wait_for_count(server, "reply channels", 2)
+            server.signal(signal.SIGTERM)
+            assert notify.recv(4096) == b"STOPPING=1"
+            assert server.wait(20) == 0
+            # Only the supervisor spoke: no child sent its own READY=1.
+            notify.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                notify.recv(4096)
