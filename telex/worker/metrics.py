@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .._metrics import Registry
+from ..layers import unreachable
 
 logger = logging.getLogger("telex.worker")
 
@@ -83,10 +84,9 @@ def health(worker: Any) -> tuple[int, dict[str, str]]:
     answered = threading.Event()
 
     def check() -> None:
-        try:
-            worker.channel_layer.receive(["telex.health"], block=False)
-        except Exception as exc:
-            logger.debug("health check: the layer failed: %s", exc)
+        reason = unreachable(worker.channel_layer)
+        if reason is not None:
+            logger.debug("health check: %s", reason)
             return
         answered.set()
 

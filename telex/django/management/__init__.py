@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from ..._logging import LINE_FORMAT
+from ...layers import unreachable
 from ..asgi import InvalidChannelLayerError, channel_layers
 from ..worker import DjangoWorker
 
@@ -46,14 +47,9 @@ def serve_static(use_static_handler: bool = True, insecure: bool = False) -> boo
 
 def check_reachable(wrapper: Any) -> None:
     """Fail at start, with one line naming the alias, when a network layer cannot be reached."""
-    if wrapper.local_only():
-        return
-    try:
-        wrapper.channel_layer.receive(["telex.health"], block=False)
-    except Exception as exc:
-        raise CommandError(
-            f"CHANNEL_LAYERS[{wrapper.alias!r}]: channel layer unreachable: {type(exc).__name__}: {exc}"
-        ) from None
+    reason = unreachable(wrapper.channel_layer)
+    if reason is not None:
+        raise CommandError(f"CHANNEL_LAYERS[{wrapper.alias!r}]: {reason}")
 
 
 def cross_process_layer(alias: str) -> Any:
