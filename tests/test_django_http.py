@@ -15,7 +15,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, TelexProcess, TelexServer, rss_kib, telex_env
+from tests.support.django_deploy import PROJECT, django_env, migrate
+from tests.support.processes import TelexProcess, TelexServer, rss_kib
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 
-PROJECT = os.path.join(ROOT, "tests", "djangoproject")
 
 #: The Django worker: the project's settings and routing, on DjangoWorker.
 WORKER = """
@@ -92,25 +91,8 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = str(tmp_path_factory.mktemp("django-http-db") / "db.sqlite3")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"],
-        cwd=PROJECT,
-        env=django_env({"TELEX_TEST_DB": path}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    migrate(path)
     return path
-
-
-def django_env(extra: dict[str, str]) -> dict[str, str]:
-    env = telex_env(
-        {"PYTHONPATH": ROOT + os.pathsep + PROJECT, "DJANGO_SETTINGS_MODULE": "tproject.settings"}
-    )
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")
