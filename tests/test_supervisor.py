@@ -230,7 +230,9 @@ def test_metrics_report_every_child_whichever_takes_the_scrape():
         while True:
             # A counter appears in a process once it counted: the sum is what matters.
             samples = metric_samples(server, "telex_http_requests_started_total")
-            if sum(samples.values()) == 10:
+            # Each child publishes its figures once a second: wait for the first of both too.
+            children = set(metric_samples(server, "telex_open_websockets"))
+            if sum(samples.values()) == 10 and children == {"0", "1"}:
                 break
             assert time.monotonic() < deadline, samples
             time.sleep(0.2)
