@@ -8,8 +8,8 @@ restarts a child that died with a growing delay, and exits with one status.
 Its loop sleeps in ``select`` on the signal wake-up pipe, waking for a
 signal, a restart that is due, or (``--reload``) the next look at the files.
 
-A child knows it is one from ``TELEX_SUPERVISOR_CHILD`` (its index) and
-finds the inherited sockets in ``TELEX_SUPERVISOR_FDS``.
+A child knows it is one from ``TELEX_SUPERVISOR_CHILD`` (its index, out of
+``TELEX_SUPERVISOR_COUNT``) and finds the inherited sockets in ``TELEX_SUPERVISOR_FDS``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from collections.abc import Iterator, Sequence
 logger = logging.getLogger("telex.supervisor")
 
 CHILD_VARIABLE = "TELEX_SUPERVISOR_CHILD"
+COUNT_VARIABLE = "TELEX_SUPERVISOR_COUNT"
 FDS_VARIABLE = "TELEX_SUPERVISOR_FDS"
 PARENT_VARIABLE = "TELEX_SUPERVISOR_PID"
-#: A directory the children share (``telex.server.process_metrics``); a child's
+#: A directory the children share (``telex._process_group``); a child's
 #: files, named ``<index>.*``, are removed when it exits.
 SHARED_DIRECTORY_VARIABLE = "TELEX_SUPERVISOR_DIR"
 
@@ -169,6 +170,7 @@ class Supervisor:
             self.env,
             **{
                 CHILD_VARIABLE: str(child.index),
+                COUNT_VARIABLE: str(len(self.children)),
                 FDS_VARIABLE: ",".join(map(str, self.fds)),
                 PARENT_VARIABLE: str(os.getpid()),
                 SHARED_DIRECTORY_VARIABLE: self.directory,

@@ -7,6 +7,7 @@ socket, its children that inherit it, real signals and real files.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -301,3 +302,60 @@ def test_workers_on_an_inherited_fd_tell_systemd_ready_and_stopping_from_the_sup
             notify.setblocking(False)
             with pytest.raises(BlockingIOError):
                 notify.recv(4096)
+
+
+def health(server: TelexProcess) -> tuple[int, dict]:
+    status, _, body = request(server, "GET", "/health")
+    return status, json.loads(body)
+
+
+def wait_for_health(server: TelexProcess, wanted: tuple[int, dict], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (answer := health(server)) != wanted:
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+
+
+READY_PAIR = (200, {"status": "ok", "layer": "ok", "processes": {"0": "ok", "1": "ok"}})
+
+
+def test_health_is_ready_only_when_every_child_is_whichever_takes_the_probe():
+    with TelexServer(RAW, "--workers", "2", "--health-path", "/health", ready=None) as server:
+        wait_for_count(server, "reply channels", 2)
+        wait_for_health(server, READY_PAIR)
+        stopped = children_of(server)[1]
+        os.kill(stopped, signal.SIGSTOP)  # alive, holding the socket, answering nothing
+        try:
+            # Its state goes stale; the other child answers every probe from then on.
+            wait_for_health(
+                server,
+                (503, {"status": "down", "layer": "ok", "processes": {"0": "ok", "1": "unresponsive"}}),
+            )
+            # A fresh connection each: whichever child the kernel picks, the same answer.
+            for _ in range(10):
+                assert health(server)[0] == 503
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        wait_for_health(server, READY_PAIR)
+        replaced = children_of(server)[0]
+        os.kill(replaced, signal.SIGKILL)
+        server.wait_for(rf"process 0 \(pid {replaced}\) exited")
+        status, body = health(server)  # child 1, until child 0 is back and has published
+        assert status == 503 or body == READY_PAIR[1]
+        assert body["processes"]["0"] in ("not running", "ok")
+        wait_for_health(server, READY_PAIR)
+
+
+def test_health_under_workers_reports_each_child_losing_the_layer(fresh_redis_server):
+    with TelexServer(
+        fresh_redis_server.url, "--workers", "2", "--health-path", "/health", ready=None
+    ) as server:
+        wait_for_count(server, "reply channels", 2)
+        wait_for_health(server, READY_PAIR)
+        fresh_redis_server.kill()
+        for _ in range(5):
+            assert health(server)[0] == 503
+        down = {"0": "layer unreachable", "1": "layer unreachable"}
+        wait_for_health(server, (503, {"status": "down", "layer": "unreachable", "processes": down}))
+        fresh_redis_server.start()
+        wait_for_health(server, READY_PAIR, timeout=40)

@@ -21,10 +21,10 @@ from typing import Any
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 
+from .._process_group import WRITE_INTERVAL, group_from_environment
 from ..layers import LayerSpecError, get_channel_layer
-from ..supervisor import SHARED_DIRECTORY_VARIABLE, child_index, notify_systemd, supervisor_gone
+from ..supervisor import child_index, notify_systemd, supervisor_gone
 from .bridge import LayerBridge, make_bridge
-from .process_metrics import WRITE_INTERVAL, ProcessGroupMetrics
 from .server import Server
 from .settings import ServerSettings
 from .tls import is_tls_port
@@ -120,10 +120,9 @@ def serve(
         if signal_handlers:
             logger.info("press Ctrl+C (or send SIGTERM) to stop")
         notify_systemd(b"READY=1")
-        index = child_index()
-        if index is not None:
+        if child_index() is not None:
             orphan_watch.start(1.0, now=False)
-            _share_metrics(server, index)
+            _join_group(server)
 
     def failed(failure: Any) -> None:
         failure = getattr(failure.value, "subFailure", failure)
@@ -161,14 +160,28 @@ def serve(
     return 0
 
 
-def _share_metrics(server: Server, index: int) -> None:
-    """Under ``--workers``: the metrics path answers for every child (``process_metrics``)."""
-    directory = os.environ.get(SHARED_DIRECTORY_VARIABLE)
-    if server.settings.metrics_path is None or not directory:
+def _join_group(server: Server) -> None:
+    """Under ``--workers``: the health and metrics paths answer for every child
+    (``telex._process_group``). With a health path, each child probes the layer
+    once a second, so that the others can tell what it would answer."""
+    settings = server.settings
+    if settings.metrics_path is None and settings.health_path is None:
         return
-    group = ProcessGroupMetrics(directory, index, server.metrics.render)
-    server.render_metrics = group.render
-    task.LoopingCall(group.write).start(WRITE_INTERVAL, now=True)
+    render = None if settings.metrics_path is None else server.metrics.render
+    group = group_from_environment(render, server.health_state)
+    if group is None:
+        return
+    server.process_group = group
+    if render is not None:
+        server.render_metrics = group.render
+
+    def publish() -> defer.Deferred | None:
+        if settings.health_path is None:
+            group.write()
+            return None
+        return server.probe_layer().addCallback(lambda _: group.write())
+
+    task.LoopingCall(publish).start(WRITE_INTERVAL, now=True)
 
 
 def attach_websocket(server: Server) -> None:

@@ -9,6 +9,7 @@ whose reply channel it names — the only place replies enter the server.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor, task, threads
 
+from .._process_group import READY, ProcessGroup, group_health
 from ..layers.base import BaseChannelLayer
 from ..protocols.context import LocalResponse
 from ..protocols.http import HttpFactory
@@ -87,6 +89,9 @@ class Server:
         self.metrics = Metrics()
         #: What the metrics path answers: this process's metrics, or (``--workers``) every child's.
         self.render_metrics: Callable[[], bytes] = self.metrics.render
+        #: Under ``--workers``: the other children, for the health and metrics paths.
+        self.process_group: ProcessGroup | None = None
+        self.layer_answered = True
         self.access_log = (
             AccessLog(settings.access_log, settings.access_log_format) if settings.access_log else None
         )
@@ -151,20 +156,37 @@ class Server:
 
     def _health(self) -> defer.Deferred[LocalResponse]:
         """Answer the health path without any worker: is the layer reachable?
+        Under ``--workers``, and is every other child ready (``telex._process_group``)?"""
+        return self.probe_layer().addCallback(self._health_answer)
+
+    def probe_layer(self) -> defer.Deferred[bool]:
+        """Whether the layer answers within ``HEALTH_CHECK_TIMEOUT``; remembered for ``health_state``.
 
         A non-blocking receive on a channel nobody uses is a round trip with
         no side effects; it runs in a thread since foreign layers block.
         """
-        headers = [(b"content-type", b"application/json")]
         if self.bridge.kind == "inline":
-            return defer.succeed((200, headers, b'{"status": "ok", "layer": "ok"}\n'))
+            return defer.succeed(True)
         check: defer.Deferred = threads.deferToThread(self.bridge.probe)
         check.addTimeout(HEALTH_CHECK_TIMEOUT, reactor)
-        check.addCallbacks(
-            lambda _: (200, headers, b'{"status": "ok", "layer": "ok"}\n'),
-            lambda failure: (503, headers, b'{"status": "down", "layer": "unreachable"}\n'),
-        )
-        return check
+        check.addCallbacks(lambda _: True, lambda failure: False)
+        return check.addCallback(self._remember_layer)
+
+    def _remember_layer(self, answered: bool) -> bool:
+        self.layer_answered = answered
+        return answered
+
+    def _health_answer(self, layer_ok: bool) -> LocalResponse:
+        if layer_ok:
+            status, body = 200, {"status": "ok", "layer": "ok"}
+        else:
+            status, body = 503, {"status": "down", "layer": "unreachable"}
+        status, body = group_health(self.process_group, status, body, self.health_state())
+        return status, [(b"content-type", b"application/json")], json.dumps(body).encode() + b"\n"
+
+    def health_state(self) -> str:
+        """This process's state in one word for its group: what the last probe found."""
+        return READY if self.layer_answered else "layer unreachable"
 
     # -- lifecycle -----------------------------------------------------------------
 
