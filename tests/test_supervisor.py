@@ -12,13 +12,16 @@ import os
 import re
 import signal
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.certs import make_ca, make_server_cert
 from tests.support.http import RAW, request
 from tests.support.processes import TelexProcess, TelexServer, run_telex
+from tests.support.redis_server import free_port
 from tests.test_multicore import serving_process
 
 
@@ -359,3 +362,139 @@ def test_health_under_workers_reports_each_child_losing_the_layer(fresh_redis_se
         wait_for_health(server, (503, {"status": "down", "layer": "unreachable", "processes": down}))
         fresh_redis_server.start()
         wait_for_health(server, READY_PAIR, timeout=40)
+
+
+def processes_answering(connect, expected: int = 2, tries: int = 60) -> set[str]:
+    """The reply-channel prefixes of the processes that answered fresh connections
+    made by ``connect`` (a GET /message on a new socket), until ``expected`` differ."""
+    seen: set[str] = set()
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(tries):
+            for answer in pool.map(lambda _: connect(), range(4)):
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                seen.add(json.loads(body)["reply_channel"].split("!")[0])
+            if len(seen) >= expected:
+                break
+    return seen
+
+
+def exchange(sock: socket.socket) -> bytes:
+    with sock:
+        sock.sendall(b"GET /message HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def tcp_get(port: int) -> bytes:
+    return exchange(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+
+def unix_get(path: str) -> bytes:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(path)
+    return exchange(sock)
+
+
+def tls_get(port: int, context: ssl.SSLContext) -> bytes:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return exchange(context.wrap_socket(raw, server_hostname="localhost"))
+
+
+def both_children_serve(process: TelexProcess, connect) -> None:
+    wait_for_count(process, "reply channels", 2)
+    prefixes = set(re.findall(r"reply channels (\S+)!", process.output))
+    assert processes_answering(connect) == prefixes
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """(certificate path, key path, a client context trusting it)."""
+    ca = make_ca()
+    cert_path, key_path = make_server_cert(ca, "localhost").write(str(tmp_path), "server")
+    context = ssl.create_default_context(cadata=ca.cert_pem().decode())
+    return cert_path, key_path, context
+
+
+def test_workers_share_a_tcp_endpoint_string():
+    port = free_port()
+    with TelexProcess(
+        ["serve", RAW, "--workers", "2", "-e", f"tcp:{port}:interface=127.0.0.1"], ready=None
+    ) as server:
+        both_children_serve(server, lambda: tcp_get(port))
+        assert server.output.count(f"listening on http://127.0.0.1:{port}/") == 2
+
+
+def test_workers_share_a_unix_endpoint_string_and_its_mode(tmp_path):
+    path = str(tmp_path / "endpoint.sock")
+    server = TelexProcess(["serve", RAW, "--workers", "2", "-e", f"unix:{path}:mode=600"], ready=None)
+    with server:
+        both_children_serve(server, lambda: unix_get(path))
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    assert not os.path.exists(path)
+
+
+def test_workers_share_an_ssl_endpoint_string_each_child_doing_tls(certificate):
+    cert_path, key_path, context = certificate
+    port = free_port()
+    endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}"
+    with TelexProcess(["serve", RAW, "--workers", "2", "-e", endpoint], ready=None) as server:
+        both_children_serve(server, lambda: tls_get(port, context))
+        assert server.output.count(f"listening on https://127.0.0.1:{port}/") == 2
+
+
+def test_workers_share_the_ssl_flags_listener_with_h2_by_alpn(certificate):
+    cert_path, key_path, context = certificate
+    args = [RAW, "--workers", "2", "--ssl-certfile", cert_path, "--ssl-keyfile", key_path]
+    with TelexServer(*args, ready=None) as server:
+        both_children_serve(server, lambda: tls_get(server.port, context))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            assert sock.selected_alpn_protocol() == "h2"
+
+
+def test_reload_serves_an_endpoint_string(tmp_path):
+    write_app(tmp_path, "one")
+    port = free_port()
+    server = TelexProcess(
+        ["serve", "reloaded_app:channel_layer", "--reload", "-e", f"tcp:{port}:interface=127.0.0.1"],
+        ready=None,
+        cwd=str(tmp_path),
+    )
+    server.env["PYTHONPATH"] = str(tmp_path) + os.pathsep + server.env["PYTHONPATH"]
+    with server:
+        wait_for_count(server, "reply channels", 1)
+        assert tcp_get(port).startswith(b"HTTP/1.1 200")
+        write_app(tmp_path, "two")
+        os.utime(tmp_path / "reloaded_app.py", (time.time() + 5, time.time() + 5))
+        wait_for_count(server, "reply channels", 2, timeout=20)
+        assert tcp_get(port).startswith(b"HTTP/1.1 200")
+
+
+def test_workers_refuse_an_endpoint_that_listens_on_no_socket_in_one_line():
+    result = run_telex(["serve", RAW, "--workers", "2", "-e", "stdio:"])
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "telex serve: error: endpoint 'stdio:' cannot be shared by --workers or --reload: the supervisor "
+        "binds sockets for its children, and this endpoint does not listen on one (tcp:, tcp6:, unix:, "
+        "ssl: and systemd: do)"
+    )
+
+
+def test_workers_name_an_endpoint_they_cannot_bind_in_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_telex(["serve", RAW, "--workers", "2", "-e", f"tcp:{port}:interface=127.0.0.1"])
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"telex serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )

@@ -13,7 +13,6 @@ import os
 import re
 import resource
 import socket
-import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from . import LayerUnreachable, UsageError
 from ._flags import add_options, values
 
 if TYPE_CHECKING:
+    from ..server.endpoints import SharedSockets
     from ..server.settings import ServerSettings
 
 #: The help sections of ``telex serve``, in order: settings fields name them by key.
@@ -164,8 +164,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
     endpoints, tls_endpoints = endpoint_strings(command, tls_wanted=given["ssl_certfile"] is not None)
     fds = [] if command.file_descriptor is None else [command.file_descriptor]
     if child_index() is not None:
-        # The supervisor bound every socket; this process serves on them.
-        endpoints, tls_endpoints, fds = [], [], inherited_fds()
+        # The supervisor bound every socket in this order (``supervised_sockets``): serve on them.
+        inherited = inherited_fds()
+        endpoints = [f"inherited:{fd}:{spec}" for fd, spec in zip(inherited, endpoints, strict=False)]
+        rest = inherited[len(endpoints) :]
+        tls_endpoints = [f"inherited:{fd}:{spec}" for fd, spec in zip(rest, tls_endpoints, strict=False)]
+        fds = rest[len(tls_endpoints) :]
     settings = ServerSettings(endpoints=endpoints, tls_endpoints=tls_endpoints, adopt_fds=fds, **given)
     if settings.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
         raise UsageError("--reuse-port: this platform has no SO_REUSEPORT")
@@ -184,8 +188,6 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
         raise UsageError(
             "--workers > 1 needs a layer shared between processes (redis://...), not memory:// or --routing"
         )
-    if (command.workers > 1 or command.reload) and (command.endpoints or tls_endpoints):
-        raise UsageError("--workers and --reload listen on -b/-p, -u or --fd only (not -e or TLS)")
     return command, settings
 
 
@@ -200,31 +202,26 @@ def check_access_log(path: str | None) -> None:
         raise UsageError(f"--access-log {path}: cannot write to it: {exc.strerror}") from None
 
 
-def supervised_sockets(command: ServeCommand) -> list[int]:
-    """Bind what -b/-p, -u and --fd name, for the children to inherit (``--workers``, ``--reload``)."""
-    sockets = []
-    if command.file_descriptor is not None:
-        sockets.append(socket.socket(fileno=os.dup(command.file_descriptor)))
-    if command.unix_socket:
-        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if os.path.exists(command.unix_socket) and stat.S_ISSOCK(os.stat(command.unix_socket).st_mode):
-            os.unlink(command.unix_socket)
-        unix.bind(command.unix_socket)
-        sockets.append(unix)
-    if command.host is not None or command.port is not None or not sockets:
-        host = (command.host or "127.0.0.1").strip("[]")
-        port = 8000 if command.port is None else command.port
-        tcp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def supervised_sockets(settings: ServerSettings, file_descriptor: int | None) -> SharedSockets:
+    """Bind every endpoint (-b/-p, -u, -e, the TLS listener) and take --fd, for the
+    children to inherit in this order (``--workers``, ``--reload``). Kept open for the
+    supervisor's lifetime: children come and go, the sockets stay."""
+    from twisted.internet.error import CannotListenError
+
+    from ..server.endpoints import SharedSockets
+
+    sockets = SharedSockets(settings.reuse_port)
+    for spec in settings.endpoints + settings.tls_endpoints:
         try:
-            tcp.bind((host, port))
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        sockets.append(tcp)
-    for sock in sockets:
-        sock.listen(1024)
-    # Kept open (detached) for the supervisor's lifetime: children come and go, the sockets stay.
-    return [sock.detach() for sock in sockets]
+            sockets.bind(spec)
+        except CannotListenError as error:
+            where = error.port if error.interface is None else f"{error.interface or '*'}:{error.port}"
+            raise UsageError(f"cannot listen on {where}: {error.socketError.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if file_descriptor is not None:
+        sockets.fds.append(os.dup(file_descriptor))
+    return sockets
 
 
 def check_endpoints(settings: ServerSettings) -> None:
@@ -288,10 +285,11 @@ def run(args: argparse.Namespace) -> int:
     if child_index() is None and (command.workers > 1 or command.reload):
         from ..supervisor import run_supervised
 
-        status = run_supervised(args.words, command.workers, supervised_sockets(command), command.reload)
-        if command.unix_socket and os.path.exists(command.unix_socket):
-            os.unlink(command.unix_socket)  # bound by the supervisor, so removed by it
-        return status
+        sockets = supervised_sockets(settings, command.file_descriptor)
+        try:
+            return run_supervised(args.words, command.workers, sockets.fds, command.reload)
+        finally:
+            sockets.remove_unix_paths()  # bound by the supervisor, so removed by it
     raise_open_file_limit()
     from ..server.run import LayerUnreachableError, ServeError, serve
 
