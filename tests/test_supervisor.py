@@ -7,6 +7,7 @@ socket, its children that inherit it, real signals and real files.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -18,11 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from telex.layers import RedisChannelLayer
 from tests.support.certs import make_ca, make_server_cert
 from tests.support.http import RAW, request
 from tests.support.processes import TelexProcess, TelexServer, run_telex
 from tests.support.redis_server import free_port
 from tests.test_multicore import serving_process
+from tests.worker_harness import http_request
 
 
 def children_of(supervisor: TelexProcess) -> dict[int, int]:
@@ -126,24 +129,64 @@ def test_worker_processes_with_memory_is_refused_in_one_line():
     )
 
 
-def test_worker_processes_with_a_metrics_port_is_refused_in_one_line():
-    result = run_telex(
-        [
-            "worker",
-            "examples.hello_http.routing:channel_routing",
-            "--layer",
-            "redis://127.0.0.1:6379/0",
-            "--processes",
-            "2",
-            "--metrics-port",
-            "9100",
-        ]
+def scrape(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_worker_processes_share_one_metrics_port_and_every_scrape_reports_all(fresh_redis_server):
+    port = free_port()
+    args = [
+        "worker",
+        "tests.worker_metrics_routing:channel_routing",
+        "--layer",
+        "tests.worker_metrics_routing:layer",
+    ]
+    workers = TelexProcess(
+        [*args, "--processes", "2", "--metrics-port", str(port)],
+        env={"METRICS_TEST_REDIS": fresh_redis_server.url},
+        ready=None,
     )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "telex worker: error: --metrics-port with --processes > 1: the processes cannot share one port; "
-        "run one telex worker per metrics port"
-    )
+    layer = RedisChannelLayer(hosts=[fresh_redis_server.url], prefix="metrics-test:")
+    with workers:
+        wait_for_count(workers, f"metrics on http://127.0.0.1:{port}/metrics", 2)
+        for number in range(10):
+            assert http_request(layer, f"/{number}")[0] == 200
+        consumed = r'^telex_worker_messages_total\{process="(\d)",channel="http.request"\} (\S+)$'
+        busy = r'^telex_worker_busy_threads\{process="(\d)"\} '
+        deadline = time.monotonic() + 15
+        while True:
+            text = scrape(port, "/metrics")[1]
+            counts = {index: float(value) for index, value in re.findall(consumed, text, re.MULTILINE)}
+            # Each process publishes once a second: wait for both, and for the sum.
+            if set(re.findall(busy, text, re.MULTILINE)) == {"0", "1"} and sum(counts.values()) == 10:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+        for _ in range(10):  # a fresh connection each: either process may take it
+            assert set(re.findall(busy, scrape(port, "/metrics")[1], re.MULTILINE)) == {"0", "1"}
+        ready = {"status": "ok", "layer": "ok", "processes": {"0": "ok", "1": "ok"}}
+        deadline = time.monotonic() + 15
+        while (answer := scrape(port, "/health")) != (200, json.dumps(ready) + "\n"):
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.2)
+        stopped = children_of(workers)[0]
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            down = {"status": "down", "layer": "ok", "processes": {"0": "unresponsive", "1": "ok"}}
+            deadline = time.monotonic() + 15
+            while (answer := scrape(port, "/health")) != (503, json.dumps(down) + "\n"):
+                assert time.monotonic() < deadline, answer
+                time.sleep(0.2)
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        workers.signal(signal.SIGTERM)
+        assert workers.wait(30) == 0, workers.output
 
 
 def test_worker_processes_share_the_work_and_are_restarted(redis_server):

@@ -13,12 +13,13 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
 from .._importing import failure_summary
 from .._logging import LogConfigError, LogSettings, check_log_config, configure
-from ..supervisor import child_index, supervisor_gone
+from ..supervisor import child_index, inherited_fds, supervisor_gone
 from . import LayerUnreachable, UsageError
 from ._flags import add_options, values
 
@@ -39,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..worker.settings import WorkerSettings
 
     add_options(parser, [WorkerSettings, LogSettings], SECTIONS, env_prefix=ENV_PREFIX)
+
+
+def metrics_socket(host: str, port: int) -> int:
+    """Bind ``--metrics-port`` once for every supervised process (``--processes``,
+    ``--reload``): a scrape goes to whichever child accepts it."""
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return sock.detach()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,15 +80,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
         raise UsageError(f"--metrics-port must be a port number (0-65535), got {settings.metrics_port}")
-    if settings.processes > 1 and settings.metrics_port is not None:
-        raise UsageError(
-            "--metrics-port with --processes > 1: the processes cannot share one port; "
-            "run one telex worker per metrics port"
-        )
     if child_index() is None and (settings.processes > 1 or settings.reload):
         from ..supervisor import run_supervised
 
-        return run_supervised(args.words, settings.processes, [], settings.reload)
+        fds = (
+            []
+            if settings.metrics_port is None
+            else [metrics_socket(settings.metrics_host, settings.metrics_port)]
+        )
+        return run_supervised(args.words, settings.processes, fds, settings.reload)
     try:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
@@ -109,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
         from ..worker.metrics import MetricsServer
 
         try:
-            metrics_server = MetricsServer(worker, settings.metrics_host, settings.metrics_port)
+            # Supervised, the supervisor bound the port (``metrics_socket``).
+            inherited = inherited_fds()[0] if child_index() is not None else None
+            metrics_server = MetricsServer(worker, settings.metrics_host, settings.metrics_port, inherited)
         except OSError as exc:
             where = f"{settings.metrics_host}:{settings.metrics_port}"
             raise UsageError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None

@@ -3,18 +3,23 @@
 ``telex worker --metrics-port`` serves ``/metrics`` (Prometheus text format)
 and ``/health`` from ``http.server`` on a daemon thread: a worker loads no
 server code, so no Twisted here. Consumer threads count into one
-:class:`WorkerMetrics` under its lock.
+:class:`WorkerMetrics` under its lock. Under ``--processes N`` the children
+serve one socket their supervisor bound, and answer for all
+(``telex._process_group``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .._metrics import Registry
+from .._process_group import READY, WRITE_INTERVAL, ProcessGroup, group_from_environment, group_health
 from ..layers import unreachable
 
 logger = logging.getLogger("telex.worker")
@@ -96,37 +101,82 @@ def health(worker: Any) -> tuple[int, dict[str, str]]:
     return 200, {"status": "ok", "layer": "ok"}
 
 
-class MetricsServer:
-    """``/metrics`` and ``/health`` of ``worker`` on ``host:port``, from a daemon thread."""
+def health_state(status: int, body: dict[str, str]) -> str:
+    """A ``health`` answer in one word, for the other processes of a group."""
+    if status == 200:
+        return READY
+    if body.get("layer") == "unreachable":
+        return "layer unreachable"
+    if "threads" in body:
+        return "consumer thread died"
+    return body["status"]
 
-    def __init__(self, worker: Any, host: str, port: int) -> None:
-        handler = type("Handler", (_Handler,), {"worker": worker})
-        self.http = ThreadingHTTPServer((host, port), handler)  # raises OSError: port in use
+
+class MetricsServer:
+    """``/metrics`` and ``/health`` of ``worker`` on ``host:port``, from a daemon thread;
+    or, with ``inherited_fd``, on a socket a supervisor bound (``--processes``): then
+    both paths answer for every process of the group."""
+
+    def __init__(self, worker: Any, host: str, port: int, inherited_fd: int | None = None) -> None:
+        group = None
+        if inherited_fd is not None:
+            group = group_from_environment(worker.metrics.render, lambda: self._state)
+        handler = type("Handler", (_Handler,), {"worker": worker, "group": group})
+        if inherited_fd is None:
+            self.http = ThreadingHTTPServer((host, port), handler)  # raises OSError: port in use
+        else:
+            self.http = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
+            self.http.socket.close()
+            self.http.socket = socket.socket(fileno=os.dup(inherited_fd))
+            # Every child waits on this socket: the one that loses a connection to
+            # another must not block in accept() (socketserver skips the BlockingIOError).
+            self.http.socket.setblocking(False)
+            self.http.server_address = self.http.socket.getsockname()
         self.http.daemon_threads = True
         self.port = self.http.server_address[1]
-        self._thread = threading.Thread(
-            target=self.http.serve_forever, name="telex-worker-metrics", daemon=True
-        )
+        self.worker = worker
+        self.group = group
+        self._state = "starting"
+        self._stopped = threading.Event()
+        self._threads = [
+            threading.Thread(target=self.http.serve_forever, name="telex-worker-metrics", daemon=True)
+        ]
+        if group is not None:
+            self._threads.append(
+                threading.Thread(target=self._publish, args=(group,), name="telex-worker-group", daemon=True)
+            )
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
+        self._stopped.set()
         self.http.shutdown()
         self.http.server_close()
+
+    def _publish(self, group: ProcessGroup) -> None:
+        """Once a second: check this worker's health (a layer round trip) and publish it with its metrics."""
+        while not self._stopped.is_set():
+            self._state = health_state(*health(self.worker))
+            group.write()
+            self._stopped.wait(WRITE_INTERVAL)
 
 
 class _Handler(BaseHTTPRequestHandler):
     worker: Any
+    group: ProcessGroup | None
     server_version = "telex-worker"
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            self._answer(200, "text/plain; version=0.0.4", self.worker.metrics.render())
+            render = self.worker.metrics.render if self.group is None else self.group.render
+            self._answer(200, "text/plain; version=0.0.4", render())
         elif path == "/health":
             status, body = health(self.worker)
-            self._answer(status, "application/json", json.dumps(body).encode() + b"\n")
+            status, group_body = group_health(self.group, status, body, health_state(status, body))
+            self._answer(status, "application/json", json.dumps(group_body).encode() + b"\n")
         else:
             self._answer(404, "text/plain", b"Not Found: /metrics and /health are served here\n")
 
