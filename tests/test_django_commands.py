@@ -243,3 +243,24 @@ def test_runworker_reads_telex_worker_variables_and_names_a_bad_one():
     result = run_manage(["runworker"], env={"TELEX_WORKER_THREADS": "many"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "environment variable TELEX_WORKER_THREADS: expected a whole number, got 'many'" in result.stderr
+
+
+def test_runserver_takes_telex_serve_options_from_the_server_settings_fields():
+    help_text = run_manage(["runserver", "--help"]).stdout
+    assert "--health-path HEALTH_PATH" in help_text and "[env TELEX_HEALTH_PATH]" in help_text
+    assert (
+        "--http_timeout HTTP_TIMEOUT, --http-timeout HTTP_TIMEOUT" in help_text
+    )  # Channels 1.x's, unchanged
+    port = free_port()
+    args = ["runserver", f"127.0.0.1:{port}", "--noreload", "--health-path", "/telex-health"]
+    with manage(args, env={"TELEX_METRICS_PATH": "/telex-metrics"}):
+        assert get(port, "/telex-health") == (200, '{"status": "ok", "layer": "ok"}\n')
+        assert "telex_open_connections" in get(port, "/telex-metrics")[1]
+
+
+def test_runserver_telex_options_are_checked_as_telex_serve_checks_them():
+    result = run_manage(["runserver", "--noreload", f"127.0.0.1:{free_port()}", "--health-path", "health"])
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == "Error: --health-path health: a path starts with / (did you mean /health?)"
+    )

@@ -171,16 +171,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
         tls_endpoints = [f"inherited:{fd}:{spec}" for fd, spec in zip(rest, tls_endpoints, strict=False)]
         fds = rest[len(tls_endpoints) :]
     settings = ServerSettings(endpoints=endpoints, tls_endpoints=tls_endpoints, adopt_fds=fds, **given)
-    if settings.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
-        raise UsageError("--reuse-port: this platform has no SO_REUSEPORT")
-    if settings.request_body_chunk_size < 1:
-        raise UsageError("--request-body-chunk-size must be at least 1 byte")
+    check_settings(settings)
     if command.threads < 1:
         raise UsageError("--threads must be at least 1")
-    for flag, path in (("--health-path", settings.health_path), ("--metrics-path", settings.metrics_path)):
-        if path is not None and not path.startswith("/"):
-            raise UsageError(f"{flag} {path}: a path starts with / (did you mean /{path}?)")
-    check_access_log(settings.access_log)
     if command.workers < 1:
         raise UsageError("--workers must be at least 1")
     shared_layer = command.routing is None and not (command.channel_layer or "").startswith("memory:")
@@ -189,6 +182,18 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
             "--workers > 1 needs a layer shared between processes (redis://...), not memory:// or --routing"
         )
     return command, settings
+
+
+def check_settings(settings: ServerSettings) -> None:
+    """What argparse cannot check of the settings' options (``manage.py runserver`` checks them too)."""
+    if settings.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise UsageError("--reuse-port: this platform has no SO_REUSEPORT")
+    if settings.request_body_chunk_size < 1:
+        raise UsageError("--request-body-chunk-size must be at least 1 byte")
+    for flag, path in (("--health-path", settings.health_path), ("--metrics-path", settings.metrics_path)):
+        if path is not None and not path.startswith("/"):
+            raise UsageError(f"{flag} {path}: a path starts with / (did you mean /{path}?)")
+    check_access_log(settings.access_log)
 
 
 def check_access_log(path: str | None) -> None:

@@ -5,7 +5,10 @@ WebSocket on one port, the project's consumers on worker threads (unless
 ``--noworker``: then run ``manage.py runworker`` against a cross-process
 layer), static files under ``DEBUG`` as staticfiles' runserver serves them,
 and Django's autoreloader (unless ``--noreload``). ``--noasgi`` runs
-Django's own runserver instead. Options and defaults: ``docs/django.md``.
+Django's own runserver instead. Its Telex options are ``telex serve``'s,
+from the same settings fields, except those runserver sets itself
+(``SET_HERE``) and the listener (``addrport``). Options and defaults:
+``docs/django.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,40 @@ from .. import CommandWorker, check_reachable, http_consumer, serve_static, setu
 #: Seconds in-flight responses and running consumers get when the server stops
 #: (Ctrl-C, or a reload): a development server should restart at once.
 STOP_TIMEOUT = 5.0
+
+#: ServerSettings fields runserver sets itself: from Django's settings (``FORCE_SCRIPT_NAME``,
+#: ``CHANNELS_WS_PROTOCOLS``), from ``-v`` (the access log), its stop timeout, and Channels
+#: 1.x's own ``--http_timeout`` (60 s) and ``--websocket_handshake_timeout``.
+SET_HERE = frozenset(
+    {
+        "root_path",
+        "ws_protocols",
+        "access_log",
+        "graceful_timeout",
+        "http_timeout",
+        "websocket_connect_timeout",
+    }
+)
+#: The help sections of the ServerSettings options runserver takes; where to listen is
+#: ``addrport``, and TLS is for ``telex serve``.
+SECTIONS = {
+    "application": "Telex: application",
+    "HTTP": "Telex: HTTP",
+    "WebSocket": "Telex: WebSocket",
+    "operations": "Telex: operations",
+}
+
+
+def telex_options() -> list[str]:
+    """The ServerSettings fields that are runserver options."""
+    from ....cli._flags import settings_fields
+    from ....server.settings import ServerSettings
+
+    return [
+        settings_field.name
+        for settings_field, declared in settings_fields(ServerSettings)
+        if declared.group in SECTIONS and settings_field.name not in SET_HERE
+    ]
 
 
 class Command(RunserverCommand):
@@ -82,6 +119,12 @@ class Command(RunserverCommand):
             dest="websocket_handshake_timeout",
             help="Seconds to wait for the answer to websocket.connect (default: %(default)s).",
         )
+        from ....cli._flags import add_options
+        from ....server.settings import ServerSettings
+
+        # The rest are telex serve's options, declared once in ServerSettings: the same
+        # flags, defaults and TELEX_* variables.
+        add_options(parser, [ServerSettings], SECTIONS, only=telex_options(), hand_on=False)
 
     def get_handler(self, *args: Any, **options: Any) -> Any:
         """The WSGI handler of ``--noasgi``, with static files as staticfiles' runserver has them."""
@@ -138,6 +181,8 @@ class Command(RunserverCommand):
         self._serve(wrapper, worker, options)
 
     def _serve(self, wrapper: Any, worker: CommandWorker | None, options: dict[str, Any]) -> None:
+        from ....cli import UsageError
+        from ....cli.serve import check_settings
         from ....server.run import ServeError, serve
         from ....server.settings import ServerSettings
 
@@ -145,6 +190,7 @@ class Command(RunserverCommand):
         kind = "tcp6" if self.use_ipv6 or ":" in host else "tcp"
         escaped = host.replace(":", "\\:")
         server_settings = ServerSettings(
+            **{name: options[name] for name in telex_options()},
             endpoints=[f"{kind}:port={int(self.port)}:interface={escaped}"],
             root_path=getattr(settings, "FORCE_SCRIPT_NAME", None) or "",
             http_timeout=options["http_timeout"],
@@ -153,6 +199,10 @@ class Command(RunserverCommand):
             graceful_timeout=STOP_TIMEOUT,
             access_log="-" if options["verbosity"] >= 1 else None,
         )
+        try:
+            check_settings(server_settings)
+        except UsageError as exc:
+            self._fail(str(exc))
         _log_twisted(options["verbosity"])
         # Under the autoreloader this runs on a thread: the reloader owns the
         # signals and ends the process with sys.exit (3 to reload).
