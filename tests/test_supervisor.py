@@ -176,7 +176,7 @@ def test_worker_processes_share_one_metrics_port_and_every_scrape_reports_all(fr
             assert time.monotonic() < deadline, answer
             time.sleep(0.2)
         stopped = children_of(workers)[0]
-        os.kill(stopped, signal.SIGSTOP)
+        stop_process(stopped)
         try:
             down = {"status": "down", "layer": "ok", "processes": {"0": "unresponsive", "1": "ok"}}
             deadline = time.monotonic() + 15
@@ -350,6 +350,21 @@ def test_workers_on_an_inherited_fd_tell_systemd_ready_and_stopping_from_the_sup
                 notify.recv(4096)
 
 
+def stop_process(pid: int) -> None:
+    """SIGSTOP, and wait until every thread is stopped: until then it may still accept a connection."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while True:
+        states = set()
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{thread}/stat") as stat:
+                states.add(stat.read().rsplit(")", 1)[1].split()[0])
+        if states == {"T"}:
+            return
+        assert time.monotonic() < deadline, states
+        time.sleep(0.01)
+
+
 def health(server: TelexProcess) -> tuple[int, dict]:
     status, _, body = request(server, "GET", "/health")
     return status, json.loads(body)
@@ -370,7 +385,7 @@ def test_health_is_ready_only_when_every_child_is_whichever_takes_the_probe():
         wait_for_count(server, "reply channels", 2)
         wait_for_health(server, READY_PAIR)
         stopped = children_of(server)[1]
-        os.kill(stopped, signal.SIGSTOP)  # alive, holding the socket, answering nothing
+        stop_process(stopped)  # alive, holding the socket, answering nothing
         try:
             # Its state goes stale; the other child answers every probe from then on.
             wait_for_health(
@@ -404,7 +419,7 @@ def test_health_under_workers_reports_each_child_losing_the_layer(fresh_redis_se
         down = {"0": "layer unreachable", "1": "layer unreachable"}
         wait_for_health(server, (503, {"status": "down", "layer": "unreachable", "processes": down}))
         fresh_redis_server.start()
-        wait_for_health(server, READY_PAIR, timeout=40)
+        wait_for_health(server, READY_PAIR, timeout=10)
 
 
 def processes_answering(connect, expected: int = 2, tries: int = 60) -> set[str]:
