@@ -16,6 +16,7 @@ from typing import Any
 
 from .._metrics import Registry
 from ..layers import unreachable
+from ..layers.base import LOSS_METRICS_HELP
 
 logger = logging.getLogger("telex.worker")
 
@@ -36,6 +37,7 @@ HELP = {
         "Gaps enforce_ordering skipped after waiting the ordering timeout for a missing message.",
     ),
     "telex_worker_busy_threads": ("gauge", "Consumer threads running a consumer now."),
+    **LOSS_METRICS_HELP,
 }
 
 #: Seconds the health check waits for the layer before reporting it unreachable.
