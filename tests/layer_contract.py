@@ -456,6 +456,21 @@ class LayerContract:
         assert layer.global_statistics()["group_undelivered_count"] == 5  # "full" and busy!'s four
         assert layer.receive(["free"]) == ("free", {"n": 1})
 
+    def test_group_entries_follow_capacity_overrides(self, make_layer):
+        layer = make_layer(channel_capacity={"busy*": 1}, group_entry_members=2)
+        for i in range(3):
+            layer.group_add("g", f"busy!{i}")
+            layer.group_add("g", f"idle!{i}")
+        layer.send_group("g", {"n": 1})  # busy! takes the first of its two entries only
+        assert layer.global_statistics()["group_undelivered_count"] == 1
+        assert layer.channel_statistics("idle!x")["messages_pending"] == 2
+        assert sorted(channel for channel, _ in [layer.receive(["busy!"]) for _ in range(2)]) == [
+            "busy!0",
+            "busy!1",
+        ]
+        assert len([layer.receive(["idle!"]) for _ in range(3)]) == 3
+        assert layer.receive(["busy!", "idle!"]) == (None, None)
+
     def test_group_messages_that_expire_unread_are_counted(self, make_layer):
         layer = make_layer(expiry=0.5)
         for i in range(4):

@@ -434,7 +434,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if best is None:
             return None, None
         _, _, channel, message = best[0]
-        if type(channel) is str:
+        if isinstance(channel, str):
             best.popleft()
             return channel, message
         # A group entry: its next member's copy; the entry leaves with its last member.
@@ -449,7 +449,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # head can be expired.
         while queue and queue[0][0] <= now:
             channel = queue.popleft()[2]
-            if type(channel) is str:
+            if isinstance(channel, str):
                 channels = [channel]
             else:
                 channels = [channel.prefix + name for name in channel.names[channel.next :]]

@@ -62,7 +62,7 @@ class Opener:
         ones dropped; what does not fit after a group entry is held."""
         now = now_ms()
         decode = self._codec.decode
-        found = []
+        found: list[tuple[str, Any]] = []
         for index, entry in enumerate(entries):
             # split_entry, inlined: this runs for every message received.
             if int(entry[:DEADLINE_DIGITS]) <= now:
