@@ -63,13 +63,15 @@ class Opener:
         now = now_ms()
         decode = self._codec.decode
         found: list[tuple[str, Any]] = []
-        for index, entry in enumerate(entries):
+        for entry in entries:
             # split_entry, inlined: this runs for every message received.
             if int(entry[:DEADLINE_DIGITS]) <= now:
                 if entry[DEADLINE_DIGITS] == GROUP_MARK:
                     self._expired(entry)
                 continue  # expired while waiting in the queue or while a BLPOP delivered it
             if entry[DEADLINE_DIGITS] == GROUP_MARK:  # the one extra test an ordinary entry pays
+                # Found by identity, off the hot loop (equal entries may repeat).
+                index = next(i for i, each in enumerate(entries) if each is entry)
                 self._hold(entries[index:], keys[0] if len(keys) == 1 else None)
                 return found + self.take_held(keys, room - len(found))
             space = entry.index(b" ", DEADLINE_DIGITS)
