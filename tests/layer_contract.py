@@ -380,6 +380,106 @@ class LayerContract:
             assert extension in layer.extensions
         assert isinstance(layer.group_expiry, int)
 
+    # -- Groups: one entry per receiving process (issue 16) --------------------
+
+    def test_a_group_send_writes_one_entry_per_process_prefix(self, make_layer):
+        layer = make_layer()
+        prefixes = ("srv.a!", "srv.b!", "srv.c!")
+        for prefix in prefixes:
+            for i in range(20):
+                layer.group_add("g", f"{prefix}{i}")
+        layer.group_add("g", "plain.one")
+        layer.group_add("g", "plain.two")
+        layer.send_group("g", {"text": "hi"})
+        for prefix in prefixes:
+            assert layer.channel_statistics(prefix + "0")["messages_pending"] == 1
+        assert layer.channel_statistics("plain.one")["messages_pending"] == 1
+        for prefix in prefixes:
+            received = [layer.receive([prefix]) for _ in range(21)]
+            assert sorted(channel for channel, _ in received[:20]) == sorted(
+                f"{prefix}{i}" for i in range(20)
+            )
+            assert all(message == {"text": "hi"} for _, message in received[:20])
+            assert received[20] == (None, None)
+        assert layer.receive(["plain.one"]) == ("plain.one", {"text": "hi"})
+        assert layer.receive(["plain.two"]) == ("plain.two", {"text": "hi"})
+        assert layer.global_statistics()["group_undelivered_count"] == 0
+
+    def test_group_members_get_their_copies_in_queue_order(self, make_layer):
+        layer = make_layer()
+        for name in ("p!m1", "p!m2", "p!m3"):
+            layer.group_add("g", name)
+        layer.send("p!m2", {"n": "before"})
+        layer.send_group("g", {"n": "group", "list": [1]})
+        layer.send("p!m1", {"n": "after"})
+        received = [layer.receive(["p!"]) for _ in range(6)]
+        assert received[0] == ("p!m2", {"n": "before"})
+        assert sorted(channel for channel, _ in received[1:4]) == ["p!m1", "p!m2", "p!m3"]
+        assert received[4] == ("p!m1", {"n": "after"})
+        assert received[5] == (None, None)
+        # Each member's message is its own.
+        received[1][1]["list"].append(2)
+        assert received[2][1] == {"n": "group", "list": [1]}
+
+    def test_a_group_larger_than_process_local_capacity_reaches_everyone(self, make_layer):
+        layer = make_layer(process_local_capacity=5, group_entry_members=20)
+        for i in range(40):
+            layer.group_add("big", f"srv!{i}")
+        layer.send_group("big", {"n": 1})
+        layer.send_group("big", {"n": 2})
+        assert layer.channel_statistics("srv!0")["messages_pending"] == 4
+        received = [layer.receive(["srv!"]) for _ in range(80)]
+        assert [message["n"] for _, message in received] == [1] * 40 + [2] * 40
+        assert sorted(channel for channel, _ in received[:40]) == sorted(f"srv!{i}" for i in range(40))
+        assert layer.receive(["srv!"]) == (None, None)
+        assert layer.global_statistics()["group_undelivered_count"] == 0
+
+    def test_a_long_member_list_is_split_into_bounded_entries(self, make_layer):
+        layer = make_layer(group_entry_members=3)
+        for i in range(7):
+            layer.group_add("g", f"srv!{i}")
+        layer.send_group("g", {"n": 1})
+        assert layer.channel_statistics("srv!x")["messages_pending"] == 3
+        received = [layer.receive(["srv!"]) for _ in range(8)]
+        assert sorted(channel for channel, _ in received[:7]) == sorted(f"srv!{i}" for i in range(7))
+        assert received[7] == (None, None)
+
+    def test_members_a_group_send_could_not_reach_are_counted(self, make_layer):
+        layer = make_layer(capacity=1, process_local_capacity=1)
+        layer.group_add("g", "full")
+        layer.group_add("g", "free")
+        for i in range(4):
+            layer.group_add("g", f"busy!{i}")
+        layer.send("full", {})
+        layer.send("busy!0", {})
+        layer.send_group("g", {"n": 1})
+        assert layer.global_statistics()["group_undelivered_count"] == 5  # "full" and busy!'s four
+        assert layer.receive(["free"]) == ("free", {"n": 1})
+
+    def test_group_entries_follow_capacity_overrides(self, make_layer):
+        layer = make_layer(channel_capacity={"busy*": 1}, group_entry_members=2)
+        for i in range(3):
+            layer.group_add("g", f"busy!{i}")
+            layer.group_add("g", f"idle!{i}")
+        layer.send_group("g", {"n": 1})  # busy! takes the first of its two entries only
+        assert layer.global_statistics()["group_undelivered_count"] == 1
+        assert layer.channel_statistics("idle!x")["messages_pending"] == 2
+        assert sorted(channel for channel, _ in [layer.receive(["busy!"]) for _ in range(2)]) == [
+            "busy!0",
+            "busy!1",
+        ]
+        assert len([layer.receive(["idle!"]) for _ in range(3)]) == 3
+        assert layer.receive(["busy!", "idle!"]) == (None, None)
+
+    def test_group_messages_that_expire_unread_are_counted(self, make_layer):
+        layer = make_layer(expiry=0.5)
+        for i in range(4):
+            layer.group_add("g", f"gone!{i}")
+        layer.send_group("g", {"n": 1})
+        time.sleep(0.6)
+        assert layer.receive(["gone!"]) == (None, None)
+        assert layer.global_statistics()["group_undelivered_count"] == 4
+
     # -- flush and statistics --------------------------------------------------
 
     def test_flush_removes_messages_and_groups(self, make_layer):

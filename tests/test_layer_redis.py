@@ -204,8 +204,115 @@ def test_send_group_is_one_round_trip_whatever_its_size(fresh_redis_server, laye
     layer.send_group("big", {"text": "hi"})
     stats = client.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 1
-    assert stats["cmdstat_rpush"]["calls"] == 200
+    assert stats["cmdstat_rpush"]["calls"] == 200  # normal channels: one entry each
     assert layer.receive(["member199"]) == ("member199", {"text": "hi"})
+
+
+def test_a_group_send_to_many_sockets_on_one_server_is_one_entry(fresh_redis_server, layers):
+    layer = layers(hosts=[fresh_redis_server.url], process_local_capacity=10)
+    for prefix in ("srv.a!", "srv.b!", "srv.c!"):
+        for i in range(300):
+            layer.group_add("big", f"{prefix}{i}")
+    layer.group_add("big", "plain")
+    layer.send_group("warm", {})  # loads the script
+    client = raw(fresh_redis_server)
+    client.config_resetstat()
+    layer.send_group("big", {"text": "hi"})
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_rpush"]["calls"] == 4  # three servers and one normal channel
+    for prefix in ("srv.a!", "srv.b!", "srv.c!"):
+        assert client.llen(layer.prefix + "q:" + prefix) == 1
+        found = layer.receive_batch_nowait([prefix], 1000)
+        assert sorted(channel for channel, _ in found) == sorted(f"{prefix}{i}" for i in range(300))
+    assert layer.receive(["plain"]) == ("plain", {"text": "hi"})
+
+
+def test_a_group_entry_expands_on_every_receive_path(make_layer):
+    """Blocking, non-blocking, batch and async receives each hand out part of one entry, in order.
+
+    (``receive_twisted`` is ``receive_async`` on the asyncio reactor and a
+    blocking ``receive`` in a thread on others.)
+    """
+    layer = make_layer()
+    members = [f"srv!{i:02}" for i in range(12)]
+    for name in members:
+        layer.group_add("g", name)
+    layer.send_group("g", {"n": 1})
+    layer.send("srv!last", {"n": 2})
+    got = [layer.receive(["srv!"], block=True)]
+    got.append(layer.receive(["srv!"]))
+    got += layer.receive_batch_nowait(["srv!"], 3)
+
+    async def on_loop():
+        found = [await layer.receive_async(["srv!"])]
+        return found + await layer.receive_batch_async(["srv!"], 4)
+
+    got += asyncio.run(on_loop())
+    got += [layer.receive(["srv!"], block=True) for _ in range(3)]
+    assert sorted(channel for channel, _ in got[:12]) == members
+    assert all(message == {"n": 1} for _, message in got[:12])
+    assert got[12] == ("srv!last", {"n": 2})
+    assert layer.receive(["srv!"]) == (None, None)
+
+
+def test_a_group_entry_popped_by_a_blocked_receive_is_expanded(make_layer):
+    layer = make_layer(blocking_timeout=5)
+    for name in ("srv!a", "srv!b", "srv!c"):
+        layer.group_add("g", name)
+    found: list = []
+    receiving = threading.Thread(target=lambda: found.append(layer.receive(["srv!", "other"], block=True)))
+    receiving.start()
+    assert wait_until(lambda: raw_clients_blocked(layer) >= 1, timeout=5)
+    layer.send_group("g", {"n": 1})
+    receiving.join(10)
+    found += [layer.receive(["srv!"]) for _ in range(3)]
+    assert sorted(channel for channel, _ in found[:3]) == ["srv!a", "srv!b", "srv!c"]
+    assert found[3] == (None, None)
+
+
+def raw_clients_blocked(layer: RedisChannelLayer) -> int:
+    return layer._threads.call(0, b"INFO", b"clients").count(b"blocked_clients:1")
+
+
+def test_encrypted_group_entries_are_decrypted_once_and_expand(make_layer):
+    layer = make_layer(symmetric_encryption_keys=["secret"])
+    for i in range(5):
+        layer.group_add("g", f"srv!{i}")
+    layer.send_group("g", {"text": "private"})
+    found = layer.receive_batch_nowait(["srv!"], 10)
+    assert sorted(found) == [(f"srv!{i}", {"text": "private"}) for i in range(5)]
+
+
+def test_an_entry_in_a_format_this_version_cannot_read_is_refused_loudly(redis_server, make_layer, caplog):
+    layer = make_layer()
+    key = layer.prefix + "q:srv!"
+    future = b"%013d" % (int(time.time() * 1000) + 60_000) + b"#2srv! a b\nsomething new"
+    raw(redis_server).rpush(key, future)
+    layer.send("srv!x", {"n": 1})
+    with caplog.at_level(logging.ERROR, logger="telex.layers"):
+        assert layer.receive(["srv!"]) == ("srv!x", {"n": 1})
+        raw(redis_server).rpush(key, future)
+        assert layer.receive(["srv!"]) == (None, None)
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1  # once per burst, not per entry
+    assert "group entry format '2'" in errors[0].getMessage()
+    assert "upgrade this process" in errors[0].getMessage()
+    assert layer.global_statistics()["unreadable_entry_count"] == 2
+
+
+def test_an_older_reader_fails_on_a_group_entry_rather_than_misdeliver_it(make_layer):
+    """What docs/redis-layer.md says a reader from before group entries does with one."""
+    import msgpack
+
+    layer = make_layer()
+    layer.group_add("g", "srv!a")
+    layer.send_group("g", {"n": 1})
+    entry = layer._threads.call(0, b"LPOP", layer.prefix + "q:srv!")
+    space = entry.index(b" ", 13)  # how a reader before group entries splits an entry
+    assert entry[13:space] == b"#1srv!"
+    with pytest.raises(msgpack.ExtraData):
+        msgpack.unpackb(entry[space + 1 :], raw=False)
 
 
 # -- URLs and options -------------------------------------------------------------

@@ -42,6 +42,7 @@ _MEMORY_OPTIONS = {
     "capacity": int,
     "process_local_capacity": int,
     "max_message_size": int,
+    "group_entry_members": int,
 }
 
 

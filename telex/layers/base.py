@@ -9,21 +9,27 @@ checks on their hot paths; the checks are written to be cheap there.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import secrets
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from re import Pattern
 from typing import Any
 
 __all__ = [
+    "DEFAULT_GROUP_ENTRY_MEMBERS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PROCESS_LOCAL_CAPACITY",
     "TELEX_EXTENSIONS",
     "BaseChannelLayer",
     "ChannelFull",
+    "DeliveryLosses",
     "MessageTooLarge",
     "check_message",
     "copy_message",
+    "loss_metrics",
     "non_local_name",
 ]
 
@@ -44,6 +50,16 @@ DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024 + 64 * 1024
 #: (spec: Capacity), so the general default of 100 would make a group send to
 #: a few hundred sockets on one server silently drop most of them.
 DEFAULT_PROCESS_LOCAL_CAPACITY = 10_000
+
+#: A group send writes one entry per receiving process (``prefix!``) naming
+#: that process's members; past this many names it writes several, so one
+#: entry stays bounded (about 16 bytes a name with Telex's reply channels).
+DEFAULT_GROUP_ENTRY_MEMBERS = 1000
+
+#: At most one warning per this many seconds about group messages lost.
+LOSS_LOG_INTERVAL = 10.0
+
+logger = logging.getLogger("telex.layers")
 
 #: The spec asks for at least 100; Channels 1.x era layers reject 100 and
 #: more, so Telex itself keeps its own names well below that.
@@ -167,6 +183,85 @@ def check_message(message: Any) -> int:
 #: its Extensions list uses) and the two the consumer toolkit needs.
 TELEX_EXTENSIONS = ("groups", "flush", "statistics", "twisted", "asyncio", "telex.store", "telex.ordering")
 
+
+class DeliveryLosses:
+    """Group messages a layer could not deliver, counted exactly and logged once per burst.
+
+    Delivery is at-most-once, but never silently less: a member whose queue
+    was full, a group entry that expired before it was read, an entry in a
+    format this version cannot read. The counts are the layer statistics
+    ``group_undelivered_count`` and ``unreadable_entry_count`` and the
+    ``telex_layer_group_undelivered_total`` metric of servers and workers.
+    """
+
+    def __init__(self, interval: float = LOSS_LOG_INTERVAL) -> None:
+        self.undelivered = 0
+        self.unreadable = 0
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._undelivered_since = 0
+        self._unreadable_since = 0
+        self._warned_at = self._refused_at = -interval
+
+    def lost(self, count: int, why: str) -> None:
+        """``count`` member messages not delivered, ``why`` in words."""
+        with self._lock:
+            self.undelivered += count
+            self._undelivered_since += count
+            now = time.monotonic()
+            if now - self._warned_at < self.interval:
+                return
+            count, self._undelivered_since, self._warned_at = self._undelivered_since, 0, now
+        logger.warning(
+            "group messages not delivered: %d since the last report, the latest because %s "
+            "(layer statistic group_undelivered_count)",
+            count,
+            why,
+        )
+
+    def refused(self, version: str, queue: str) -> None:
+        """An entry of a format this version cannot read: dropped, never mis-decoded."""
+        with self._lock:
+            self.unreadable += 1
+            self._unreadable_since += 1
+            now = time.monotonic()
+            if now - self._refused_at < self.interval:
+                return
+            count, self._unreadable_since, self._refused_at = self._unreadable_since, 0, now
+        logger.error(
+            "dropped %d queue entries (latest on %r) in group entry format %r, which this Telex "
+            "cannot read: upgrade this process to the Telex version the senders run "
+            "(docs/redis-layer.md, Rolling upgrades)",
+            count,
+            queue,
+            version,
+        )
+
+
+#: The metrics servers and workers export from a layer's :class:`DeliveryLosses`.
+LOSS_METRICS_HELP = {
+    "telex_layer_group_undelivered_total": (
+        "counter",
+        "Group messages this process's channel layer could not deliver: full queues, expired unread.",
+    ),
+    "telex_layer_unreadable_entries_total": (
+        "counter",
+        "Queue entries in a format this Telex cannot read (an upgrade is due), dropped.",
+    ),
+}
+
+
+def loss_metrics(layer: Any) -> dict[str, Any]:
+    """Gauge readers for :data:`LOSS_METRICS_HELP`; none for a layer that does not count losses."""
+    losses = getattr(layer, "losses", None)
+    if not isinstance(losses, DeliveryLosses):
+        return {}
+    return {
+        "telex_layer_group_undelivered_total": lambda: losses.undelivered,
+        "telex_layer_unreadable_entries_total": lambda: losses.unreadable,
+    }
+
+
 CapacitySpec = Mapping[str | Pattern[str], int] | Iterable[tuple[str | Pattern[str], int]]
 
 
@@ -191,6 +286,7 @@ class BaseChannelLayer:
         channel_capacity: CapacitySpec | None = None,
         process_local_capacity: int = DEFAULT_PROCESS_LOCAL_CAPACITY,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        group_entry_members: int = DEFAULT_GROUP_ENTRY_MEMBERS,
     ) -> None:
         if expiry <= 0:
             raise ValueError(f"expiry must be positive, got {expiry!r}")
@@ -200,6 +296,7 @@ class BaseChannelLayer:
             ("capacity", capacity),
             ("process_local_capacity", process_local_capacity),
             ("max_message_size", max_message_size),
+            ("group_entry_members", group_entry_members),
         ):
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -208,6 +305,8 @@ class BaseChannelLayer:
         self.capacity = capacity
         self.process_local_capacity = process_local_capacity
         self.max_message_size = max_message_size
+        self.group_entry_members = group_entry_members
+        self.losses = DeliveryLosses()
         self.channel_capacity = self._compile_capacities(channel_capacity)
         self._capacity_cache: dict[str, int] = {}
         self._valid_names: set[str] = set()

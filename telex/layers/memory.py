@@ -10,7 +10,9 @@ are their own queue; process-specific channels (``prefix!local``) share one
 queue per ``prefix!``, which is what the spec's receive and capacity rules
 ask for. Each entry carries its deadline, its global sequence number (so a
 receive over several channels takes the oldest head first, and a busy channel
-cannot starve a quiet one) and its full channel name.
+cannot starve a quiet one) and its full channel name, or, for a group send,
+the members of that ``prefix!`` it reaches (:class:`_Members`): one entry per
+receiving process, handed out one member at a time.
 """
 
 from __future__ import annotations
@@ -27,7 +29,19 @@ from .base import TELEX_EXTENSIONS, BaseChannelLayer, ChannelFull, check_message
 
 __all__ = ["InMemoryChannelLayer"]
 
-Entry = tuple[float, int, str, dict]  # (deadline, sequence, channel, message)
+
+class _Members:
+    """A group entry's members on one ``prefix!`` queue; ``next`` is the first not yet handed out."""
+
+    __slots__ = ("names", "next", "prefix")
+
+    def __init__(self, prefix: str, names: list[str]) -> None:
+        self.prefix = prefix
+        self.names = names
+        self.next = 0
+
+
+Entry = tuple[float, int, "str | _Members", dict]  # (deadline, sequence, channel or members, message)
 
 
 class _Waiter:
@@ -92,21 +106,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         queue_name = non_local_name(channel)
         capacity = self.get_capacity(channel)
         with self._lock:
-            now = time.monotonic()
-            queue = self._queues.get(queue_name)
-            if queue is None:
-                queue = self._queues[queue_name] = deque()
-            else:
-                self._drop_expired(queue, now)
-            counts = self._channel_counts.setdefault(queue_name, [0, 0])
-            if len(queue) >= capacity:
-                self._channel_full_count += 1
-                counts[1] += 1
+            if not self._append(queue_name, channel, message, capacity, time.monotonic()):
                 raise ChannelFull(f"channel {channel!r} is at capacity ({capacity})")
-            queue.append((now + self.expiry, next(self._sequence), channel, message))
-            self._messages_count += 1
-            counts[0] += 1
-            self._wake_one(queue_name)
 
     def receive(self, channels: Iterable[str], block: bool = False) -> tuple[Any, Any]:
         queues = self._check_receive(channels)
@@ -231,15 +232,37 @@ class InMemoryChannelLayer(BaseChannelLayer):
             return list(members)
 
     def send_group(self, group: str, message: dict) -> None:
-        """Send to every member; full members are skipped, as the spec requires."""
+        """Send to every member; full members are skipped (and counted), as the spec requires.
+
+        Members on one ``prefix!`` queue share one entry (per
+        ``group_entry_members`` names), as in the Redis layer.
+        """
         self.check_group_name(group)
         size = check_message(message)
         self.check_message_size(group, size)
+        message = copy_message(message)  # each member gets a copy of its own when it receives
+        missed = 0
+        by_prefix: dict[str, list[str]] = {}
         for channel in self.group_channels(group):
+            bang = channel.find("!")
+            if bang >= 0:
+                by_prefix.setdefault(channel[: bang + 1], []).append(channel[bang + 1 :])
+                continue
             try:
                 self.send(channel, message)
             except ChannelFull:
-                pass
+                missed += 1
+        chunk = self.group_entry_members
+        with self._lock:
+            now = time.monotonic()
+            for prefix, names in by_prefix.items():
+                capacity = self.get_capacity(prefix)
+                for start in range(0, len(names), chunk):
+                    part = names[start : start + chunk]
+                    if not self._append(prefix, _Members(prefix, part), message, capacity, now):
+                        missed += len(part)
+        if missed:
+            self.losses.lost(missed, f"queues of group {group!r} were full")
 
     # -- flush and statistics extensions --------------------------------------
 
@@ -274,6 +297,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 "messages_pending": pending,
                 "messages_max_age": self._age(oldest, now),
                 "channel_full_count": self._channel_full_count,
+                "group_undelivered_count": self.losses.undelivered,
+                "unreadable_entry_count": self.losses.unreadable,
             }
 
     def channel_statistics(self, channel: str) -> dict[str, Any]:
@@ -377,6 +402,26 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self.check_channel_name(name, receive=True)
         return names
 
+    def _append(
+        self, queue_name: str, channel: str | _Members, message: dict, capacity: int, now: float
+    ) -> bool:
+        """Queue one entry unless its queue is at capacity (counted either way)."""
+        queue = self._queues.get(queue_name)
+        if queue is None:
+            queue = self._queues[queue_name] = deque()
+        else:
+            self._drop_expired(queue, now)
+        counts = self._channel_counts.setdefault(queue_name, [0, 0])
+        if len(queue) >= capacity:
+            self._channel_full_count += 1
+            counts[1] += 1
+            return False
+        queue.append((now + self.expiry, next(self._sequence), channel, message))
+        self._messages_count += 1
+        counts[0] += 1
+        self._wake_one(queue_name)
+        return True
+
     def _pop_oldest(self, queues: tuple[str, ...]) -> tuple[Any, Any]:
         now = time.monotonic()
         best = None
@@ -388,18 +433,32 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     best = queue
         if best is None:
             return None, None
-        _, _, channel, message = best.popleft()
-        return channel, message
+        _, _, channel, message = best[0]
+        if isinstance(channel, str):
+            best.popleft()
+            return channel, message
+        # A group entry: its next member's copy; the entry leaves with its last member.
+        name = channel.names[channel.next]
+        channel.next += 1
+        if channel.next == len(channel.names):
+            best.popleft()
+        return channel.prefix + name, copy_message(message)
 
     def _drop_expired(self, queue: deque[Entry], now: float) -> None:
         # Deadlines grow along the deque (one expiry per layer), so only the
         # head can be expired.
         while queue and queue[0][0] <= now:
             channel = queue.popleft()[2]
+            if isinstance(channel, str):
+                channels = [channel]
+            else:
+                channels = [channel.prefix + name for name in channel.names[channel.next :]]
+                self.losses.lost(len(channels), "they expired unread")
             # Spec (Groups): an expired message means the listener is gone.
-            if channel in self._memberships:
-                for group in list(self._memberships[channel]):
-                    self._remove_member(group, channel)
+            for name in channels:
+                if name in self._memberships:
+                    for group in list(self._memberships[name]):
+                        self._remove_member(group, name)
 
     def _remove_member(self, group: str, channel: str) -> None:
         members = self._groups.get(group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._metrics import Registry
+from ..layers.base import LOSS_METRICS_HELP
 
 HELP = {
     "telex_open_connections": ("gauge", "Open HTTP and WebSocket connections."),
@@ -19,6 +20,7 @@ HELP = {
         "counter",
         "Channel layer errors: failed reply reads and failed sends (ChannelFull and MessageTooLarge aside).",
     ),
+    **LOSS_METRICS_HELP,
     "telex_replies_dropped_total": ("counter", "Replies for unknown or finished reply channels."),
     "telex_reply_reader_lag_seconds": ("gauge", "Age of the oldest unread reply for this process."),
     "telex_http_request_duration_seconds": (

@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task, threads
 
 from .._process_group import READY, ProcessGroup, group_health
-from ..layers.base import BaseChannelLayer
+from ..layers.base import BaseChannelLayer, loss_metrics
 from ..protocols.context import LocalResponse
 from ..protocols.http import HttpFactory
 from ..protocols.proxy import TrustedProxies
@@ -102,6 +102,7 @@ class Server:
         self.metrics.gauges["telex_open_connections"] = lambda: len(self.http_factory.connections)
         # Counted by the bridge (reader and sends).
         self.metrics.gauges["telex_layer_errors_total"] = lambda: self.bridge.errors
+        self.metrics.gauges.update(loss_metrics(self.bridge.layer))
         self._reader_lag = 0.0
         if capabilities.channel_statistics is not None:
             self.metrics.gauges["telex_reply_reader_lag_seconds"] = self._reply_reader_lag

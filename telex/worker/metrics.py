@@ -21,6 +21,7 @@ from typing import Any
 from .._metrics import Registry
 from .._process_group import READY, WRITE_INTERVAL, ProcessGroup, group_from_environment, group_health
 from ..layers import unreachable
+from ..layers.base import LOSS_METRICS_HELP
 
 logger = logging.getLogger("telex.worker")
 
@@ -41,6 +42,7 @@ HELP = {
         "Gaps enforce_ordering skipped after waiting the ordering timeout for a missing message.",
     ),
     "telex_worker_busy_threads": ("gauge", "Consumer threads running a consumer now."),
+    **LOSS_METRICS_HELP,
 }
 
 #: Seconds the health check waits for the layer before reporting it unreachable.

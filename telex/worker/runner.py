@@ -19,6 +19,7 @@ from typing import Any
 
 from .._outage import SUMMARY_INTERVAL, OutageLog
 from ..layers import get_channel_layer
+from ..layers.base import loss_metrics
 from .channels import ConsumerContext, enter_context, get_default_channel_layer, set_default_channel_layer
 from .http import response_messages
 from .message import Message
@@ -111,6 +112,7 @@ class Worker:
         self._wake_channels: list[str] = []
         self._owns_default_layer = False
         self.metrics = WorkerMetrics()
+        self.metrics.registry.gauges.update(loss_metrics(self.channel_layer))
         self.outage = OutageLog(logger, outage_summary_interval)
 
     def fallbacks(self) -> dict[str, Callable[..., Any]]:

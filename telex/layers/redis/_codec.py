@@ -1,8 +1,11 @@
 """The entry codec: messages to stored entries and back (the Lua in ``_scripts`` is the only other framer).
 
 A payload is msgpack with bin type, Fernet-encrypted when keys are set. A
-stored entry is ``DEADLINE CHANNEL " " PAYLOAD`` (``_scripts`` explains why);
-a parked ``telex.ordering`` record is QUEUEKEY, CHANNEL and PAYLOAD on lines of their own.
+stored entry is ``DEADLINE CHANNEL " " PAYLOAD`` (``_scripts`` explains why),
+or a group entry ``DEADLINE "#" VERSION PREFIX " " NAMES "\\n" PAYLOAD`` that
+carries one message for several members of one ``prefix!`` queue (``_take``
+expands it); a parked ``telex.ordering`` record is QUEUEKEY, CHANNEL and
+PAYLOAD on lines of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ logger = logging.getLogger("telex.layers.redis")
 
 #: Width of the deadline (Unix milliseconds) at the start of a stored entry.
 DEADLINE_DIGITS = 13
+
+#: The byte after the deadline that marks a group entry: no channel name starts with it.
+GROUP_MARK = ord("#")
+
+#: The group entry format this version writes and reads (the byte after the mark).
+GROUP_FORMAT = b"1"
 
 
 def derive_fernet_key(key: str | bytes) -> bytes:
@@ -62,31 +71,24 @@ class Codec:
     def decode(self, payload: bytes, where: str) -> dict | None:
         """The message in ``payload``, or None (logged) if no key decrypts it."""
         if self._fernet is not None:
-            from cryptography.fernet import InvalidToken
-
-            try:
-                payload = self._fernet.decrypt(payload)
-            except InvalidToken:
-                logger.warning(
-                    "dropped a message on %r that none of the symmetric_encryption_keys decrypts", where
-                )
+            payload = self.unseal(payload, where)  # type: ignore[assignment]
+            if payload is None:
                 return None
         return msgpack.unpackb(payload, raw=False)
 
-    def open_entries(self, entries: list[bytes], now_ms: int) -> list[tuple[str, dict]]:
-        """``(channel, message)`` of each live entry; expired and undecryptable ones are dropped."""
-        decode = self.decode
-        found = []
-        for entry in entries:
-            # split_entry, inlined: this runs for every message received.
-            if int(entry[:DEADLINE_DIGITS]) <= now_ms:
-                continue  # expired while waiting in the queue or while a BLPOP delivered it
-            space = entry.index(b" ", DEADLINE_DIGITS)
-            channel = entry[DEADLINE_DIGITS:space].decode("ascii")
-            message = decode(entry[space + 1 :], channel)
-            if message is not None:
-                found.append((channel, message))
-        return found
+    def unseal(self, payload: bytes, where: str) -> bytes | None:
+        """The msgpack bytes in ``payload``, or None (logged) if no key decrypts it."""
+        if self._fernet is None:
+            return payload
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(payload)
+        except InvalidToken:
+            logger.warning(
+                "dropped a message on %r that none of the symmetric_encryption_keys decrypts", where
+            )
+            return None
 
 
 def now_ms() -> int:
@@ -107,6 +109,20 @@ def channel_field(channel: str) -> bytes:
 def frame_entry(deadline_ms: int, channel: bytes, payload: bytes) -> bytes:
     """A stored entry; ``channel`` is :func:`channel_field`'s bytes."""
     return b"%013d" % deadline_ms + channel + payload
+
+
+def group_head(prefix: str, names: list[str]) -> bytes:
+    """What follows the deadline in a group entry for ``names`` (their parts after ``prefix``)."""
+    return b"#" + GROUP_FORMAT + f"{prefix} {' '.join(names)}\n".encode("ascii")
+
+
+def entry_queue(entry: bytes) -> str:
+    """The queue a stored entry belongs on (a group entry's ``prefix!``)."""
+    if entry[DEADLINE_DIGITS] == GROUP_MARK:
+        return entry[DEADLINE_DIGITS + 2 : entry.index(b" ", DEADLINE_DIGITS)].decode("ascii")
+    channel = entry[DEADLINE_DIGITS : entry.index(b" ", DEADLINE_DIGITS)].decode("ascii")
+    bang = channel.find("!")
+    return channel if bang < 0 else channel[: bang + 1]
 
 
 def split_entry(entry: bytes) -> tuple[int, str, bytes]:

@@ -25,11 +25,11 @@ from typing import Any
 import hiredis
 import redis.exceptions
 
-from ._codec import Codec, now_ms, split_entry
+from ._codec import entry_queue
 from ._health import UNAVAILABLE, RedisUnavailable, ReplicaAnswered, ShardHealth, reply_error
 from ._scripts import SHAS, SOURCES, blpop_timeout
 from ._shards import Shard
-from ._take import Plan, take_steps
+from ._take import Opener, Plan, take_steps
 
 logger = logging.getLogger("telex.layers.redis")
 
@@ -160,16 +160,16 @@ class LoopConnections:
         options: dict[str, Any],
         health: ShardHealth,
         *,
-        codec: Codec,
-        queue_key_of: Callable[[str], str],
+        opener: Opener,
+        queue_key: Callable[[str], str],
         wake_key: Callable[[], str],
     ) -> None:
         # redis-py's asyncio clients, only to make connections.
         self._pools = [shard.async_client(options).connection_pool for shard in shards]
         self._timeout = options["socket_timeout"]
         self._health = health
-        self._codec = codec
-        self._queue_key_of = queue_key_of  # a stored entry's channel -> its queue's key
+        self._opener = opener
+        self._queue_key = queue_key  # a queue name ("prefix!" or a channel) -> its list's key
         self._wake_key = wake_key  # a fresh key that ends one BLPOP early
         self._wires: list[AsyncWire | None] = [None] * len(shards)
         self._connecting: list[asyncio.Future[AsyncWire] | None] = [None] * len(shards)
@@ -252,7 +252,7 @@ class LoopConnections:
 
     async def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
         """Up to ``count`` waiting messages: ``_take``'s steps on this loop's shared wires."""
-        steps = take_steps(plan, count, self._codec)
+        steps = take_steps(plan, count, self._opener)
         try:
             shard, script, args = next(steps)
             while True:
@@ -305,8 +305,8 @@ class LoopConnections:
             except asyncio.CancelledError:
                 self.push_back_when_done(collecting or loop.create_task(self._collect(waits)))
                 raise
-            for index, (_, _, entry) in enumerate(popped):
-                found = self._codec.open_entries([entry], now_ms())
+            for index, (_, key, entry) in enumerate(popped):
+                found = self._opener.open([entry], (key.decode(),), 1)
                 if found:
                     if index + 1 < len(popped):
                         await self.push_back(popped[index + 1 :])
@@ -371,7 +371,7 @@ class LoopConnections:
         # LPUSH restores each message at the head with its original deadline,
         # so FIFO holds for the single reader of a `?` or `!` queue.
         for shard, key, entry in reversed(popped):
-            queue_key = key or self._queue_key_of(split_entry(entry)[1])
+            queue_key = key or self._queue_key(entry_queue(entry))
             try:
                 await self.command(shard, b"LPUSH", queue_key, entry)
             except RedisUnavailable:

@@ -11,6 +11,12 @@ in milliseconds at which the message expires), CHANNEL the full channel name
 msgpack (optionally Fernet-encrypted) message. A space cannot occur in a
 channel name, so the first space after the deadline ends the name.
 
+A group send writes, per ``prefix!`` queue, a group entry instead:
+``DEADLINE "#1" PREFIX " " NAMES "\\n" PAYLOAD`` where NAMES are the members'
+parts after PREFIX, separated by spaces. "#" cannot start a channel name, so
+one byte tells the kinds apart; "1" is the format version (``_take`` refuses
+others rather than guess).
+
 Times come from the caller's clock (``ARGV``), not Redis ``TIME``: that keeps
 scripts deterministic and saves a command per call; hosts need NTP-synced clocks.
 """
@@ -50,38 +56,66 @@ return push(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
 """
 )
 
-#: KEYS: member queue lists on this shard. ARGV: now_ms, ttl_ms, deadline (13
-#: digits), payload, then (channel, capacity) per key. Full members are skipped.
-#: → number of members reached.
+#: KEYS: queue lists on this shard. ARGV: now_ms, ttl_ms, deadline (13
+#: digits), payload, then (head, capacity, members) per key: each entry is
+#: deadline .. head .. payload, where head is a member's name and a space or a
+#: group entry's head (``_codec.group_head``). A full queue is skipped.
+#: → members not reached.
 GROUP_PUSH = (
     _PUSH
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local sent = 0
+local missed = 0
 for i, key in ipairs(KEYS) do
-  sent = sent + push(key, deadline .. ARGV[3 + 2 * i] .. ' ' .. payload, tonumber(ARGV[4 + 2 * i]), now, ttl)
+  local at = 2 + 3 * i
+  if push(key, deadline .. ARGV[at] .. payload, tonumber(ARGV[at + 1]), now, ttl) == 0 then
+    missed = missed + tonumber(ARGV[at + 2])
+  end
 end
-return sent
+return missed
 """
 )
 
 #: One round trip for a whole group when there is one shard and no capacity
 #: overrides (the common set-up): the script derives each member's queue and
-#: capacity itself. KEYS[1] group zset. ARGV: now_ms, ttl_ms, deadline,
-#: payload, queue key prefix, capacity, process-local capacity.
+#: capacity itself, and writes one entry per ``prefix!`` queue (several past
+#: ARGV[8] names) naming its members. KEYS[1] group zset. ARGV: now_ms,
+#: ttl_ms, deadline, payload, queue key prefix, capacity, process-local
+#: capacity, names per group entry. → members not reached (full queues).
 GROUP_SEND_LOCAL = (
     _PUSH
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local queues, capacity, local_capacity = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local chunk = tonumber(ARGV[8])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local sent = 0
+local missed, by_prefix, prefixes = 0, {}, {}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local bang = string.find(member, '!', 1, true)
-  local queue, capacity = member, tonumber(ARGV[6])
-  if bang then queue, capacity = string.sub(member, 1, bang), tonumber(ARGV[7]) end
-  sent = sent + push(ARGV[5] .. queue, deadline .. member .. ' ' .. payload, capacity, now, ttl)
+  if bang then
+    local prefix = string.sub(member, 1, bang)
+    local names = by_prefix[prefix]
+    if not names then
+      names = {}
+      by_prefix[prefix] = names
+      prefixes[#prefixes + 1] = prefix
+    end
+    names[#names + 1] = string.sub(member, bang + 1)
+  else
+    missed = missed + 1 - push(queues .. member, deadline .. member .. ' ' .. payload, capacity, now, ttl)
+  end
 end
-return sent
+for _, prefix in ipairs(prefixes) do
+  local names = by_prefix[prefix]
+  for first = 1, #names, chunk do
+    local last = math.min(first + chunk - 1, #names)
+    local head = '#1' .. prefix .. ' ' .. table.concat(names, ' ', first, last) .. '\\n'
+    if push(queues .. prefix, deadline .. head .. payload, local_capacity, now, ttl) == 0 then
+      missed = missed + last - first + 1
+    end
+  end
+end
+return missed
 """
 )
 
@@ -93,7 +127,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 #: KEYS: queue lists. ARGV: now_ms, max messages. → up to that many entries,
 #: oldest head first across the keys (a busy channel cannot starve a quiet
-#: one); expired entries met on the way are dropped.
+#: one); expired entries met on the way are dropped, but for group entries.
 RECEIVE = """
 local now, want = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
@@ -101,7 +135,7 @@ if #KEYS == 1 then
   while #out < want do
     local entry = redis.call('LPOP', KEYS[1])
     if not entry then break end
-    if tonumber(string.sub(entry, 1, 13)) > now then out[#out + 1] = entry end
+    if tonumber(string.sub(entry, 1, 13)) > now or string.byte(entry, 14) == 35 then out[#out + 1] = entry end
   end
   return out
 end
@@ -118,7 +152,8 @@ while #out < want do
   end
   if not best then break end
   redis.call('LPOP', KEYS[best])
-  if best_deadline > now then out[#out + 1] = heads[best] end
+  -- Expired group entries go out too: the reader counts their members as lost.
+  if best_deadline > now or string.byte(heads[best], 14) == 35 then out[#out + 1] = heads[best] end
   if #out < want then heads[best] = redis.call('LINDEX', KEYS[best], 0) end
 end
 return out

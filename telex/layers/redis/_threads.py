@@ -28,11 +28,10 @@ from typing import Any
 import hiredis
 import redis.exceptions
 
-from ._codec import Codec, now_ms
 from ._health import UNAVAILABLE, RedisUnavailable, ShardHealth, reply_error
 from ._scripts import SHAS, SOURCES, blpop_timeout
 from ._shards import Shard
-from ._take import Plan, take_steps
+from ._take import Opener, Plan, take_steps
 
 # Bumped in every forked child, so a wire made before a fork is never used
 # after it; cheaper than asking os.getpid() (a system call) per command.
@@ -145,10 +144,10 @@ class ThreadConnections:
     """
 
     def __init__(
-        self, shards: list[Shard], options: dict[str, Any], health: ShardHealth, codec: Codec
+        self, shards: list[Shard], options: dict[str, Any], health: ShardHealth, opener: Opener
     ) -> None:
         self._shards = shards
-        self._codec = codec
+        self._opener = opener
         self._options = options
         self._health = health
         self._lock = threading.Lock()
@@ -201,7 +200,7 @@ class ThreadConnections:
 
     def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
         """Up to ``count`` waiting messages: ``_take``'s steps on this thread's connections."""
-        steps = take_steps(plan, count, self._codec)
+        steps = take_steps(plan, count, self._opener)
         try:
             shard, script, args = next(steps)
             while True:
@@ -221,7 +220,7 @@ class ThreadConnections:
             reply = self.call(shard, b"BLPOP", *keys, blpop_timeout(remaining))
             if reply is None:
                 break
-            found = self._codec.open_entries([reply[1]], now_ms())
+            found = self._opener.open([reply[1]], (reply[0].decode(),), 1)
             if found:
                 return found[0]
         return None, None

@@ -17,6 +17,7 @@ URL_OPTIONS: dict[str, type] = {
     "capacity": int,
     "process_local_capacity": int,
     "max_message_size": int,
+    "group_entry_members": int,
     "blocking_timeout": float,
     "socket_timeout": float,
     "socket_connect_timeout": float,

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..base import (
+    DEFAULT_GROUP_ENTRY_MEMBERS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PROCESS_LOCAL_CAPACITY,
     TELEX_EXTENSIONS,
@@ -31,11 +32,20 @@ from ..base import (
     check_message,
     non_local_name,
 )
-from ._codec import Codec, channel_field, deadline_field, frame_entry, now_ms, parked_record, split_entry
+from ._codec import (
+    Codec,
+    channel_field,
+    deadline_field,
+    frame_entry,
+    group_head,
+    now_ms,
+    parked_record,
+    split_entry,
+)
 from ._health import RedisUnavailable, ShardHealth
 from ._loops import LoopConnections
 from ._shards import Shard, ShardRing
-from ._take import Plan
+from ._take import Opener, Plan
 from ._threads import ThreadConnections
 from ._urls import layer_arguments, shard_from_entry
 
@@ -66,6 +76,7 @@ class RedisChannelLayer(BaseChannelLayer):
         channel_capacity: CapacitySpec | None = None,
         process_local_capacity: int = DEFAULT_PROCESS_LOCAL_CAPACITY,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        group_entry_members: int = DEFAULT_GROUP_ENTRY_MEMBERS,
         symmetric_encryption_keys: Iterable[str | bytes] | None = None,
         blocking_timeout: float = 5.0,
         socket_timeout: float = 10.0,
@@ -79,6 +90,7 @@ class RedisChannelLayer(BaseChannelLayer):
             channel_capacity=channel_capacity,
             process_local_capacity=process_local_capacity,
             max_message_size=max_message_size,
+            group_entry_members=group_entry_members,
         )
         if blocking_timeout <= 0:
             raise ValueError(f"blocking_timeout must be positive, got {blocking_timeout!r}")
@@ -108,7 +120,8 @@ class RedisChannelLayer(BaseChannelLayer):
         self._group_expiry_ms = int(group_expiry * 1000)
         self._round_robin = itertools.count()
         self._health = ShardHealth(identities, blocking_timeout)
-        self._threads = ThreadConnections(self.shards, self._options, self._health, self._codec)
+        self._opener = Opener(self._codec, self.losses, self._queue_key)
+        self._threads = ThreadConnections(self.shards, self._options, self._health, self._opener)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopConnections] = (
             weakref.WeakKeyDictionary()
         )
@@ -344,18 +357,20 @@ class RedisChannelLayer(BaseChannelLayer):
         return [member.decode("ascii") for member in members]
 
     def send_group(self, group: str, message: dict) -> None:
-        """Send to every member; full members are skipped, as the spec requires.
+        """Send to every member; full members are skipped (and counted), as the spec requires.
 
-        One round trip with one shard and no ``channel_capacity`` overrides;
-        otherwise one to read the members plus one per shard holding members.
+        Members on one ``prefix!`` queue share one entry (per
+        ``group_entry_members`` names), so a group costs per server, not
+        per socket. One round trip with one shard and no
+        ``channel_capacity`` overrides; otherwise one to read the members
+        plus one per shard holding members.
         """
         self.check_group_name(group)
         payload = self._encode(group, message)
-        group_shard = self._ring.shard_of(group)
         now = now_ms()
         deadline = deadline_field(now + self._expiry_ms)
         if len(self.shards) == 1 and not self.channel_capacity:
-            self._threads.eval(
+            missed = self._threads.eval(
                 0,
                 "group_send_local",
                 [self._key("g:", group)],
@@ -367,19 +382,42 @@ class RedisChannelLayer(BaseChannelLayer):
                     self._key("q:", ""),
                     self.capacity,
                     self.process_local_capacity,
+                    self.group_entry_members,
                 ],
             )
-            return
+        else:
+            missed = 0
+            for shard, (keys, triples) in self._group_entries(group).items():
+                missed += self._threads.eval(
+                    shard, "group_push", keys, [now, self._ttl_ms, deadline, payload, *triples]
+                )
+        if missed:
+            self.losses.lost(missed, f"queues of group {group!r} were full")
+
+    def _group_entries(self, group: str) -> dict[int, tuple[list[str], list[Any]]]:
+        """Per shard: the queue keys a group send writes to and, per key, the
+        entry's head, the queue's capacity and the members it reaches."""
+        group_shard = self._ring.shard_of(group)
         by_shard: dict[int, tuple[list[str], list[Any]]] = {}
+        by_prefix: dict[str, list[str]] = {}
         for channel in self.group_channels(group):
-            queue = non_local_name(channel)
+            bang = channel.find("!")
+            if bang >= 0:
+                by_prefix.setdefault(channel[: bang + 1], []).append(channel[bang + 1 :])
+                continue
             # Normal channels are read from every shard, so any shard will do.
-            shard = self._ring.shard_of(queue) if _pinned(queue) else group_shard
-            keys, pairs = by_shard.setdefault(shard, ([], []))
-            keys.append(self._queue_key(queue))
-            pairs += [channel, self.get_capacity(channel)]
-        for shard, (keys, pairs) in by_shard.items():
-            self._threads.eval(shard, "group_push", keys, [now, self._ttl_ms, deadline, payload, *pairs])
+            shard = self._ring.shard_of(channel) if _pinned(channel) else group_shard
+            keys, triples = by_shard.setdefault(shard, ([], []))
+            keys.append(self._queue_key(channel))
+            triples += [channel_field(channel), self.get_capacity(channel), 1]
+        chunk = self.group_entry_members
+        for prefix, names in by_prefix.items():
+            keys, triples = by_shard.setdefault(self._ring.shard_of(prefix), ([], []))
+            for start in range(0, len(names), chunk):
+                part = names[start : start + chunk]
+                keys.append(self._queue_key(prefix))
+                triples += [group_head(prefix, part), self.get_capacity(prefix), len(part)]
+        return by_shard
 
     # -- flush and statistics extensions --------------------------------------
 
@@ -414,6 +452,8 @@ class RedisChannelLayer(BaseChannelLayer):
             "messages_pending": pending,
             "messages_max_age": self._age(oldest),
             "channel_full_count": self._channel_full_count,
+            "group_undelivered_count": self.losses.undelivered,
+            "unreadable_entry_count": self.losses.unreadable,
         }
 
     def channel_statistics(self, channel: str) -> dict[str, Any]:
@@ -615,8 +655,8 @@ class RedisChannelLayer(BaseChannelLayer):
                 self.shards,
                 self._options,
                 self._health,
-                codec=self._codec,
-                queue_key_of=lambda channel: self._queue_key(non_local_name(channel)),
+                opener=self._opener,
+                queue_key=self._queue_key,
                 wake_key=lambda: self._key("x:", self.random_suffix()),
             )
         return connections
