@@ -35,6 +35,50 @@ def test_http_channel_exposes_its_network_producer_for_read_pausing():
     assert "self._networkProducer" in source
 
 
+def test_http_channel_chooses_the_body_framing_per_header_in_one_method():
+    # TelexHTTPChannel overrides it for RFC 9112's transfer-coding rules (docs/http.md).
+    header_source = inspect.getsource(http.HTTPChannel.headerReceived)
+    assert "self._maybeChooseTransferDecoder(header, data)" in header_source
+    assert "_nameEncoder.encode(header)" in header_source and "data.strip(" in header_source
+    source = inspect.getsource(http.HTTPChannel._maybeChooseTransferDecoder)
+    assert 'header == b"Content-Length"' in source and 'header == b"Transfer-Encoding"' in source
+    assert "length = None" in source and "self._transferDecoder = newTransferDecoder" in source
+
+
+def test_http_channel_reads_no_body_when_the_length_is_zero():
+    # A refused framing sets length 0: lineReceived then ends the request, reading nothing.
+    source = inspect.getsource(http.HTTPChannel.lineReceived)
+    assert "self.allHeadersReceived()\n            if self.length == 0:" in source
+
+
+def test_twisted_h2_has_a_reset_flood_bucket_telex_spends_for_malformed_requests():
+    source = inspect.getsource(_http2.H2Connection._requestAborted)
+    for name in (
+        "_resetTokens",
+        "_resetTokenTimestamp",
+        "_resetTokenBurst",
+        "_resetTokenRate",
+        "_requestDone",
+    ):
+        assert name in source
+    assert "self._reactor.seconds()" in source
+
+
+def test_h2_validates_a_request_after_its_stream_accepted_the_headers():
+    # _H2State resets only a stream whose headers were decoded and accepted (docs/tls-http2.md).
+    import h2.connection
+    import h2.stream
+
+    connection = inspect.getsource(h2.connection.H2Connection._receive_headers_frame)
+    assert connection.index("_decode_headers") < connection.index("stream.receive_headers")
+    stream = inspect.getsource(h2.stream.H2Stream.receive_headers)
+    assert stream.index("self.state_machine.process_input(input_)") < stream.index(
+        "_process_received_headers"
+    )
+    machine = inspect.getsource(h2.stream.H2StreamStateMachine.process_input)
+    assert "self.state = StreamState.CLOSED" in machine
+
+
 def test_http_channel_rejects_a_second_length_header():
     # Content-Length together with Transfer-Encoding is refused (no smuggling).
     source = inspect.getsource(http.HTTPChannel._maybeChooseTransferDecoder)

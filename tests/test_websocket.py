@@ -15,6 +15,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from telex.protocols.http_messages import MalformedHttpReply, raw_error_response
+from tests.support.http import exchange_until_closed
 from tests.support.processes import TelexServer
 from tests.support.ws import (
     RAW_WS,
@@ -194,6 +196,30 @@ def test_origins_in_the_allow_list_are_accepted(server):
         with connect(ws_url(server, "/echo"), origin=origin) as ws:
             ws.send("hi")
             assert ws.recv(timeout=10) == "hi"
+
+
+def test_an_unsupported_version_is_refused_with_the_versions_supported(server):
+    # RFC 6455 4.2.2 and 4.4: the answer names the versions the server speaks.
+    head = handshake_request("/echo", port=server.port).replace(
+        b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 12"
+    )
+    response = exchange_until_closed(server, head)
+    status_line, _, rest = response.partition(b"\r\n")
+    lines, _, body = rest.partition(b"\r\n\r\n")
+    headers = dict(line.lower().split(b": ", 1) for line in lines.split(b"\r\n"))
+    assert status_line.startswith(b"HTTP/1.1 400 ")
+    assert headers[b"sec-websocket-version"] == b"13,8"  # Autobahn speaks RFC 6455 and hybi-08
+    assert headers[b"connection"] == b"close" and int(headers[b"content-length"]) == len(body)
+    assert b"not supported" in body and b"Traceback" not in body
+
+
+def test_headers_of_a_refused_handshake_cannot_inject_lines():
+    assert b"sec-websocket-version: 13\r\n" in raw_error_response(
+        400, "no", [(b"Sec-WebSocket-Version", b"13")]
+    )
+    for header in ((b"x", b"1\r\nSet-Cookie: a=b"), (b"x y", b"1"), (b"x\r\nz", b"1")):
+        with pytest.raises(MalformedHttpReply):
+            raw_error_response(400, "no", [header])
 
 
 def test_subprotocol_is_chosen_in_the_servers_order(server):

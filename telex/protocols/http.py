@@ -30,6 +30,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from . import http_messages as msgs
+from . import http_parsing as parsing
 from . import peers
 from .flow import HeldOutput, InOrderSender
 from .http_state import Event, Phase, RequestState
@@ -77,6 +78,9 @@ class AsgiRequest(http.Request):
             on_warn=self._warn_slow_client,
         )
         self._sender = self.context.make_sender()
+        #: Set by the HTTP/1.1 channel when the head's framing is refused
+        #: (http_parsing.py); answered as soon as the head is handled.
+        self.head_refusal: parsing.Refusal | None = None
         self.started_at = time.monotonic()
         # A body-less placeholder: twisted.web code may look at .content.
         self.content = None
@@ -145,10 +149,23 @@ class AsgiRequest(http.Request):
             return
         self.state.handle(Event.HEAD_READ)
         command, target, version = request_line or self.wire.request_line(self.channel)
+        if target is None:  # HTTP/2 CONNECT: no :path (RFC 9113 8.5)
+            target = b""
         self.http_version = {b"HTTP/1.0": "1.0", b"HTTP/2": "2"}.get(version, "1.1")
         # twisted.web's write()/finish() read these; it sets them only in
         # requestReceived, which for a streamed body comes too late.
         self.method, self.uri, self.clientproto = command, target, version
+        refusal = self.head_refusal or parsing.head_refusal(
+            command.upper(), target, version, self.requestHeaders.getRawHeaders(b"host")
+        )
+        if refusal is not None:
+            self._refuse(refusal.status, refusal.detail, close=True)
+            return
+        if target[:1] != b"/":
+            authority = parsing.absolute_form_authority(target)
+            if authority is not None:
+                # RFC 9112 3.2.2: the target's host is the request's, whatever Host said.
+                self.requestHeaders.setRawHeaders(b"host", [authority])
         raw_path, query_string = msgs.split_target(target)
         self.path = raw_path
         try:

@@ -38,8 +38,8 @@ def decode_path(raw_path: bytes) -> str:
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Split a request target into its path and its raw query string."""
     path, _, query = target.partition(b"?")
-    if path.startswith((b"http://", b"https://")):
-        # Absolute form (RFC 9112 3.2.2): keep only the path.
+    if path[:8].lower().startswith((b"http://", b"https://")):
+        # Absolute form (RFC 9112 3.2.2; the scheme is case-insensitive): keep only the path.
         slash = path.find(b"/", path.find(b"//") + 2)
         path = path[slash:] if slash >= 0 else b"/"
     return path, query
@@ -200,6 +200,7 @@ _REASONS = {
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    501: "Not Implemented",
     503: "Service Unavailable",
 }
 
@@ -227,16 +228,21 @@ def http_date() -> bytes:
     return _date_value
 
 
-def raw_error_response(status: int, detail: str | None = None) -> bytes:
+def raw_error_response(
+    status: int, detail: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
     """A whole HTTP/1.1 error response that closes the connection, for the
     places that answer before (or instead of) twisted.web: a connection over
     the limit, a head too long or too slow, a refused WebSocket handshake.
-    Without ``detail`` the response has no body."""
+    Without ``detail`` the response has no body. ``headers`` are checked as
+    an application's are (``MalformedHttpReply``), so none can inject a line."""
     if detail is None:
         reason, body, kind = _REASONS.get(status, "Error").encode("ascii"), b"", b""
     else:
         reason, body = error_page(status, detail)
         kind = b"content-type: text/html; charset=utf-8\r\n"
+    if headers:
+        kind += b"".join(b"%s: %s\r\n" % pair for pair in _check_headers(headers))
     return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\ndate: %s\r\n\r\n%s" % (
         status,
         reason,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import h2.connection
@@ -26,15 +27,19 @@ from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.exceptions import DenialOfServiceError, FrameDataMissingError, ProtocolError
 from h2.frame_buffer import FrameBuffer
+from h2.stream import StreamState
 from hpack.exceptions import HPACKError
 from hyperframe.frame import SettingsFrame
+from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection  # twisted[http2] is a dependency
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
 from . import http_messages as msgs
+from . import http_parsing as parsing
 
 logger = logging.getLogger("telex.http")
 
@@ -183,8 +188,38 @@ class TelexHTTPChannel(http.HTTPChannel):
                 self._head_call.cancel()
             self._head_call = None
 
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        """Twisted's choice of body framing, with RFC 9112's rules (6.1, 6.3) that it
+        lacks: it ignores ``Transfer-Encoding: identity`` (the body was then parsed as
+        the next request) and answers other codings with a bare 400.
+
+        A refused framing reads no body: the request is answered as soon as its head
+        is complete (``AsgiRequest.head_refusal``) and the connection closes.
+        """
+        request = self.requests[-1]
+        if request.head_refusal is not None:
+            return True  # refused already: no decoder, no body
+        if header == b"Transfer-Encoding":
+            # Twisted's chunked decoder sets ``length`` None; Content-Length an integer.
+            refusal = parsing.transfer_coding_refusal(data, self._version, chunked_before=self.length is None)
+            if refusal is None and self._transferDecoder is not None and self.length is not None:
+                refusal = parsing.BOTH_LENGTHS
+        elif header == b"Content-Length" and self.length is None:
+            refusal = parsing.BOTH_LENGTHS
+        else:
+            return super()._maybeChooseTransferDecoder(header, data)
+        if refusal is None:
+            return super()._maybeChooseTransferDecoder(header, data)
+        request.head_refusal = refusal
+        self.length, self._transferDecoder = 0, None
+        return True
+
     def allHeadersReceived(self) -> None:
         self.cancel_head_deadline()
+        if self.requests[-1].head_refusal is not None:
+            # No "100 Continue" for a request refused already; with length 0
+            # lineReceived goes straight on to allContentReceived.
+            return
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
@@ -232,13 +267,32 @@ class _FrameReader(FrameBuffer):
         return super().__next__()
 
 
-class _H2State(h2.connection.H2Connection):
-    """h2's state machine, with the GOAWAY that RFC 9113 asks for where h2
-    sends none or the wrong one."""
+#: Where a stream stands after a header block was decoded and accepted by the
+#: stream's state machine: any error raised from there on is about the request.
+_STREAM_ALIVE = frozenset((StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE, StreamState.HALF_CLOSED_LOCAL))
 
-    def __init__(self, config: Any) -> None:
+
+class _H2State(h2.connection.H2Connection):
+    """h2's state machine, with the errors that RFC 9113 asks for where h2
+    sends none or the wrong one.
+
+    A malformed request (8.1.1: forbidden or uppercase header names, missing
+    or repeated pseudo-headers, a bad content-length, trailers without
+    END_STREAM) is a stream error: h2 raises ProtocolError for it, which
+    would end every stream of the connection with GOAWAY. Here its stream
+    alone is reset with PROTOCOL_ERROR, and the connection learns of it
+    through ``malformed_streams``. Each such reset spends ``spend_reset_token``
+    like a reset from the peer, so malformed requests cannot open streams
+    without bound ("MadeYouReset", CVE-2025-8671): with none left, the error
+    is a connection error again (GOAWAY ENHANCE_YOUR_CALM).
+    """
+
+    def __init__(self, config: Any, spend_reset_token: Callable[[], bool]) -> None:
         super().__init__(config=config)
         self.incoming_buffer = _FrameReader(server=not config.client_side)
+        self.spend_reset_token = spend_reset_token
+        #: Streams reset for a malformed request, not yet seen by the connection.
+        self.malformed_streams: list[int] = []
 
     def receive_data(self, data: Any) -> list[Any]:
         try:
@@ -261,7 +315,20 @@ class _H2State(h2.connection.H2Connection):
             # ENHANCE_YOUR_CALM (h2's DenialOfServiceError).
             if isinstance(exc.__cause__, HPACKError) and not isinstance(exc, DenialOfServiceError):
                 exc.error_code = ErrorCodes.COMPRESSION_ERROR
-            raise
+                raise
+            # Only plain ProtocolErrors: its subclasses are about the stream's
+            # state or the connection (closed streams, too many streams, flow
+            # control), and a stream the state machine refused is CLOSED.
+            stream = self.streams.get(frame.stream_id)
+            if type(exc) is not ProtocolError or stream is None:
+                raise
+            if stream.state_machine.state not in _STREAM_ALIVE:
+                raise
+            if not self.spend_reset_token():
+                raise DenialOfServiceError("too many malformed requests") from exc
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.malformed_streams.append(frame.stream_id)
+            return [], []
 
 
 class TelexH2Connection(H2Connection):
@@ -285,12 +352,36 @@ class TelexH2Connection(H2Connection):
 
     def __init__(self, reactor: Any = None) -> None:
         super().__init__(reactor)
-        self.conn = _H2State(config=self.conn.config)
+        self.conn = _H2State(config=self.conn.config, spend_reset_token=self._spend_reset_token)
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
+        if self.conn.malformed_streams:
+            self._end_malformed_streams()
         # A WINDOW_UPDATE or a SETTINGS frame may have opened send windows.
         self._schedule_sendable_streams()
+
+    def _end_malformed_streams(self) -> None:
+        """Streams h2 reset for a malformed request (see ``_H2State``): one whose
+        request had reached Twisted (malformed trailers) ends as if the peer had
+        reset it; the others were never seen."""
+        streams, self.conn.malformed_streams = self.conn.malformed_streams, []
+        for stream_id in streams:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.connectionLost(Failure(ConnectionLost("malformed request: stream reset")))
+                self._requestDone(stream_id)
+
+    def _spend_reset_token(self) -> bool:
+        """One token of Twisted's reset-flood bucket (``_requestAborted``), False when empty."""
+        now = self._reactor.seconds()
+        elapsed = max(0.0, now - self._resetTokenTimestamp)
+        self._resetTokens = min(self._resetTokenBurst, self._resetTokens + elapsed * self._resetTokenRate)
+        self._resetTokenTimestamp = now
+        if self._resetTokens < 1:
+            return False
+        self._resetTokens -= 1
+        return True
 
     def _sendPrioritisedData(self, *args: Any) -> None:
         for stream_id, queue in self._outboundStreamQueues.items():

@@ -306,8 +306,16 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             super().dataReceived(held)
 
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
-        """Autobahn puts its diagnostic into the status line; send a plain response."""
-        self.transport.write(http_messages.raw_error_response(code, reason))
+        """Autobahn puts its diagnostic into the status line; send a plain response,
+        with the headers it names (``Sec-WebSocket-Version`` for a version it does
+        not speak, RFC 6455 4.4), unless one is not a valid field line."""
+        try:
+            headers = [(str(n).encode("latin-1"), str(v).encode("latin-1")) for n, v in responseHeaders or ()]
+            response = http_messages.raw_error_response(code, reason, headers)
+        except (UnicodeEncodeError, http_messages.MalformedHttpReply) as exc:
+            logger.warning("refusing a WebSocket handshake without its invalid headers: %s", exc)
+            response = http_messages.raw_error_response(code, reason)
+        self.transport.write(response)
         self._log_access("WSREJECT", code)
 
     def onOpen(self) -> None:
