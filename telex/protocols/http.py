@@ -305,27 +305,30 @@ class AsgiRequest(http.Request):
             if self.state.phase is Phase.RESPONDING:
                 self._malformed("a second Response arrived after the response had started")
                 return
-            declared = self._declared_length(reply)
-            if declared is not None and not reply.more_content and len(reply.content) < declared:
-                # Nothing is sent yet: a 500 beats a response that cannot complete.
-                self._malformed(
-                    f"the body has {len(reply.content)} of the {declared} bytes of its Content-Length"
-                )
+            if reply.content_length is not None and self._refused_for_length(reply, reply.content_length):
                 return
-            self._begin_response(reply, declared)
+            self._begin_response(reply)
         elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
             return
         self._output.offer((reply.content, reply.more_content))
 
-    def _declared_length(self, reply: msgs.Response) -> int | None:
-        """The Content-Length the body must match; None where it describes no
-        body: responses to HEAD and 304s (RFC 9110 §8.6, §9.3.2)."""
-        if reply.content_length is None or reply.status == 304 or self.method == b"HEAD":
-            return None
-        return reply.content_length
+    def _refused_for_length(self, reply: msgs.Response, declared: int) -> bool:
+        """Whether a whole response short of its Content-Length is answered 500
+        (nothing is sent yet, and a 500 beats a response that cannot complete);
+        otherwise the body is held to that length from here on. Responses to
+        HEAD and 304s declare a length without a body (RFC 9110 §8.6, §9.3.2)."""
+        if reply.status == 304 or self.method == b"HEAD":
+            return False
+        if not reply.more_content and len(reply.content) < declared:
+            self._malformed(
+                f"the body has {len(reply.content)} of the {declared} bytes of its Content-Length"
+            )
+            return True
+        self._length_left = declared
+        return False
 
-    def _begin_response(self, reply: msgs.Response, declared: int | None) -> None:
+    def _begin_response(self, reply: msgs.Response) -> None:
         self.state.handle(Event.RESPONSE_STARTED)
         # The transport tells us (pauseProducing) when its buffer is full, so
         # output for a slow reader is held and counted here, not in Twisted.
@@ -339,7 +342,6 @@ class AsgiRequest(http.Request):
                 logger.debug("dropping %r header on HTTP/2 %s", name, self.reply_channel)
                 continue
             self.responseHeaders.addRawHeader(name, value)
-        self._length_left = declared
         if (
             not reply.more_content
             and reply.content_length is None

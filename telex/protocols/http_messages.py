@@ -193,7 +193,7 @@ def _check_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None,
             f"headers must be a list of [name, value] pairs, got {type(headers).__name__}"
         )
     checked = []
-    framing = []
+    framing = None
     for pair in headers:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise MalformedHttpReply(f"each header must be a [name, value] pair, got {pair!r}")
@@ -206,10 +206,10 @@ def _check_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None,
         if len(value.translate(None, _BAD_VALUE_BYTES)) != len(value):
             raise MalformedHttpReply(f"header {name!r} has a value containing CR, LF or NUL")
         if name in _FRAMING_HEADERS:
-            framing.append((name, value))
+            framing = [*(framing or ()), (name, value)]
             continue
         checked.append((name, value))
-    if not framing:
+    if framing is None:
         return checked, None, False
     content_length, chunked = _check_framing(framing)
     if content_length is not None:
