@@ -168,15 +168,15 @@ def test_any_other_reply_is_a_response_chunk():
 # -- Response -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["200", 200.0, True, 99, 1000, None])
-def test_response_status_must_be_an_integer_from_100_to_999(status):
-    with pytest.raises(msgs.MalformedHttpReply, match="status must be an integer"):
+@pytest.mark.parametrize("status", ["200", 200.0, True, 99, 100, 101, 199, 600, 1000, None])
+def test_response_status_must_be_a_final_status_from_200_to_599(status):
+    with pytest.raises(msgs.MalformedHttpReply, match="status must be an integer from 200 to 599"):
         msgs.parse_reply({"status": status})
 
 
-def test_response_status_may_be_any_code_from_100_to_999():
-    assert msgs.parse_reply({"status": 100}).status == 100
-    assert msgs.parse_reply({"status": 999}).status == 999
+def test_response_status_may_be_any_code_from_200_to_599():
+    assert msgs.parse_reply({"status": 200}).status == 200
+    assert msgs.parse_reply({"status": 599}).status == 599
 
 
 def test_response_headers_default_to_an_empty_list():
@@ -211,6 +211,38 @@ def test_response_header_names_must_be_tokens(name):
 def test_response_header_values_must_not_contain_cr_lf_or_nul(value):
     with pytest.raises(msgs.MalformedHttpReply, match="CR, LF or NUL"):
         msgs.parse_reply({"status": 200, "headers": [[b"x-a", value]]})
+
+
+def test_response_content_length_is_parsed_and_kept_once():
+    reply = msgs.parse_reply(
+        {"status": 200, "headers": [[b"Content-Length", b"5"], [b"x-a", b"1"], [b"content-length", b"5, 5"]]}
+    )
+    assert reply.content_length == 5
+    assert reply.headers == [(b"x-a", b"1"), (b"content-length", b"5")]
+
+
+@pytest.mark.parametrize("values", [[b"5", b"6"], [b"5,6"], [b"-1"], [b"+5"], [b"0x5"], [b""], [b"1" * 19]])
+def test_response_content_length_must_be_one_non_negative_integer(values):
+    with pytest.raises(msgs.MalformedHttpReply, match="Content-Length"):
+        msgs.parse_reply({"status": 200, "headers": [[b"content-length", value] for value in values]})
+
+
+def test_transfer_encoding_chunked_is_taken_off_the_headers_with_any_content_length():
+    reply = msgs.parse_reply(
+        {"status": 200, "headers": [[b"Transfer-Encoding", b" Chunked "], [b"content-length", b"3"]]}
+    )
+    assert (reply.headers, reply.content_length, reply.chunked) == ([], None, True)
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"gzip, chunked", b"chunked, chunked", b"identity"])
+def test_transfer_codings_other_than_chunked_are_refused(coding):
+    with pytest.raises(msgs.MalformedHttpReply, match="no transfer coding but chunked"):
+        msgs.parse_reply({"status": 200, "headers": [[b"transfer-encoding", coding]]})
+
+
+def test_a_204_loses_its_content_length():
+    reply = msgs.parse_reply({"status": 204, "headers": [[b"content-length", b"0"]]})
+    assert (reply.headers, reply.content_length) == ([], None)
 
 
 def test_response_content_defaults_to_empty_and_none_is_empty():

@@ -48,6 +48,10 @@ class AsgiRequest(http.Request):
     """One HTTP request, translated to and from ASGI messages."""
 
     context: ServerContext
+    #: Body bytes still owed under the application's Content-Length (None: not tracked).
+    _length_left: int | None = None
+    #: The application sent more than its Content-Length (logged once).
+    _overran = False
 
     def __init__(self, channel: Any, queued: object = None) -> None:
         super().__init__(channel)
@@ -318,11 +322,28 @@ class AsgiRequest(http.Request):
             if self.state.phase is Phase.RESPONDING:
                 self._malformed("a second Response arrived after the response had started")
                 return
+            if reply.content_length is not None and self._refused_for_length(reply, reply.content_length):
+                return
             self._begin_response(reply)
         elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
             return
         self._output.offer((reply.content, reply.more_content))
+
+    def _refused_for_length(self, reply: msgs.Response, declared: int) -> bool:
+        """Whether a whole response short of its Content-Length is answered 500
+        (nothing is sent yet, and a 500 beats a response that cannot complete);
+        otherwise the body is held to that length from here on. Responses to
+        HEAD and 304s declare a length without a body (RFC 9110 §8.6, §9.3.2)."""
+        if reply.status == 304 or self.method == b"HEAD":
+            return False
+        if not reply.more_content and len(reply.content) < declared:
+            self._malformed(
+                f"the body has {len(reply.content)} of the {declared} bytes of its Content-Length"
+            )
+            return True
+        self._length_left = declared
+        return False
 
     def _begin_response(self, reply: msgs.Response) -> None:
         self.state.handle(Event.RESPONSE_STARTED)
@@ -332,33 +353,53 @@ class AsgiRequest(http.Request):
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         self.setResponseCode(reply.status)
-        has_length = False
         forbidden = self.wire.forbidden_headers
         for name, value in reply.headers:
             if name in forbidden:
                 logger.debug("dropping %r header on HTTP/2 %s", name, self.reply_channel)
                 continue
             self.responseHeaders.addRawHeader(name, value)
-            has_length = has_length or name == b"content-length"
         if (
             not reply.more_content
-            and not has_length
+            and reply.content_length is None
+            and not reply.chunked
             and reply.status not in _NO_BODY_STATUSES
-            and reply.status >= 200
         ):
             # The whole body is here: a length keeps the connection reusable
-            # even for HTTP/1.0 and avoids chunked framing.
+            # even for HTTP/1.0 and avoids chunked framing. (Without it,
+            # twisted.web chunk-encodes on HTTP/1.1, as the application asked.)
             self.responseHeaders.setRawHeaders(b"content-length", [str(len(reply.content)).encode()])
         self.context.count("telex_http_responses_total", status=str(reply.status))
 
     def _write_reply(self, item: tuple[bytes, bool]) -> None:
         content, more = item
+        left = self._length_left
+        if left is not None:
+            if len(content) > left:
+                content = content[:left]
+                self._overrun()
+            self._length_left = left - len(content)
         if content:
             self.write(content)
         elif not self.startedWriting:
             self.write(b"")  # sends the head now, even for an empty first message
         if not more:
-            self._finish()
+            if self._length_left:
+                # The client counts on the rest: only a closed connection
+                # (a reset stream on HTTP/2) tells it the response is cut short.
+                self._malformed(f"the body ended {self._length_left} bytes short of its Content-Length")
+            else:
+                self._finish()
+
+    def _overrun(self) -> None:
+        """More body than the application's Content-Length: the excess never
+        reaches the client, and the connection ends with this response, since
+        the application is out of step with what it declared."""
+        if self._overran:
+            return
+        self._overran = True
+        self._log_malformed("the body is longer than its Content-Length; the excess is dropped")
+        self.wire.close_after(self.channel, self.responseHeaders)
 
     def _warn_slow_client(self, held: int) -> None:
         logger.warning(
@@ -432,12 +473,15 @@ class AsgiRequest(http.Request):
         self._finish()
 
     def _malformed(self, problem: str) -> None:
-        logger.error("malformed reply on %s: %s", self.reply_channel, problem)
-        self.context.count("telex_malformed_replies_total")
+        self._log_malformed(problem)
         if self.state.phase is Phase.RESPONDING:
             self._abort(graceful=True)
         else:
             self._refuse(500, "The application sent an invalid response.")
+
+    def _log_malformed(self, problem: str) -> None:
+        logger.error("malformed reply on %s: %s", self.reply_channel, problem)
+        self.context.count("telex_malformed_replies_total")
 
     def _timed_out(self) -> None:
         if self.state.phase is not Phase.WAITING:

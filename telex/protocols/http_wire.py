@@ -47,9 +47,11 @@ logger = logging.getLogger("telex.http")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 #: Connection-specific headers that HTTP/2 forbids (RFC 9113, 8.2.2); the h2
-#: library refuses to send a response carrying them, so they are dropped.
+#: library refuses to send a response carrying them, so they are dropped. (``te``
+#: is a request header, allowed there only as ``trailers``; h2 refused any other
+#: value in a response with an exception.)
 H2_FORBIDDEN_HEADERS = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
 
 
@@ -137,7 +139,13 @@ class Http2Wire(Wire):
         """Ending the stream is enough (and HTTP/2 forbids ``connection``)."""
 
     def abort(self, channel: Any, graceful: bool) -> None:
-        channel.abortConnection()  # resets this stream only
+        # Resets this stream only. A broken reply is the server's error
+        # (RFC 9113 §7, INTERNAL_ERROR), which a reset with Twisted's
+        # NO_ERROR would hide.
+        if graceful:
+            channel._conn.abortRequest(channel.streamID, ErrorCodes.INTERNAL_ERROR)
+        else:
+            channel.abortConnection()
 
 
 HTTP1 = Http1Wire()
@@ -413,6 +421,12 @@ class TelexH2Connection(H2Connection):
         if self.transport is not None:
             self.transport.unregisterProducer()
         super().connectionLost(reason, _cancelTimeouts)
+
+    def abortRequest(self, streamID: int, error_code: int = ErrorCodes.NO_ERROR) -> None:
+        """Twisted's, with the RST_STREAM's error code to choose (see ``Http2Wire.abort``)."""
+        self.conn.reset_stream(streamID, error_code)
+        if self._tryToWriteControlData():
+            self._requestDone(streamID)
 
     def timeoutConnection(self) -> None:
         if any(stream._request.state.in_progress for stream in self.streams.values()):
