@@ -296,7 +296,7 @@ def raw_error_response(
         reason, body = error_page(status, detail)
         kind = b"content-type: text/html; charset=utf-8\r\n"
     if headers:
-        kind += b"".join(b"%s: %s\r\n" % pair for pair in _check_headers(headers))
+        kind += b"".join(b"%s: %s\r\n" % pair for pair in _check_headers(headers)[0])
     return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\ndate: %s\r\n\r\n%s" % (
         status,
         reason,
