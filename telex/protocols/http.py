@@ -68,6 +68,8 @@ class AsgiRequest(http.Request):
         self._reading_paused = False
         self._disconnect_sent = False
         self._timeout_call: Any = None
+        self._idle_call: Any = None
+        self._last_reply_at = 0.0
         self._output: HeldOutput[tuple[bytes, bool]] = HeldOutput(
             self._write_reply,
             _content_size,
@@ -305,6 +307,7 @@ class AsgiRequest(http.Request):
         elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
             return
+        self._reply_arrived(reply.more_content)
         self._output.offer((reply.content, reply.more_content))
 
     def _begin_response(self, reply: msgs.Response) -> None:
@@ -430,6 +433,37 @@ class AsgiRequest(http.Request):
         )
         self._refuse(503, "The application did not respond in time.")
 
+    def _reply_arrived(self, more: bool) -> None:
+        """Restart the idle-response clock: lazily, as one timer that re-arms
+        itself when it fires early, not a reschedule per chunk."""
+        if not more:
+            if self._idle_call is not None and self._idle_call.active():
+                self._idle_call.cancel()
+            return
+        self._last_reply_at = reactor.seconds()
+        if self._idle_call is None:
+            limit = self._idle_limit()
+            if limit:
+                self._idle_call = reactor.callLater(limit, self._response_idle)
+
+    def _idle_limit(self) -> float:
+        limit = self.settings.response_idle_timeout
+        return self.settings.http_timeout if limit is None else limit
+
+    def _response_idle(self) -> None:
+        limit = self._idle_limit()
+        idle = reactor.seconds() - self._last_reply_at
+        if idle < limit:
+            self._idle_call = reactor.callLater(limit - idle, self._response_idle)
+            return
+        if self.state.ended:
+            return
+        logger.warning(
+            "no reply chunk on %s for %.0fs; closing the incomplete response", self.reply_channel, limit
+        )
+        self.context.count("telex_response_idle_timeouts_total")
+        self._abort(graceful=True)
+
     def _abort(self, graceful: bool = False) -> None:
         """End the connection mid-response. ``graceful`` lets what was already
         written reach the client (a broken reply); otherwise buffered output
@@ -458,6 +492,8 @@ class AsgiRequest(http.Request):
     def _cancel_timers(self) -> None:
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
         self._output.close()  # and its slow-client timer
 
 

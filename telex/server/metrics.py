@@ -13,6 +13,10 @@ HELP = {
     "telex_connections_refused_total": ("counter", "Connections refused at --max-connections."),
     "telex_slow_clients_closed_total": ("counter", "Connections closed for unread output."),
     "telex_malformed_replies_total": ("counter", "Reply messages that broke the spec."),
+    "telex_response_idle_timeouts_total": (
+        "counter",
+        "Started responses closed for going --response-idle-timeout without a chunk.",
+    ),
     "telex_websocket_messages_in_total": ("counter", "WebSocket messages received from clients."),
     "telex_websocket_messages_out_total": ("counter", "WebSocket messages sent to clients."),
     "telex_layer_errors_total": (

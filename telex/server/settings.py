@@ -95,6 +95,16 @@ class ServerSettings:
         default=120.0,
         help="seconds to wait for a response before 503",
     )
+    #: Seconds a started response may go without a Response Chunk before the
+    #: connection is closed (the response is incomplete); None: ``http_timeout``;
+    #: 0: never. Long streams (server-sent events) send keep-alive chunks.
+    response_idle_timeout: float | None = option(
+        "--response-idle-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=None,
+        help="seconds a started response may go without a chunk before closing; 0 = never (default: -t)",
+    )
     #: Seconds an idle keep-alive connection is kept open waiting for a request.
     keep_alive_timeout: float = option(
         "--keep-alive-timeout",

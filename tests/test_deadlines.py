@@ -1,0 +1,58 @@
+"""Deadlines of issue 18: no connection hangs forever, over HTTP/1.1 and HTTP/2 (h2c)."""
+
+from __future__ import annotations
+
+import socket
+
+from tests.support.http import read_until_closed, request
+from tests.support.processes import TelexServer
+from tests.test_http2 import H2Client
+
+RAW = "tests.apps.raw_http:channel_layer"
+
+
+def _h2c(server) -> H2Client:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return H2Client(sock, "http")
+
+
+# -- idle-response timeout -----------------------------------------------------------
+
+
+def test_a_started_response_that_stalls_is_closed_after_the_idle_timeout_on_http1():
+    args = ("--response-idle-timeout", "0.5", "--metrics-path", "/-/metrics")
+    with TelexServer(RAW, *args) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /stream-wait HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = read_until_closed(sock, timeout=10)
+        assert received.startswith(b"HTTP/1.1 200") and b"head;" in received
+        assert not received.endswith(b"0\r\n\r\n")  # incomplete: no last chunk
+        server.wait_for(r"no reply chunk on telex\.response\.\S+ for 0s; closing the incomplete response")
+        assert b"telex_response_idle_timeouts_total 1" in request(server, "GET", "/-/metrics")[2]
+
+
+def test_the_idle_timeout_defaults_to_the_http_timeout():
+    with TelexServer(RAW, "-t", "0.5") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /stream-wait HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"head;" in read_until_closed(sock, timeout=10)
+
+
+def test_a_stalled_http2_stream_is_reset_and_its_connection_lives_on():
+    with TelexServer(RAW, "--response-idle-timeout", "0.5") as server:
+        client = _h2c(server)
+        try:
+            stream = client.request("/hold?stalled")
+            client.wait(lambda: stream in client.reset or stream in client.ended)
+            assert stream in client.reset and stream not in client.ended
+            assert client.data[stream].endswith(b";")
+            assert client.get("/") == (200, b"Hello world! You asked for /")
+            assert not client.terminated
+        finally:
+            client.close()
+
+
+def test_a_stream_that_keeps_sending_outlives_the_idle_timeout():
+    with TelexServer(RAW, "--response-idle-timeout", "0.5") as server:
+        status, _, body = request(server, "GET", "/stream")
+        assert status == 200 and body == b"first;chunk0;chunk1;chunk2;last"
