@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import socket
+import time
+
+import pytest
+import redis
 
 from tests.support.http import read_until_closed, request
 from tests.support.processes import TelexServer
+from tests.support.waiting import wait_until
 from tests.test_http2 import H2Client
 
 RAW = "tests.apps.raw_http:channel_layer"
@@ -56,3 +61,27 @@ def test_a_stream_that_keeps_sending_outlives_the_idle_timeout():
     with TelexServer(RAW, "--response-idle-timeout", "0.5") as server:
         status, _, body = request(server, "GET", "/stream")
         assert status == 200 and body == b"first;chunk0;chunk1;chunk2;last"
+
+
+# -- requests caught in a known data loss ------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_request_lost_with_redis_data_is_answered_503_at_once(fresh_redis_server):
+    # No worker: the request waits in Redis, and is lost when Redis restarts empty.
+    url = fresh_redis_server.url + "?prefix=lost1"
+    args = ("-t", "60", "--layer-check-interval", "0.2", "--metrics-path", "/-/metrics")
+    with TelexServer(url, *args) as server:
+        server.wait_for("asyncio bridge")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
+            stored = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+            assert wait_until(lambda: stored.keys("*http.request*"))  # the request is in Redis
+            stored.close()
+            started = time.monotonic()
+            fresh_redis_server.kill()
+            fresh_redis_server.start()
+            response = sock.recv(65536)
+        assert response.startswith(b"HTTP/1.1 503") and b"lost this request" in response
+        assert time.monotonic() - started < 30  # not the 60 s of -t
+        server.wait_for(r"lost its data.*\(1\)")

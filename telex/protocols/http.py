@@ -187,7 +187,7 @@ class AsgiRequest(http.Request):
         """Send ``http.request``: inline body, or the start of a streamed one."""
         headers = msgs.asgi_headers(self.requestHeaders.getAllRawHeaders())
         client, scheme = peers.client_and_scheme(self.context, self, headers)
-        self.reply_channel = self.context.new_reply_channel(self.handle_reply)
+        self.reply_channel = self.context.new_reply_channel(self.handle_reply, self._layer_lost_data)
         body = b"".join(self._body)
         self._body.clear()
         if streaming:
@@ -424,6 +424,12 @@ class AsgiRequest(http.Request):
             self._abort(graceful=True)
         else:
             self._refuse(500, "The application sent an invalid response.")
+
+    def _layer_lost_data(self, checked_at: float) -> None:
+        """The layer lost its data: a request sent before the check found it
+        that still waits for its Response may never get one."""
+        if self.state.phase is Phase.WAITING and self.started_at < checked_at:
+            self._refuse(503, "The channel layer lost this request; try again.")
 
     def _timed_out(self) -> None:
         if self.state.phase is not Phase.WAITING:
