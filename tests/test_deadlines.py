@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import select
 import socket
 import time
 
@@ -85,3 +89,67 @@ def test_a_request_lost_with_redis_data_is_answered_503_at_once(fresh_redis_serv
         assert response.startswith(b"HTTP/1.1 503") and b"lost this request" in response
         assert time.monotonic() - started < 30  # not the 60 s of -t
         server.wait_for(r"lost its data.*\(1\)")
+
+
+# -- slow request bodies ---------------------------------------------------------------------
+
+SLOW_BODY = ("--request-body-timeout", "0.5", "--request-body-min-rate", "1k", "--metrics-path", "/-/metrics")
+
+
+def _trickle_until_answered(sock: socket.socket, send_byte) -> None:
+    """Send a byte every 50 ms until the server says something (bounded)."""
+    deadline = time.monotonic() + 15
+    while not select.select([sock], [], [], 0.05)[0]:
+        assert time.monotonic() < deadline, "the trickled body was never cut off"
+        send_byte()
+
+
+def test_a_body_trickling_below_the_minimum_rate_is_answered_408_on_http1():
+    with TelexServer(RAW, *SLOW_BODY) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+            _trickle_until_answered(sock, lambda: sock.sendall(b"x"))
+            response = read_until_closed(sock)
+        assert response.startswith(b"HTTP/1.1 408") and b"too slowly" in response
+        server.wait_for(r"request body for /body too slow: \d+ bytes in")
+        assert b"telex_http_body_timeouts_total 1" in request(server, "GET", "/-/metrics")[2]
+
+
+def test_a_chunked_body_trickling_below_the_minimum_rate_is_answered_408():
+    with TelexServer(RAW, *SLOW_BODY) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            _trickle_until_answered(sock, lambda: sock.sendall(b"1\r\nx\r\n"))
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 408")
+
+
+def test_a_body_trickling_below_the_minimum_rate_is_answered_408_on_its_http2_stream():
+    with TelexServer(RAW, *SLOW_BODY) as server:
+        client = _h2c(server)
+        try:
+            stream = client.request("/body", method="POST", length=100000)
+
+            deadline = time.monotonic() + 15
+            while stream not in client.ended and stream not in client.reset:
+                assert time.monotonic() < deadline, "the trickled body was never cut off"
+                if stream not in client.headers:
+                    client.conn.send_data(stream, b"x")
+                    client.flush()
+                try:
+                    client.pump(0.05)
+                except TimeoutError:
+                    pass
+            assert client.headers[stream][b":status"] == b"408"
+            assert client.get("/") == (200, b"Hello world! You asked for /")
+        finally:
+            client.close()
+
+
+def test_a_100_mb_upload_at_loopback_speed_never_trips_the_body_deadline():
+    # A short grace and 1 MiB/s: loopback is far faster, pauses for the layer aside.
+    args = ("--request-body-timeout", "0.2", "--request-body-min-rate", "1m")
+    with TelexServer(RAW, *args) as server:
+        payload = os.urandom(1024 * 1024) * 100
+        status, _, body = request(server, "POST", "/body", body=payload, timeout=120)
+        assert status == 200
+        assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()

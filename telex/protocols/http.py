@@ -69,6 +69,8 @@ class AsgiRequest(http.Request):
         self._disconnect_sent = False
         self._timeout_call: Any = None
         self._idle_call: Any = None
+        self._rate_call: Any = None
+        self._paused_at = 0.0
         self._last_reply_at = 0.0
         self._output: HeldOutput[tuple[bytes, bool]] = HeldOutput(
             self._write_reply,
@@ -80,6 +82,8 @@ class AsgiRequest(http.Request):
         )
         self._sender = self.context.make_sender()
         self.started_at = time.monotonic()
+        #: When the body deadline started, moved on by the time reading was paused.
+        self._body_clock = self.started_at
         # A body-less placeholder: twisted.web code may look at .content.
         self.content = None
 
@@ -109,6 +113,10 @@ class AsgiRequest(http.Request):
             self._refuse(413, f"The request body is larger than {limit} bytes.")
             return
         self._body.append(data)
+        if self._rate_call is None and (
+            self.expected_length is None or self._body_size < self.expected_length
+        ):
+            self._arm_body_deadline()
         if self._body_channel is None:
             if self.state.phase is not Phase.GATHERING:
                 return  # sent inline already, or answered by the server itself
@@ -121,6 +129,8 @@ class AsgiRequest(http.Request):
         """The body is complete. (Deliberately not calling ``process()``.)"""
         self._head_complete((command, path, version))
         self.state.body_complete = True
+        if self._rate_call is not None and self._rate_call.active():
+            self._rate_call.cancel()
         if self.state.ended:
             return
         if self.state.phase is Phase.GATHERING:
@@ -278,12 +288,50 @@ class AsgiRequest(http.Request):
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self.state.body_complete and self.channel is not None:
             self._reading_paused = True
+            self._paused_at = time.monotonic()
             self.wire.pause_reading(self.channel)
 
     def _resume_reading(self) -> None:
         if self._reading_paused and self.channel is not None:
             self._reading_paused = False
+            # The body deadline leaves out the time the server itself held reading.
+            self._body_clock += time.monotonic() - self._paused_at
             self.wire.resume_reading(self.channel, self.settings.keep_alive_timeout)
+
+    def _arm_body_deadline(self) -> None:
+        """Apache mod_reqtimeout's rule: the body may take ``request_body_timeout``
+        seconds plus one per ``request_body_min_rate`` bytes received; checked
+        by one timer that re-arms itself, not per chunk."""
+        grace, rate = self.settings.request_body_timeout, self.settings.request_body_min_rate
+        if not grace or not rate:
+            return
+        allowed = grace + self._body_size / rate
+        self._rate_call = reactor.callLater(
+            max(0.0, self._body_clock + allowed - time.monotonic()), self._body_deadline
+        )
+
+    def _body_deadline(self) -> None:
+        self._rate_call = None
+        if self.state.body_complete or self.state.ended:
+            return
+        if self._reading_paused:  # the server's own pause: look again later
+            self._rate_call = reactor.callLater(self.settings.request_body_timeout, self._body_deadline)
+            return
+        grace, rate = self.settings.request_body_timeout, self.settings.request_body_min_rate
+        elapsed = time.monotonic() - self._body_clock
+        if elapsed < grace + self._body_size / rate:
+            self._arm_body_deadline()
+            return
+        logger.warning(
+            "request body for %s too slow: %d bytes in %.1fs (minimum %d bytes/s after %gs); answering 408",
+            self.asgi_path,
+            self._body_size,
+            elapsed,
+            rate,
+            grace,
+        )
+        self.context.count("telex_http_body_timeouts_total")
+        self._refuse(408, "The request body arrived too slowly.", close=True)
 
     # -- replies ---------------------------------------------------------------------
 
@@ -500,6 +548,8 @@ class AsgiRequest(http.Request):
             self._timeout_call.cancel()
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
+        if self._rate_call is not None and self._rate_call.active():
+            self._rate_call.cancel()
         self._output.close()  # and its slow-client timer
 
 

@@ -10,6 +10,7 @@ HELP = {
     "telex_http_requests_started_total": ("counter", "HTTP requests sent to the channel layer."),
     "telex_http_responses_total": ("counter", "HTTP responses by status."),
     "telex_http_head_timeouts_total": ("counter", "Connections closed for a slow request head."),
+    "telex_http_body_timeouts_total": ("counter", "Requests answered 408 for a body below the minimum rate."),
     "telex_connections_refused_total": ("counter", "Connections refused at --max-connections."),
     "telex_slow_clients_closed_total": ("counter", "Connections closed for unread output."),
     "telex_malformed_replies_total": ("counter", "Reply messages that broke the spec."),

@@ -162,6 +162,24 @@ class ServerSettings:
         default=0,
         help="largest request body, 413 beyond; 0 = no limit",
     )
+    #: Seconds a request body may take before ``request_body_min_rate`` is
+    #: enforced (Apache mod_reqtimeout's ``body=20``); 0: no body deadline.
+    request_body_timeout: float = option(
+        "--request-body-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=20.0,
+        help="seconds a request body may take before --request-body-min-rate applies (408); 0 = never",
+    )
+    #: Each further ``request_body_min_rate`` bytes of body earn one more second
+    #: (Apache's ``MinRate=500``); time the server itself paused reading is not counted.
+    request_body_min_rate: int = option(
+        "--request-body-min-rate",
+        kind="size",
+        group="HTTP",
+        default=500,
+        help="bytes per second a body must average after --request-body-timeout (408 below)",
+    )
     #: Most open connections; further ones get a 503 and are closed. 0: no limit.
     max_connections: int = option(
         "--max-connections",
