@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -11,10 +12,12 @@ import time
 
 import pytest
 import redis
+import websockets
 
 from tests.support.http import read_until_closed, request
-from tests.support.processes import TelexServer
+from tests.support.processes import TelexProcess, TelexServer
 from tests.support.waiting import wait_until
+from tests.support.ws import RAW_WS
 from tests.test_http2 import H2Client
 
 RAW = "tests.apps.raw_http:channel_layer"
@@ -153,3 +156,37 @@ def test_a_100_mb_upload_at_loopback_speed_never_trips_the_body_deadline():
         status, _, body = request(server, "POST", "/body", body=payload, timeout=120)
         assert status == 200
         assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+# -- handshake bursts ------------------------------------------------------------------------
+
+
+async def _handshakes(port: int, count: int) -> list[object]:
+    async def one(i: int) -> object:
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/burst/{i}", open_timeout=30) as ws:
+                await ws.send("hi")
+                return await asyncio.wait_for(ws.recv(), 30)
+        except Exception as exc:  # the status of a refused handshake, reported below
+            return repr(exc)
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+@pytest.mark.redis
+def test_a_burst_of_300_handshakes_on_redis_is_all_accepted(redis_server):
+    url = redis_server.url + "?prefix=burst1"
+    worker = TelexProcess(
+        ["worker", "examples.echo.routing:channel_routing", "--layer", url], ready="listening on"
+    )
+    with TelexServer(url) as server, worker:
+        results = asyncio.run(_handshakes(server.port, 300))
+    refused = [result for result in results if result != "hi"]
+    assert not refused, refused[:3]
+
+
+def test_a_full_connect_channel_is_retried_before_503():
+    # Room for 5 waiting handshakes: a burst of 60 fits only by retrying.
+    with TelexServer(RAW_WS, env={"RAW_WS_CAPACITY": "5"}) as server:
+        results = asyncio.run(_handshakes(server.port, 60))
+    assert results == ["hi"] * 60
