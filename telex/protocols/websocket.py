@@ -462,7 +462,8 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             )
             code = 1009
         else:
-            logger.error("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
+            # The bridge logs the outage once (telex/_outage.py), not a line per socket.
+            logger.debug("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
             code = 1011
         self._resume_reading()
         self._close(code)
