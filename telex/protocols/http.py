@@ -513,7 +513,7 @@ class AsgiRequest(http.Request):
         if self.state.ended:
             return
         logger.warning(
-            "no reply chunk on %s for %.0fs; closing the incomplete response", self.reply_channel, limit
+            "no reply chunk on %s for %gs; closing the incomplete response", self.reply_channel, limit
         )
         self.context.count("telex_response_idle_timeouts_total")
         self._abort(graceful=True)
