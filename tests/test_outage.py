@@ -87,3 +87,36 @@ def test_the_worker_logs_an_outage_once_with_summaries_and_its_end(fresh_redis_s
         output = worker.output
     assert output.count("channel layer unavailable: ") == 1
     assert "Traceback" not in output and "ERROR" not in output
+
+
+def test_websockets_failing_during_an_outage_log_no_line_each(fresh_redis_server):
+    import asyncio
+
+    import websockets
+
+    url = fresh_redis_server.url + "?prefix=wsout"
+    echo = TelexProcess(
+        ["worker", "examples.echo.routing:channel_routing", "--layer", url], ready="listening on"
+    )
+    with TelexServer(url) as server, echo:
+
+        async def sockets() -> list[int]:
+            opened = [await websockets.connect(f"ws://127.0.0.1:{server.port}/{i}") for i in range(20)]
+            for ws in opened:
+                await ws.send("before")
+                assert await asyncio.wait_for(ws.recv(), 10) == "before"
+            fresh_redis_server.kill()
+            codes = []
+            for ws in opened:
+                await ws.send("during")
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 30)
+                codes.append(closed.value.rcvd.code)
+            return codes
+
+        assert asyncio.run(sockets()) == [1011] * 20
+        server.wait_for("channel layer unavailable: ")
+        output = server.output
+    noted = [line for line in output.splitlines() if "ERROR" in line]
+    assert not noted, noted
+    assert "could not send websocket.receive" not in output

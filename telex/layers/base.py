@@ -42,6 +42,11 @@ class MessageTooLarge(Exception):
     """The encoded message is over the layer's size limit."""
 
 
+#: ``websocket.connect`` holds at least this many (unless ``channel_capacity``
+#: names it): a burst of a few hundred handshakes must wait for the workers,
+#: not find the channel full at the general default of 100.
+DEFAULT_CONNECT_CAPACITY = 1000
+
 #: The spec asks for at least 1 MB as JSON; a 1 MiB WebSocket frame plus its
 #: other keys (reply_channel, path, order) must fit, hence the 64 KiB margin.
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024 + 64 * 1024
@@ -400,7 +405,12 @@ class BaseChannelLayer:
             return self._capacity_cache[key]
         except KeyError:
             pass
-        value = self.process_local_capacity if key.endswith("!") else self.capacity
+        if key.endswith("!"):
+            value = self.process_local_capacity
+        elif key == "websocket.connect":
+            value = max(self.capacity, DEFAULT_CONNECT_CAPACITY)
+        else:
+            value = self.capacity
         for pattern, override in self.channel_capacity:
             if pattern.match(key):
                 value = override

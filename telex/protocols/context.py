@@ -48,8 +48,12 @@ class ServerContext(Protocol):
     @property
     def access_log(self) -> AccessLogger | None: ...  # read-only, so a concrete logger class fits
 
-    def new_reply_channel(self, handler: Callable[[dict], None]) -> str:
-        """A fresh reply channel name whose messages go to ``handler``."""
+    def new_reply_channel(
+        self, handler: Callable[[dict], None], on_lost: Callable[[float], None] | None = None
+    ) -> str:
+        """A fresh reply channel name whose messages go to ``handler``; ``on_lost``
+        hears of a known data loss in the layer (with the monotonic time of the
+        check that found it) until the channel is released."""
 
     def release_reply_channel(self, name: str) -> None:
         """Stop dispatching ``name``; later messages for it are dropped."""

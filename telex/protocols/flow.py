@@ -138,8 +138,8 @@ class InOrderSender:
         self._in_flight = False
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        self._pause = self._resume = self._on_drained = _nothing
-        self._on_failure = _nothing
+        self._pause = self._resume = self._on_drained = nothing
+        self._on_failure = nothing
 
     def _pump(self) -> None:
         # A loop, not recursion: an in-process layer completes sends
@@ -262,7 +262,7 @@ class HeldOutput(Generic[Item]):
         that no reference cycle keeps the owner alive until the next garbage
         collection (the server makes almost none; docs/server.md)."""
         self.clear()
-        self._write = self._on_slow = self._on_warn = _nothing
+        self._write = self._on_slow = self._on_warn = nothing
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -297,5 +297,5 @@ class HeldOutput(Generic[Item]):
         self._on_slow(held)
 
 
-def _nothing(*_: object) -> None:
+def nothing(*_: object) -> None:
     """What a finished sender or output calls instead of its owner."""

@@ -73,6 +73,10 @@ class AsgiRequest(http.Request):
         self._reading_paused = False
         self._disconnect_sent = False
         self._timeout_call: Any = None
+        self._idle_call: Any = None
+        self._rate_call: Any = None
+        self._paused_at = 0.0
+        self._last_reply_at = 0.0
         self._output: HeldOutput[tuple[bytes, bool]] = HeldOutput(
             self._write_reply,
             _content_size,
@@ -86,6 +90,8 @@ class AsgiRequest(http.Request):
         #: (http_parsing.py); answered as soon as the head is handled.
         self.head_refusal: parsing.Refusal | None = None
         self.started_at = time.monotonic()
+        #: When the body deadline started, moved on by the time reading was paused.
+        self._body_clock = self.started_at
         # A body-less placeholder: twisted.web code may look at .content.
         self.content = None
 
@@ -115,6 +121,10 @@ class AsgiRequest(http.Request):
             self._refuse(413, f"The request body is larger than {limit} bytes.")
             return
         self._body.append(data)
+        if self._rate_call is None and (
+            self.expected_length is None or self._body_size < self.expected_length
+        ):
+            self._arm_body_deadline()
         if self._body_channel is None:
             if self.state.phase is not Phase.GATHERING:
                 return  # sent inline already, or answered by the server itself
@@ -127,6 +137,8 @@ class AsgiRequest(http.Request):
         """The body is complete. (Deliberately not calling ``process()``.)"""
         self._head_complete((command, path, version))
         self.state.body_complete = True
+        if self._rate_call is not None and self._rate_call.active():
+            self._rate_call.cancel()
         if self.state.ended:
             return
         if self.state.phase is Phase.GATHERING:
@@ -206,7 +218,7 @@ class AsgiRequest(http.Request):
         """Send ``http.request``: inline body, or the start of a streamed one."""
         headers = msgs.asgi_headers(self.requestHeaders.getAllRawHeaders())
         client, scheme = peers.client_and_scheme(self.context, self, headers)
-        self.reply_channel = self.context.new_reply_channel(self.handle_reply)
+        self.reply_channel = self.context.new_reply_channel(self.handle_reply, self._layer_lost_data)
         body = b"".join(self._body)
         self._body.clear()
         if streaming:
@@ -297,12 +309,50 @@ class AsgiRequest(http.Request):
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self.state.body_complete and self.channel is not None:
             self._reading_paused = True
+            self._paused_at = time.monotonic()
             self.wire.pause_reading(self.channel)
 
     def _resume_reading(self) -> None:
         if self._reading_paused and self.channel is not None:
             self._reading_paused = False
+            # The body deadline leaves out the time the server itself held reading.
+            self._body_clock += time.monotonic() - self._paused_at
             self.wire.resume_reading(self.channel, self.settings.keep_alive_timeout)
+
+    def _arm_body_deadline(self) -> None:
+        """Apache mod_reqtimeout's rule: the body may take ``request_body_timeout``
+        seconds plus one per ``request_body_min_rate`` bytes received; checked
+        by one timer that re-arms itself, not per chunk."""
+        grace, rate = self.settings.request_body_timeout, self.settings.request_body_min_rate
+        if not grace or not rate:
+            return
+        allowed = grace + self._body_size / rate
+        self._rate_call = reactor.callLater(
+            max(0.0, self._body_clock + allowed - time.monotonic()), self._body_deadline
+        )
+
+    def _body_deadline(self) -> None:
+        self._rate_call = None
+        if self.state.body_complete or self.state.ended:
+            return
+        if self._reading_paused:  # the server's own pause: look again later
+            self._rate_call = reactor.callLater(self.settings.request_body_timeout, self._body_deadline)
+            return
+        grace, rate = self.settings.request_body_timeout, self.settings.request_body_min_rate
+        elapsed = time.monotonic() - self._body_clock
+        if elapsed < grace + self._body_size / rate:
+            self._arm_body_deadline()
+            return
+        logger.warning(
+            "request body for %s too slow: %d bytes in %.1fs (minimum %d bytes/s after %gs); answering 408",
+            self.asgi_path,
+            self._body_size,
+            elapsed,
+            rate,
+            grace,
+        )
+        self.context.count("telex_http_body_timeouts_total")
+        self._refuse(408, "The request body arrived too slowly.", close=True)
 
     # -- replies ---------------------------------------------------------------------
 
@@ -328,6 +378,7 @@ class AsgiRequest(http.Request):
         elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
             return
+        self._reply_arrived(reply.more_content)
         self._output.offer((reply.content, reply.more_content))
 
     def _refused_for_length(self, reply: msgs.Response, declared: int) -> bool:
@@ -483,6 +534,12 @@ class AsgiRequest(http.Request):
         logger.error("malformed reply on %s: %s", self.reply_channel, problem)
         self.context.count("telex_malformed_replies_total")
 
+    def _layer_lost_data(self, checked_at: float) -> None:
+        """The layer lost its data: a request sent before the check found it
+        that still waits for its Response may never get one."""
+        if self.state.phase is Phase.WAITING and self.started_at < checked_at:
+            self._refuse(503, "The channel layer lost this request; try again.")
+
     def _timed_out(self) -> None:
         if self.state.phase is not Phase.WAITING:
             return
@@ -490,6 +547,37 @@ class AsgiRequest(http.Request):
             "no response on %s within %.0fs; answering 503", self.reply_channel, self.settings.http_timeout
         )
         self._refuse(503, "The application did not respond in time.")
+
+    def _reply_arrived(self, more: bool) -> None:
+        """Restart the idle-response clock: lazily, as one timer that re-arms
+        itself when it fires early, not a reschedule per chunk."""
+        if not more:
+            if self._idle_call is not None and self._idle_call.active():
+                self._idle_call.cancel()
+            return
+        self._last_reply_at = reactor.seconds()
+        if self._idle_call is None:
+            limit = self._idle_limit()
+            if limit:
+                self._idle_call = reactor.callLater(limit, self._response_idle)
+
+    def _idle_limit(self) -> float:
+        limit = self.settings.response_idle_timeout
+        return self.settings.http_timeout if limit is None else limit
+
+    def _response_idle(self) -> None:
+        limit = self._idle_limit()
+        idle = reactor.seconds() - self._last_reply_at
+        if idle < limit:
+            self._idle_call = reactor.callLater(limit - idle, self._response_idle)
+            return
+        if self.state.ended:
+            return
+        logger.warning(
+            "no reply chunk on %s for %gs; closing the incomplete response", self.reply_channel, limit
+        )
+        self.context.count("telex_response_idle_timeouts_total")
+        self._abort(graceful=True)
 
     def _abort(self, graceful: bool = False) -> None:
         """End the connection mid-response. ``graceful`` lets what was already
@@ -519,6 +607,10 @@ class AsgiRequest(http.Request):
     def _cancel_timers(self) -> None:
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        if self._rate_call is not None and self._rate_call.active():
+            self._rate_call.cancel()
         self._output.close()  # and its slow-client timer
 
 

@@ -34,7 +34,7 @@ from twisted.internet.defer import Deferred
 
 from . import http_messages, peers
 from . import websocket_messages as msgs
-from .flow import HeldOutput, InOrderSender
+from .flow import HeldOutput, InOrderSender, nothing
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -44,6 +44,11 @@ logger = logging.getLogger("telex.websocket")
 #: Seconds a websocket.receive may stay refused with ChannelFull, retried on
 #: flow.RETRY_DELAYS (spec, Receive: "you may retry"), before the close 1013.
 RECEIVE_RETRY_FOR = 1.0
+
+#: Part of ``websocket_connect_timeout`` a websocket.connect refused with
+#: ChannelFull is retried on flow.RETRY_DELAYS before the 503: a burst of
+#: handshakes waits for room instead of being refused at once.
+CONNECT_RETRY_SHARE = 0.5
 
 #: Seconds Autobahn's own opening-handshake timer waits beyond
 #: ``websocket_connect_timeout``: Telex answers 403 first; this only catches
@@ -176,6 +181,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._handshake: Deferred | None = None  # pending while the application decides
         self._subprotocol: str | None = None
         self._connect_call: Any = None
+        self._connect_sender: InOrderSender | None = None
         self._lifetime_call: Any = None
         self._connect_sent = False
         self._opened = False
@@ -259,7 +265,18 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self.settings.websocket_connect_timeout, self._connect_timed_out
         )
         self._connect_sent = True
-        self._sender.send("websocket.connect", message).addErrback(self._connect_refused)
+        connect = InOrderSender(
+            self._sender,
+            self.context.channel_full,
+            pause=nothing,
+            resume=nothing,
+            on_failure=self._connect_refused,
+            pause_messages=1,
+            pause_bytes=0,
+            give_up_after=self.settings.websocket_connect_timeout * CONNECT_RETRY_SHARE,
+        )
+        self._connect_sender = connect
+        connect.push("websocket.connect", message, 0)
         return handshake
 
     def _connect_refused(self, failure: Any) -> None:
@@ -289,9 +306,18 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         """Answer the pending handshake with ``status``; Autobahn then closes."""
         handshake, self._handshake = self._handshake, None
         self._cancel(self._connect_call)
+        self._stop_connect()
         if handshake is None:
             return
         handshake.errback(ConnectionDeny(status, detail))
+
+    def _stop_connect(self) -> None:
+        """No more retries of websocket.connect; one never delivered needs no disconnect."""
+        connect, self._connect_sender = self._connect_sender, None
+        if connect is not None:
+            connect.stop()
+            if not connect.delivered:
+                self._connect_sent = False
 
     def _accept(self) -> None:
         handshake, self._handshake = self._handshake, None
@@ -444,7 +470,8 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             )
             code = 1009
         else:
-            logger.error("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
+            # The bridge logs the outage once (telex/_outage.py), not a line per socket.
+            logger.debug("could not send websocket.receive: %s; closing with 1011", failure.getErrorMessage())
             code = 1011
         self._resume_reading()
         self._close(code)
@@ -461,6 +488,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             return
         self._closed = True
         self._cancel(self._connect_call)
+        self._stop_connect()
         self._cancel(self._lifetime_call)
         self._handshake = None  # the client left while the application decided
         self.support.connections.discard(self)

@@ -11,9 +11,14 @@ HELP = {
     "telex_http_requests_started_total": ("counter", "HTTP requests sent to the channel layer."),
     "telex_http_responses_total": ("counter", "HTTP responses by status."),
     "telex_http_head_timeouts_total": ("counter", "Connections closed for a slow request head."),
+    "telex_http_body_timeouts_total": ("counter", "Requests answered 408 for a body below the minimum rate."),
     "telex_connections_refused_total": ("counter", "Connections refused at --max-connections."),
     "telex_slow_clients_closed_total": ("counter", "Connections closed for unread output."),
     "telex_malformed_replies_total": ("counter", "Reply messages that broke the spec."),
+    "telex_response_idle_timeouts_total": (
+        "counter",
+        "Started responses closed for going --response-idle-timeout without a chunk.",
+    ),
     "telex_websocket_messages_in_total": ("counter", "WebSocket messages received from clients."),
     "telex_websocket_messages_out_total": ("counter", "WebSocket messages sent to clients."),
     "telex_layer_errors_total": (

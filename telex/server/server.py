@@ -85,6 +85,8 @@ class Server:
         self.reply_prefix = f"{settings.reply_channel_prefix}{BaseChannelLayer.random_suffix()}!"
         self._next_local = 0
         self._handlers: dict[str, Callable[[dict], None]] = {}
+        #: Reply channels whose owner wants to hear of a known data loss.
+        self._on_lost: dict[str, Callable[[float], None]] = {}
         self.trusted_proxies = TrustedProxies(settings.proxy_headers_trusted)
         self.metrics = Metrics()
         #: What the metrics path answers: this process's metrics, or (``--workers``) every child's.
@@ -112,14 +114,19 @@ class Server:
 
     # -- ServerContext -----------------------------------------------------------
 
-    def new_reply_channel(self, handler: Callable[[dict], None]) -> str:
+    def new_reply_channel(
+        self, handler: Callable[[dict], None], on_lost: Callable[[float], None] | None = None
+    ) -> str:
         name = self.reply_prefix + _base36(self._next_local)
         self._next_local += 1
         self._handlers[name] = handler
+        if on_lost is not None:
+            self._on_lost[name] = on_lost
         return name
 
     def release_reply_channel(self, name: str) -> None:
         self._handlers.pop(name, None)
+        self._on_lost.pop(name, None)
 
     def make_sender(self) -> OrderedSender:
         return OrderedSender(self.bridge)
@@ -244,7 +251,10 @@ class Server:
 
     async def _check_data_lost(self) -> None:
         """Spec (Persistence): a layer that lost its data lost every group
-        membership; close the WebSockets (1012) so clients reconnect and rejoin."""
+        membership; close the WebSockets (1012) so clients reconnect and rejoin.
+        Requests sent before this check may have lost their request message:
+        they are answered 503 now rather than at ``--http-timeout``."""
+        checked_at = time.monotonic()
         try:
             check = self.bridge.capabilities.check_data_lost_async
             assert check is not None  # watched only when the layer offers it
@@ -253,7 +263,14 @@ class Server:
             logger.debug("data-loss check failed: %s", exc)
             return
         if lost:
-            logger.error("the channel layer lost its data (restart without persistence?): closing WebSockets")
+            waiting = list(self._on_lost.values())
+            logger.error(
+                "the channel layer lost its data (restart without persistence?): closing WebSockets, "
+                "answering requests still waiting for a response 503 (%d)",
+                len(waiting),
+            )
+            for on_lost in waiting:
+                on_lost(checked_at)
             if self.websocket is not None:
                 self.websocket.close_all(1012)
 

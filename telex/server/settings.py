@@ -95,6 +95,16 @@ class ServerSettings:
         default=120.0,
         help="seconds to wait for a response before 503",
     )
+    #: Seconds a started response may go without a Response Chunk before the
+    #: connection is closed (the response is incomplete); None: ``http_timeout``;
+    #: 0: never. Long streams (server-sent events) send keep-alive chunks.
+    response_idle_timeout: float | None = option(
+        "--response-idle-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=None,
+        help="seconds a started response may go without a chunk before closing; 0 = never (default: -t)",
+    )
     #: Seconds an idle keep-alive connection is kept open waiting for a request.
     keep_alive_timeout: float = option(
         "--keep-alive-timeout",
@@ -151,6 +161,24 @@ class ServerSettings:
         group="HTTP",
         default=0,
         help="largest request body, 413 beyond; 0 = no limit",
+    )
+    #: Seconds a request body may take before ``request_body_min_rate`` is
+    #: enforced (Apache mod_reqtimeout's ``body=20``); 0: no body deadline.
+    request_body_timeout: float = option(
+        "--request-body-timeout",
+        kind="seconds",
+        group="HTTP",
+        default=20.0,
+        help="seconds a request body may take before --request-body-min-rate applies (408); 0 = never",
+    )
+    #: Each further ``request_body_min_rate`` bytes of body earn one more second
+    #: (Apache's ``MinRate=500``); time the server itself paused reading is not counted.
+    request_body_min_rate: int = option(
+        "--request-body-min-rate",
+        kind="size",
+        group="HTTP",
+        default=500,
+        help="bytes per second a body must average after --request-body-timeout (408 below)",
     )
     #: Most open connections; further ones get a 503 and are closed. 0: no limit.
     max_connections: int = option(

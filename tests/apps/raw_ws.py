@@ -34,7 +34,11 @@ from tests.apps.jsonable import to_jsonable
 
 channel_layer = InMemoryChannelLayer(
     capacity=int(os.environ.get("RAW_WS_CAPACITY", "100")),
-    channel_capacity={"websocket.receive": int(os.environ.get("RAW_WS_RECEIVE_CAPACITY", "100"))},
+    channel_capacity={
+        "websocket.receive": int(os.environ.get("RAW_WS_RECEIVE_CAPACITY", "100")),
+        # Named, or the connect channel's default of 1000 would outweigh RAW_WS_CAPACITY.
+        "websocket.connect": int(os.environ.get("RAW_WS_CAPACITY", "100")),
+    },
     max_message_size=int(os.environ.get("RAW_WS_MAX_MESSAGE_SIZE", str(8 * 1024 * 1024))),
 )
 events: list[dict] = []
