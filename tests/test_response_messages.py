@@ -50,7 +50,7 @@ def test_an_empty_body_is_one_response():
 # -- Response: status -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["200", 200.0, True, 99, 1000])
+@pytest.mark.parametrize("status", ["200", 200.0, True, 99, 101, 199, 600, 1000])
 def test_status_must_be_an_integer_http_status_code(status):
     with pytest.raises(ValueError, match="status must be an integer HTTP status code"):
         list(response_messages(b"x", status=status))

@@ -60,8 +60,9 @@ def response_messages(
     chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[dict]:
     """Yield the Response message, then Response Chunks; only the last has ``more_content`` False."""
-    if type(status) is not int or not 100 <= status <= 999:
-        raise ValueError(f"status must be an integer HTTP status code, not {status!r}")
+    # Telex's server answers any other status with a 500 (an interim 1xx is not an answer).
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"status must be an integer HTTP status code from 200 to 599, not {status!r}")
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     pieces = (piece for piece in _pieces(body, chunk_size) if piece)
