@@ -299,6 +299,20 @@ def test_a_reset_stream_sends_http_disconnect_and_spares_the_connection(client):
     assert [d["path"] for d in disconnects if d["reply_channel"] == reply_channel] == ["/hold"]
 
 
+def test_resetting_a_paused_upload_gives_its_unread_bytes_back_to_the_connection(client):
+    # The application reads nothing, so the server stops reading the stream:
+    # what arrived meanwhile was never acknowledged. Unless the reset gives it
+    # back, the connection's window stays short by that much for good, and
+    # an upload after a few such resets stalls.
+    stream = client.request("/body-held", method="POST", length=4 * 1024 * 1024)
+    assert client.send(stream, bytes(4 * 1024 * 1024), end=True, stall=0.5) < 4 * 1024 * 1024
+    client.conn.reset_stream(stream, error_code=h2.errors.ErrorCodes.CANCEL)
+    client.flush()
+    payload = os.urandom(1024 * 1024)
+    status, body = client.get("/body", method="POST", body=payload)
+    assert status == 200 and message_of(body)["size"] == len(payload)
+
+
 def test_a_body_over_the_limit_is_refused_413_on_its_stream_only(client):
     stream = client.request("/body", method="POST", length=17 * 1024 * 1024)
     client.wait(lambda: stream in client.ended or stream in client.reset)

@@ -297,6 +297,96 @@ def test_a_flood_of_malformed_requests_is_a_connection_error(server):
         raw.expect_connection_error(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 
 
+def _request_with_length(client: H2Client, length: int, end_stream: bool = False) -> int:
+    stream = client.conn.get_next_available_stream_id()
+    headers = [(b":method", b"POST"), (b":path", b"/body"), (b":scheme", b"http"), (b":authority", b"x")]
+    client.conn.send_headers(
+        stream, [*headers, (b"content-length", str(length).encode())], end_stream=end_stream
+    )
+    client.data[stream] = bytearray()
+    client.flush()
+    return stream
+
+
+def _longer(client: H2Client) -> int:
+    stream = _request_with_length(client, 3)
+    client.send(stream, b"hello", end=False)  # refused as soon as it passes the length
+    return stream
+
+
+def _shorter(client: H2Client) -> int:
+    stream = _request_with_length(client, 10)
+    client.send(stream, b"hello", end=True)
+    return stream
+
+
+def _ended_by_headers(client: H2Client) -> int:
+    return _request_with_length(client, 5, end_stream=True)
+
+
+def _ended_by_trailers(client: H2Client) -> int:
+    stream = _request_with_length(client, 10)
+    client.send(stream, b"hello", end=False)
+    client.conn.send_headers(stream, [(b"x-checksum", b"1")], end_stream=True)
+    client.flush()
+    return stream
+
+
+@pytest.mark.parametrize("body", [_longer, _shorter, _ended_by_headers, _ended_by_trailers])
+def test_a_body_at_odds_with_its_content_length_resets_only_its_stream_8_1_1(h2c, body):
+    sibling = h2c.request("/body", method="POST", length=5)
+    malformed = body(h2c)
+    h2c.wait(lambda: malformed in h2c.reset)
+    assert h2c.reset[malformed] == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    h2c.send(sibling, b"hello", end=True)
+    h2c.wait(lambda: sibling in h2c.ended)
+    assert h2c.headers[sibling][b":status"] == b"200" and b'"size": 5' in h2c.data[sibling]
+    assert not h2c.terminated
+
+
+def test_the_window_a_refused_body_used_is_given_back(h2c):
+    # Ten refused bodies of one 16,000-byte frame each: without the credit the
+    # connection's window (64 KB) would be spent after four, and the uploads
+    # that follow would stall.
+    for _ in range(10):
+        stream = _request_with_length(h2c, 1)
+        assert h2c.send(stream, bytes(16_000), end=True, stall=5) == 16_000
+        h2c.wait(lambda stream=stream: stream in h2c.reset)
+    payload = bytes(200_000)
+    assert h2c.get("/body", method="POST", body=payload)[0] == 200
+
+
+def test_a_flood_of_bodies_at_odds_with_their_length_ends_only_that_connection(server):
+    with socket.create_connection(("127.0.0.1", server.clear_port), timeout=10) as sock:
+        raw = RawH2(sock)
+        raw.handshake()
+        frames = []
+        for stream in range(1, 2 * 1500, 2):
+            block = raw.encoder.encode(
+                [
+                    (":method", "POST"),
+                    (":scheme", "http"),
+                    (":path", "/body"),
+                    (":authority", "x"),
+                    ("content-length", "1"),
+                ]
+            )
+            frames.append(hyperframe.frame.HeadersFrame(stream, block, flags=["END_HEADERS"]))
+            frames.append(hyperframe.frame.DataFrame(stream, b"xy", flags=["END_STREAM"]))
+        raw.send(*frames)
+        resets = 0
+        while not isinstance(frame := raw.read(), hyperframe.frame.GoAwayFrame):
+            assert isinstance(frame, hyperframe.frame.RstStreamFrame), frame
+            assert frame.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+            resets += 1
+        # Twisted's reset budget: 1000 at once, then the connection ends.
+        assert 900 < resets < 1500 and frame.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        raw.expect_closed()
+    with socket.create_connection(("127.0.0.1", server.clear_port), timeout=10) as sock:
+        client = H2Client(sock, "http")
+        assert client.get("/message/after")[0] == 200
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [("GET", "abc", 400), ("GET", "*", 400), ("GET", "http://x/message", 400), ("OPTIONS", "*", 200)],

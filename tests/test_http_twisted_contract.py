@@ -123,3 +123,23 @@ def test_h2_library_parts_telex_adjusts_its_error_codes_in():
     assert "self.incoming_buffer" in inspect.getsource(h2.connection.H2Connection.receive_data)
     assert "_decode_headers" in inspect.getsource(h2.connection.H2Connection._receive_headers_frame)
     assert "raise ProtocolError(msg) from e" in inspect.getsource(h2.connection._decode_headers)
+
+
+def test_h2_parts_telex_checks_request_bodies_against_content_length_with():
+    import h2.connection
+    import h2.events
+    import h2.stream
+    from twisted.web import _http2
+
+    # A body at odds with content-length: refused after the connection's window counted it.
+    data_frame = inspect.getsource(h2.connection.H2Connection._receive_data_frame)
+    assert data_frame.index("window_consumed") < data_frame.index("stream.receive_data")
+    assert "InvalidBodyLengthError" in inspect.getsource(h2.stream.H2Stream._track_content_length)
+    # The counts Telex compares when HEADERS or trailers end a stream.
+    stream = inspect.getsource(h2.stream.H2Stream.__init__)
+    assert "self._expected_content_length" in stream and "self._actual_content_length" in stream
+    assert h2.events.StreamReset(stream_id=1, error_code=1, remote_reset=False).stream_id == 1
+    # What a paused H2Stream holds unacknowledged, given back on a reset.
+    assert "self._inboundDataBuffer.append((data, flowControlledLength))" in inspect.getsource(
+        _http2.H2Stream.receiveDataChunk
+    )

@@ -25,7 +25,8 @@ from typing import Any
 import h2.connection
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from h2.exceptions import DenialOfServiceError, FrameDataMissingError, ProtocolError
+from h2.events import RequestReceived, StreamReset, TrailersReceived
+from h2.exceptions import DenialOfServiceError, FrameDataMissingError, InvalidBodyLengthError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamState
 from hpack.exceptions import HPACKError
@@ -280,27 +281,36 @@ class _FrameReader(FrameBuffer):
 _STREAM_ALIVE = frozenset((StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE, StreamState.HALF_CLOSED_LOCAL))
 
 
+class MalformedRequestReset(StreamReset):
+    """The server reset a stream for a malformed request. A StreamReset, so
+    Twisted's event loop hands it to ``_requestAborted`` in its place among
+    the other events, after the request's own (a request refused after its
+    head reached Twisted ends there, in order)."""
+
+    def __init__(self, stream_id: int) -> None:
+        super().__init__(stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False)
+
+
 class _H2State(h2.connection.H2Connection):
     """h2's state machine, with the errors that RFC 9113 asks for where h2
     sends none or the wrong one.
 
     A malformed request (8.1.1: forbidden or uppercase header names, missing
-    or repeated pseudo-headers, a bad content-length, trailers without
-    END_STREAM) is a stream error: h2 raises ProtocolError for it, which
-    would end every stream of the connection with GOAWAY. Here its stream
-    alone is reset with PROTOCOL_ERROR, and the connection learns of it
-    through ``malformed_streams``. Each such reset spends ``spend_reset_token``
-    like a reset from the peer, so malformed requests cannot open streams
-    without bound ("MadeYouReset", CVE-2025-8671): with none left, the error
-    is a connection error again (GOAWAY ENHANCE_YOUR_CALM).
+    or repeated pseudo-headers, a bad content-length or a body at odds with
+    it, trailers without END_STREAM) is a stream error: h2 raises
+    ProtocolError for it, which would end every stream of the connection with
+    GOAWAY. Here its stream alone is reset with PROTOCOL_ERROR, the connection
+    learns of it through a ``MalformedRequestReset`` event, and the window its
+    DATA used is given back. Each such reset spends ``spend_reset_token`` like
+    a reset from the peer, so malformed requests cannot open streams without
+    bound ("MadeYouReset", CVE-2025-8671): with none left, the error is a
+    connection error again (GOAWAY ENHANCE_YOUR_CALM).
     """
 
     def __init__(self, config: Any, spend_reset_token: Callable[[], bool]) -> None:
         super().__init__(config=config)
         self.incoming_buffer = _FrameReader(server=not config.client_side)
         self.spend_reset_token = spend_reset_token
-        #: Streams reset for a malformed request, not yet seen by the connection.
-        self.malformed_streams: list[int] = []
 
     def receive_data(self, data: Any) -> list[Any]:
         try:
@@ -314,8 +324,11 @@ class _H2State(h2.connection.H2Connection):
             raise
 
     def _receive_headers_frame(self, frame: Any) -> Any:
+        # Trailers make h2 forget the request's content-length: kept first.
+        stream = self.streams.get(frame.stream_id)
+        declared = stream._expected_content_length if stream is not None else None
         try:
-            return super()._receive_headers_frame(frame)
+            frames, events = super()._receive_headers_frame(frame)
         except ProtocolError as exc:
             # A header block that cannot be decoded is a COMPRESSION_ERROR
             # (4.3), where h2 says PROTOCOL_ERROR (h2spec hpack/2.3.3, 4.2,
@@ -332,11 +345,36 @@ class _H2State(h2.connection.H2Connection):
                 raise
             if stream.state_machine.state not in _STREAM_ALIVE:
                 raise
-            if not self.spend_reset_token():
-                raise DenialOfServiceError("too many malformed requests") from exc
-            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            self.malformed_streams.append(frame.stream_id)
-            return [], []
+            return self._refuse(frame.stream_id, exc)
+        # h2 checks content-length against DATA frames only: a request that
+        # ends with its HEADERS or with trailers short of it is as malformed.
+        # (h2 keeps both counts privately; the tests cover each case.)
+        for event in events:
+            stream = self.streams.get(frame.stream_id)
+            if isinstance(event, RequestReceived) and event.stream_ended is not None:
+                declared = stream._expected_content_length
+            elif not isinstance(event, TrailersReceived):
+                continue
+            if declared is not None and declared != stream._actual_content_length:
+                cause = InvalidBodyLengthError(declared, stream._actual_content_length)
+                return self._refuse(frame.stream_id, cause)
+        return frames, events
+
+    def _receive_data_frame(self, frame: Any) -> Any:
+        try:
+            return super()._receive_data_frame(frame)
+        except InvalidBodyLengthError as exc:
+            # h2 counted the frame against the connection's window before
+            # refusing it; nobody will read it, so the window is given back.
+            frames, events = self._refuse(frame.stream_id, exc)
+            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            return frames, events
+
+    def _refuse(self, stream_id: int, cause: ProtocolError) -> tuple[list[Any], list[Any]]:
+        if not self.spend_reset_token():
+            raise DenialOfServiceError("too many malformed requests") from cause
+        self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        return [], [MalformedRequestReset(stream_id)]
 
 
 class TelexH2Connection(H2Connection):
@@ -364,21 +402,29 @@ class TelexH2Connection(H2Connection):
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        if self.conn.malformed_streams:
-            self._end_malformed_streams()
         # A WINDOW_UPDATE or a SETTINGS frame may have opened send windows.
         self._schedule_sendable_streams()
 
-    def _end_malformed_streams(self) -> None:
-        """Streams h2 reset for a malformed request (see ``_H2State``): one whose
-        request had reached Twisted (malformed trailers) ends as if the peer had
-        reset it; the others were never seen."""
-        streams, self.conn.malformed_streams = self.conn.malformed_streams, []
-        for stream_id in streams:
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                stream.connectionLost(Failure(ConnectionLost("malformed request: stream reset")))
-                self._requestDone(stream_id)
+    def _requestAborted(self, event: StreamReset) -> None:
+        """A stream ended by a reset: the peer's, or ours for a malformed request.
+
+        Body bytes Twisted holds for a paused stream were never acknowledged;
+        they are given back to the connection's window, or every reset of a
+        paused upload would shrink it for good. A malformed request's token was
+        spent when it was refused, and one refused before its head reached
+        Twisted has no stream here.
+        """
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            unread = sum(length for _, length in stream._inboundDataBuffer if length)
+            stream._inboundDataBuffer.clear()
+            if unread:
+                self.conn.acknowledge_received_data(unread, event.stream_id)
+        if not isinstance(event, MalformedRequestReset):
+            super()._requestAborted(event)
+        elif stream is not None:
+            stream.connectionLost(Failure(ConnectionLost("malformed request: stream reset")))
+            self._requestDone(event.stream_id)
 
     def _spend_reset_token(self) -> bool:
         """One token of Twisted's reset-flood bucket (``_requestAborted``), False when empty."""
