@@ -249,6 +249,7 @@ class LoopConnections:
             exc = reply_error(reply)
             wire = self._wires[shard]
             if isinstance(exc, Redirected) and not redirected and self._shards[shard].cluster is not None:
+                # A cluster's MOVED or ASK: the command did not run; run it where the cluster says.
                 self._redirect(shard, command, exc, result)
                 return
             if (
@@ -281,10 +282,11 @@ class LoopConnections:
         command only, after ``ASKING``) once; the command did not run, so running it there is safe."""
         script, packed = command
         loop = asyncio.get_running_loop()
+        target = self._shards[shard]
+        assert target.cluster is not None  # only cluster shards are redirected
         if redirection.ask:
             reply = loop.create_task(self._ask(shard, redirection.address, script, packed))
         else:
-            target = self._shards[shard]
             target.cluster.moved(target.slot, redirection.address)
             new = target.cluster.address(target.slot, refresh=False)
             wire = self._wires[shard]

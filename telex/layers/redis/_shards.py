@@ -15,13 +15,16 @@ import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
+
+if TYPE_CHECKING:
+    from ._cluster import ClusterMap
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Shard:
     identity: str
     url: str | None = None
     sentinel: dict[str, Any] | None = field(default=None, hash=False)
-    cluster: Any = field(default=None, hash=False, compare=False)  # a _cluster.ClusterMap
+    cluster: ClusterMap | None = field(default=None, hash=False, compare=False)
     slot: int = 0
     key_tag: str = ""
 
