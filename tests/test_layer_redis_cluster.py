@@ -328,74 +328,131 @@ def test_serve_and_a_worker_answer_through_the_cluster(redis_cluster):
 # -- a master killed mid-load ------------------------------------------------------------
 
 
+class Load:
+    """Sends to a normal channel and to a ``!`` channel, paced by what arrives (at most ~100
+    ahead), and what arrived; run on a thread (``layer.send``/``receive``) or on an event loop
+    (``send_async``/``receive_async``)."""
+
+    def __init__(self, layer: RedisChannelLayer, spread: str, pinned: str, stop: threading.Event) -> None:
+        self.layer, self.spread, self.pinned, self.stop = layer, spread, pinned, stop
+        self.acked: list[tuple[str, int]] = []
+        self.received: set[tuple[str, int]] = set()
+        self.refused: list[float] = []  # when each refused send failed
+        self.mark = 0  # sends acknowledged before this index may be lost
+        self._room = threading.Semaphore(100)
+
+    def channel(self, number: int) -> str:
+        return self.spread if number % 2 else self.pinned + "x"
+
+    def got(self, channel: str | None, message: dict | None, draining_until: float | None) -> bool:
+        """Count one receive; whether the drain after ``stop`` is over."""
+        if channel is not None and message is not None:
+            self.received.add((channel, message["n"]))
+            self._room.release()
+            return False
+        return draining_until is not None and (time.monotonic() > draining_until or not self.missing())
+
+    def missing(self) -> list[tuple[str, int]]:
+        return [each for each in self.acked[self.mark :] if each not in self.received]
+
+    def lost(self) -> list[tuple[str, int]]:
+        return [each for each in self.acked[: self.mark] if each not in self.received]
+
+    def _drain_deadline(self, deadline: float | None) -> float | None:
+        if deadline is None and self.stop.is_set():
+            return time.monotonic() + 20  # drain what is left, bounded
+        return deadline
+
+    def on_threads(self) -> list[threading.Thread]:
+        def send() -> None:
+            for number in itertools.count():
+                if self.stop.is_set():
+                    return
+                self._room.acquire(timeout=0.5)  # a lost message never gives its room back
+                try:
+                    self.layer.send(self.channel(number), {"n": number})
+                    self.acked.append((self.channel(number), number))
+                except RedisUnavailable:
+                    self.refused.append(time.monotonic())
+
+        def receive() -> None:
+            deadline = None
+            while not self.got(*self.layer.receive([self.spread, self.pinned], block=True), deadline):
+                deadline = self._drain_deadline(deadline)
+
+        return [threading.Thread(target=send), threading.Thread(target=receive)]
+
+    def on_a_loop(self) -> threading.Thread:
+        async def send() -> None:
+            for number in itertools.count():
+                if self.stop.is_set():
+                    return
+                await asyncio.to_thread(self._room.acquire, timeout=0.5)
+                try:
+                    await self.layer.send_async(self.channel(number), {"n": number})
+                    self.acked.append((self.channel(number), number))
+                except RedisUnavailable:
+                    self.refused.append(time.monotonic())
+
+        async def receive() -> None:
+            deadline = None
+            while not self.got(*await self.layer.receive_async([self.spread, self.pinned]), deadline):
+                deadline = self._drain_deadline(deadline)
+
+        async def both() -> None:
+            await asyncio.gather(send(), receive())
+
+        return threading.Thread(target=asyncio.run, args=(both(),))
+
+
+def pinned_to(layer: RedisChannelLayer, shard: int, start: int = 0) -> str:
+    return next(f"srv{n}!" for n in itertools.count(start) if shard_named(layer, f"srv{n}!") == shard)
+
+
 def test_a_killed_master_is_replaced_and_the_layer_recovers_without_a_restart(layers):
-    """Sends and receives run on a thread and on a loop while a master is ``kill -9``ed.
+    """A master is ``kill -9``ed under load from threads, from an event loop, and from
+    ``telex serve`` + a worker; its replica takes over and all three recover by themselves.
 
     Counts, not timing, are asserted: every send the layer acknowledged after
-    the failover arrives; what was acknowledged before it and lost is printed
-    (``docs/redis-layer.md``, Redis Cluster, measures it).
+    the failover arrives. What was acknowledged before it and lost, and how
+    long the failover took, are printed (``docs/redis-layer.md``, Redis Cluster).
     """
     with RedisCluster() as cluster:
         layer = layers(cluster.url, capacity=1_000_000, blocking_timeout=1.0)
         victim_shard = layer.shards[0]
         victim = cluster.master_of(victim_shard.slot)
-        pinned = next(
-            f"srv{index}!" for index in itertools.count() if shard_named(layer, f"srv{index}!") == 0
-        )
-        acked: list[tuple[str, int]] = []
-        refused = 0
-        received: set[tuple[str, int]] = set()
         stop = threading.Event()
-        room = threading.Semaphore(100)  # the sender stays at most ~100 messages ahead
-
-        def send_load() -> None:
-            nonlocal refused
-            for number in itertools.count():
-                if stop.is_set():
-                    return
-                room.acquire(timeout=0.5)  # a lost message never gives its room back
-                channel = "spread" if number % 2 else pinned + "x"
-                try:
-                    layer.send(channel, {"n": number})
-                    acked.append((channel, number))
-                except RedisUnavailable:
-                    refused += 1
-
-        def receive_load() -> None:
-            deadline = None
-            while deadline is None or time.monotonic() < deadline:
-                if deadline is None and stop.is_set():
-                    deadline = time.monotonic() + 20  # then drain what is left, bounded
-                channel, message = layer.receive(["spread", pinned], block=True)
-                if channel is not None:
-                    received.add((channel, message["n"]))
-                    room.release()
-                elif deadline is not None and all(each in received for each in acked[after_failover:]):
-                    return
-
-        threads = [threading.Thread(target=send_load), threading.Thread(target=receive_load)]
-        after_failover = 0
-        for thread in threads:
-            thread.start()
-        assert wait_until(lambda: len(received) > 200, 20)
-        before_kill = len(acked)
-        victim.kill()
-        took = wait_for_failover(cluster, victim_shard.slot, victim)
-        after_failover = len(acked)
-        # The pinned queue, on the failed-over shard, works again without a restart.
-        assert wait_until(lambda: sum(channel != "spread" for channel, _ in acked[after_failover:]) > 100, 30)
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-        assert all(each in received for each in acked[after_failover:])
-        lost = [each for each in acked[:after_failover] if each not in received]
-        print(
-            f"\nfailover took {took:.2f} s; acked {len(acked)} sends ({before_kill} before the kill), "
-            f"refused {refused} while down, lost {len(lost)} acked before the failover: {lost[:10]}"
+        loads = [
+            Load(layer, "spread", pinned_to(layer, 0), stop),
+            Load(layer, "spread.loop", pinned_to(layer, 0, 1000), stop),
+        ]
+        threads = [*loads[0].on_threads(), loads[1].on_a_loop()]
+        url = cluster.url + "?blocking_timeout=1&prefix=" + unique_prefix()
+        worker = TelexProcess(
+            ["worker", "examples.hello_http.routing:channel_routing", "--layer", url], ready="listening on"
         )
-
-        async def on_a_loop() -> tuple:
-            await layer.send_async(pinned + "y", {"loop": True})
-            return await layer.receive_async([pinned])
-
-        assert asyncio.run(on_a_loop()) == (pinned + "y", {"loop": True})
+        with TelexServer(url) as server, worker:
+            assert request(server, "GET", "/before")[0] == 200
+            for thread in threads:
+                thread.start()
+            assert wait_until(lambda: all(len(load.received) > 100 for load in loads), 20)
+            before_kill = [len(load.acked) for load in loads]
+            victim.kill()
+            took = wait_for_failover(cluster, victim_shard.slot, victim)
+            for load in loads:
+                load.mark = len(load.acked)
+            # The pinned queues, on the failed-over shard, work again without a restart.
+            assert wait_until(lambda: all(len(load.acked) > load.mark + 100 for load in loads), 30)
+            assert wait_until(lambda: request(server, "GET", "/after")[0] == 200, 30)
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        for load in loads:
+            assert not load.missing()
+        print(f"\nfailover took {took:.2f} s after the kill")
+        for load, before in zip(loads, before_kill, strict=True):
+            refusing = load.refused[-1] - load.refused[0] if load.refused else 0
+            print(
+                f"{load.spread}: acked {len(load.acked)} sends ({before} before the kill), refused "
+                f"{len(load.refused)} over {refusing:.2f} s, lost {len(load.lost())} acked before failover"
+            )
