@@ -456,3 +456,27 @@ def test_a_killed_master_is_replaced_and_the_layer_recovers_without_a_restart(la
                 f"{load.spread}: acked {len(load.acked)} sends ({before} before the kill), refused "
                 f"{len(load.refused)} over {refusing:.2f} s, lost {len(load.lost())} acked before failover"
             )
+
+
+# -- without a cluster ----------------------------------------------------------------------
+
+
+def test_a_cluster_url_becomes_a_cluster_entry_with_its_credentials_and_options():
+    from telex.layers.redis._urls import layer_arguments
+
+    arguments = layer_arguments("redis+cluster://app:s%40cret@h1:7000,[::1]:7001/?capacity=3&prefix=p:")
+    assert arguments["hosts"] == [
+        {"cluster": [("h1", 7000), ("::1", 7001)], "username": "app", "password": "s@cret"}
+    ]
+    assert arguments["capacity"] == 3 and arguments["prefix"] == "p:"
+
+
+def test_tags_depend_on_the_slot_map_only_and_cover_a_master_with_one_slot():
+    from telex.layers.redis._cluster import pick_tags
+
+    a, b, c = ("10.0.0.1", 7000), ("10.0.0.2", 7000), ("10.0.0.3", 7000)
+    ranges = [(0, 5460, a), (5461, 10922, b), (10923, 16383, c)]
+    assert pick_tags(ranges) == pick_tags(list(reversed(ranges))) == [("3", 1584), ("1", 9842), ("0", 13907)]
+    lonely = [(0, 99, a), (100, 100, b), (101, 16383, c)]
+    tags = dict((slot, tag) for tag, slot in pick_tags(lonely))
+    assert redis.crc.key_slot(tags[100].encode()) == 100
