@@ -141,7 +141,8 @@ def _from_url(url: str) -> Any:
         return RedisChannelLayer.from_url(url)
     raise LayerSpecError(
         f"unknown channel layer URL scheme {parts.scheme!r} in {url!r} "
-        "(use memory://, redis://, rediss://, unix:// or module:attribute)"
+        "(use memory://, redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
+        "or module:attribute)"
     )
 
 
