@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 
@@ -34,3 +35,11 @@ def redis_shards() -> Iterator[list[RedisServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas) for the session; tests isolate by prefix
+    and must leave its topology as they found it (a test that kills a node makes its own)."""
+    with RedisCluster() as cluster:
+        yield cluster

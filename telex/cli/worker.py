@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         layer = get_channel_layer(spec)
     except LayerSpecError as exc:
         raise UsageError(failure_summary(str(exc), exc, log_settings.verbosity)) from None
+    except ConnectionError as exc:  # a Redis Cluster's slot map is read when the layer is made
+        raise LayerUnreachable(f"channel layer unreachable: {type(exc).__name__}: {exc}") from None
     except Exception as exc:  # the user's module failed while importing
         message = f"could not load channel layer {spec!r}: {type(exc).__name__}: {exc}"
         raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None

@@ -78,7 +78,7 @@ def get_channel_layer(spec: Any) -> Any:
     """Build or import the channel layer that ``spec`` names.
 
     ``spec`` is a layer object, a URL (``memory://``, ``redis://``,
-    ``rediss://``, ``unix://``, ``redis+sentinel://``) or ``"module:attribute"``
+    ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``) or ``"module:attribute"``
     naming a layer or a callable returning one.
     """
     if not isinstance(spec, str):
@@ -110,7 +110,7 @@ def get_channel_layer(spec: Any) -> Any:
 
 
 #: The URL schemes ``get_channel_layer`` knows.
-_URL_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel")
+_URL_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 def _is_asgi3_application(target: Any) -> bool:
@@ -131,7 +131,7 @@ def _from_url(url: str) -> Any:
             return InMemoryChannelLayer(**parse_options(parts.query, _MEMORY_OPTIONS, scheme))
         except ValueError as exc:
             raise LayerSpecError(f"{url}: {exc}") from exc
-    if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
         try:
             from .redis import RedisChannelLayer
         except ImportError as exc:
@@ -141,7 +141,8 @@ def _from_url(url: str) -> Any:
         return RedisChannelLayer.from_url(url)
     raise LayerSpecError(
         f"unknown channel layer URL scheme {parts.scheme!r} in {url!r} "
-        "(use memory://, redis://, rediss://, unix:// or module:attribute)"
+        "(use memory://, redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
+        "or module:attribute)"
     )
 
 

@@ -52,6 +52,8 @@ def load_layer(spec: str | None, routing: str | None) -> Any:
         return get_channel_layer(spec)
     except LayerSpecError as exc:
         raise ServeError(str(exc)) from exc
+    except ConnectionError as exc:  # a Redis Cluster's slot map is read when the layer is made
+        raise LayerUnreachableError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # the user's module failed while importing
         raise ServeError(f"could not load channel layer {spec!r}: {type(exc).__name__}: {exc}") from exc
 

@@ -46,10 +46,12 @@ class RedisServer:
         unix_socket: bool = False,
         replica_of: RedisServer | None = None,
         monitor: dict | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.binary = find_redis_server()
         self.replica_of = replica_of
         self.monitor = monitor
+        self.extra_args = extra_args  # more configuration, e.g. ("--cluster-enabled", "yes")
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.directory = tempfile.mkdtemp(prefix="telex-redis-")
@@ -78,6 +80,7 @@ class RedisServer:
         ]
         if self.unix_socket:
             args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        args += self.extra_args
         if self.replica_of is not None:
             args += ["--replicaof", self.replica_of.host, str(self.replica_of.port)]
         if self.monitor is not None:

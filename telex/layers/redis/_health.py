@@ -3,7 +3,7 @@
 Both kinds of connection (``_threads`` and ``_loops``) hand every failure
 here: connection errors and timeouts through :meth:`ShardHealth.failed`,
 error replies through :func:`reply_error`, which is also the one place that
-reads ``NOSCRIPT`` and ``READONLY``. Outage pacing (the backoff of blocking
+reads ``NOSCRIPT``, ``READONLY`` and a cluster's redirections. Outage pacing (the backoff of blocking
 receives) and the lost-data marker live here too, since they follow a
 shard's ups and downs.
 """
@@ -11,6 +11,7 @@ shard's ups and downs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.exceptions
@@ -31,6 +32,24 @@ class ReplicaAnswered(redis.exceptions.ConnectionError):
     must close, so that the next one asks the sentinels for the new master."""
 
 
+class Redirected(redis.exceptions.ConnectionError):
+    """``MOVED`` or ``ASK``: a cluster node did not run the command, which belongs on ``address``.
+    The connections follow it once; unfollowed, it is an outage like any other."""
+
+    def __init__(self, text: str, ask: bool, address: tuple[str, int]) -> None:
+        super().__init__(text)
+        self.ask = ask
+        self.address = address
+
+
+class ClusterBusy(redis.exceptions.ConnectionError):
+    """``CLUSTERDOWN``, ``TRYAGAIN``, ``MASTERDOWN`` or ``LOADING``: a cluster in failover or
+    migration did not run the command; an outage until it settles."""
+
+
+_BUSY = ("CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING")
+
+
 #: What a down, restarting or unreachable server raises (redis-py's errors,
 #: the wires' own ``WireClosed`` and socket errors, ``ReplicaAnswered``).
 UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -49,6 +68,12 @@ def reply_error(reply: Any) -> Exception:
         return redis.exceptions.NoScriptError(text)
     if text.startswith("READONLY"):
         return ReplicaAnswered(text)
+    if text.startswith(("MOVED ", "ASK ")):
+        kind, _, where = text.split(" ", 2)
+        host, _, port = where.rpartition(":")
+        return Redirected(text, kind == "ASK", (host, int(port)))
+    if text.startswith(_BUSY):
+        return ClusterBusy(text)
     return redis.exceptions.ResponseError(text)
 
 
@@ -56,8 +81,11 @@ class ShardHealth:
     """Which shards are down, the pause before the next blocking receive, and
     whether a shard lost the layer's data (``check_data_lost``)."""
 
-    def __init__(self, hosts: list[str], blocking_timeout: float) -> None:
+    def __init__(
+        self, hosts: list[str], blocking_timeout: float, on_failure: Callable[[], None] | None = None
+    ) -> None:
         self.hosts = hosts
+        self._on_failure = on_failure  # a cluster's: re-read the slot map before reconnecting
         self.blocking_timeout = blocking_timeout
         self.down: set[int] = set()  # read on the hot path: ``if health.down: health.up(shard)``
         self._backoff = BACKOFF_START
@@ -67,6 +95,8 @@ class ShardHealth:
         """The error to raise for ``exc`` on ``shard``; logs once when the shard goes down."""
         if isinstance(exc, RedisUnavailable):
             return exc
+        if self._on_failure is not None:
+            self._on_failure()
         if shard not in self.down:
             self.down.add(shard)
             logger.warning("Redis %s is unavailable (%s); retrying with backoff", self.hosts[shard], exc)

@@ -26,7 +26,7 @@ import hiredis
 import redis.exceptions
 
 from ._codec import entry_queue
-from ._health import UNAVAILABLE, RedisUnavailable, ReplicaAnswered, ShardHealth, reply_error
+from ._health import UNAVAILABLE, Redirected, RedisUnavailable, ReplicaAnswered, ShardHealth, reply_error
 from ._scripts import SHAS, SOURCES, blpop_timeout
 from ._shards import Shard
 from ._take import Opener, Plan, take_steps
@@ -59,11 +59,17 @@ class AsyncWire(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._watchdog: asyncio.TimerHandle | None = None
         self._writer: Any = None
+        self.address: tuple[str, int] | None = None  # a cluster node's, to tell stale wires after MOVED
+        self._drain = False  # close once every reply owed has come
 
     @classmethod
-    async def connect(cls, pool: Any, timeout: float) -> AsyncWire:
-        """Open a connection with redis-py (handshake, TLS, Sentinel), then take over its transport."""
-        connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
+    async def connect(cls, pool: Any, timeout: float, address: tuple[str, int] | None = None) -> AsyncWire:
+        """Open a connection with redis-py (handshake, TLS, Sentinel), then take over its transport.
+
+        ``address``: a cluster node's, in place of the pool's host and port.
+        """
+        where = {} if address is None else {"host": address[0], "port": address[1]}
+        connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2, **where})
         await connection.connect()
         # redis-py keeps the transport in its StreamWriter; detach it so the
         # Connection object no longer owns (or closes) it. Pinned by
@@ -71,6 +77,7 @@ class AsyncWire(asyncio.Protocol):
         writer = connection._writer
         connection._writer = connection._reader = None
         wire = cls(timeout)
+        wire.address = address
         wire._writer = writer  # a StreamWriter closes its transport when collected
         transport = writer.transport
         transport.set_protocol(wire)
@@ -92,6 +99,8 @@ class AsyncWire(asyncio.Protocol):
             future, _ = waiting.popleft()
             if not future.done():
                 future.set_result(reply)
+        if self._drain and not waiting:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(WireClosed(f"connection lost: {exc or 'closed'}"))
@@ -136,6 +145,12 @@ class AsyncWire(asyncio.Protocol):
     def close(self) -> None:
         self._fail(WireClosed("closed"))
 
+    def close_when_idle(self) -> None:
+        """No new commands will come (MOVED sent them elsewhere): close after the replies owed."""
+        self._drain = True
+        if not self._waiting:
+            self.close()
+
     def _fail(self, exc: Exception) -> None:
         if self.lost is None:
             self.lost = exc
@@ -161,16 +176,17 @@ class LoopConnections:
         health: ShardHealth,
         *,
         opener: Opener,
-        queue_key: Callable[[str], str],
-        wake_key: Callable[[], str],
+        queue_key: Callable[[str, int], str],
+        wake_key: Callable[[int], str],
     ) -> None:
+        self._shards = shards
         # redis-py's asyncio clients, only to make connections.
         self._pools = [shard.async_client(options).connection_pool for shard in shards]
         self._timeout = options["socket_timeout"]
         self._health = health
         self._opener = opener
-        self._queue_key = queue_key  # a queue name ("prefix!" or a channel) -> its list's key
-        self._wake_key = wake_key  # a fresh key that ends one BLPOP early
+        self._queue_key = queue_key  # a queue name ("prefix!" or a channel) and shard -> its list's key
+        self._wake_key = wake_key  # a fresh key on a shard that ends one BLPOP early
         self._wires: list[AsyncWire | None] = [None] * len(shards)
         self._connecting: list[asyncio.Future[AsyncWire] | None] = [None] * len(shards)
         self._blocking: list[list[AsyncWire]] = [[] for _ in shards]
@@ -207,10 +223,15 @@ class LoopConnections:
         return await (await self._command_wire(shard)).call(packed)
 
     def _settle(
-        self, shard: int, command: tuple[str, bytes], done: asyncio.Future[Any], result: asyncio.Future[Any]
+        self,
+        shard: int,
+        command: tuple[str, bytes],
+        done: asyncio.Future[Any],
+        result: asyncio.Future[Any],
+        redirected: bool = False,
     ) -> None:
         """Resolve a command's future from its reply (``command``: the script an EVALSHA runs, or
-        empty, and the packed command)."""
+        empty, and the packed command; ``redirected``: it already followed a MOVED or ASK)."""
         script, packed = command
         exc = None if done.cancelled() else done.exception()  # retrieved even when nobody waits
         if result.done():
@@ -227,6 +248,10 @@ class LoopConnections:
                 return
             exc = reply_error(reply)
             wire = self._wires[shard]
+            if isinstance(exc, Redirected) and not redirected and self._shards[shard].cluster is not None:
+                # A cluster's MOVED or ASK: the command did not run; run it where the cluster says.
+                self._redirect(shard, command, exc, result)
+                return
             if (
                 script
                 and isinstance(exc, redis.exceptions.NoScriptError)
@@ -238,7 +263,9 @@ class LoopConnections:
                 # Its outcome is the retry's: a lost wire fails both; retrieve it so asyncio stays quiet.
                 loading.add_done_callback(lambda load: load.cancelled() or load.exception())
                 retry = wire.call(packed)  # no second load
-                retry.add_done_callback(lambda again: self._settle(shard, ("", packed), again, result))
+                retry.add_done_callback(
+                    lambda again: self._settle(shard, ("", packed), again, result, redirected)
+                )
                 return
             if isinstance(exc, ReplicaAnswered):
                 for each in (wire, *self._blocking[shard]):
@@ -247,6 +274,41 @@ class LoopConnections:
         if isinstance(exc, UNAVAILABLE):
             exc = self._health.failed(shard, exc)
         result.set_exception(exc)
+
+    def _redirect(
+        self, shard: int, command: tuple[str, bytes], redirection: Redirected, result: asyncio.Future[Any]
+    ) -> None:
+        """Follow a cluster's ``MOVED`` (the slot's new master, from now on) or ``ASK`` (this
+        command only, after ``ASKING``) once; the command did not run, so running it there is safe."""
+        script, packed = command
+        loop = asyncio.get_running_loop()
+        target = self._shards[shard]
+        assert target.cluster is not None  # only cluster shards are redirected
+        if redirection.ask:
+            reply = loop.create_task(self._ask(shard, redirection.address, script, packed))
+        else:
+            target.cluster.moved(target.slot, redirection.address)
+            new = target.cluster.address(target.slot, refresh=False)
+            wire = self._wires[shard]
+            if wire is not None and wire.address != new:
+                self._wires[shard] = None  # commands already on it get MOVED too, and follow
+                wire.close_when_idle()
+            for idle in self._blocking[shard]:
+                if idle.address != new:
+                    idle.close()  # _blocking_wire drops closed ones
+            reply = loop.create_task(self._call_after_connect(shard, packed))
+        reply.add_done_callback(lambda done: self._settle(shard, command, done, result, True))
+
+    async def _ask(self, shard: int, address: tuple[str, int], script: str, packed: bytes) -> Any:
+        wire = await AsyncWire.connect(self._pools[shard], self._timeout, address)
+        try:
+            if script:  # that node may not have it yet
+                loading = wire.call(pack(b"SCRIPT", b"LOAD", SOURCES[script]))
+                loading.add_done_callback(lambda load: load.cancelled() or load.exception())
+            wire.call(pack(b"ASKING"))
+            return await wire.call(packed)
+        finally:
+            wire.close()
 
     # -- taking ---------------------------------------------------------------------
 
@@ -289,10 +351,10 @@ class LoopConnections:
             try:
                 for shard, keys in plan:
                     wire = await self._blocking_wire(shard)
-                    wake_key = self._wake_key()
+                    wake_key = self._wake_key(shard)
                     seconds = blpop_timeout(remaining)
                     blpop = wire.call(pack(b"BLPOP", *keys, wake_key, seconds), blocking=seconds)
-                    waits[loop.create_task(self._blpop_reply(shard, blpop))] = (shard, wake_key, wire)
+                    waits[loop.create_task(self._blpop_reply(shard, blpop, wire))] = (shard, wake_key, wire)
             except BaseException:
                 if waits:
                     self.push_back_when_done(loop.create_task(self._collect(waits)))
@@ -305,20 +367,25 @@ class LoopConnections:
             except asyncio.CancelledError:
                 self.push_back_when_done(collecting or loop.create_task(self._collect(waits)))
                 raise
-            for index, (_, key, entry) in enumerate(popped):
-                found = self._opener.open([entry], (key.decode(),), 1)
+            for index, (shard, key, entry) in enumerate(popped):
+                found = self._opener.open([entry], (key.decode(),), 1, shard)
                 if found:
                     if index + 1 < len(popped):
                         await self.push_back(popped[index + 1 :])
                     return found[0]
         return None, None
 
-    async def _blpop_reply(self, shard: int, blpop: asyncio.Future[Any]) -> Any:
+    async def _blpop_reply(self, shard: int, blpop: asyncio.Future[Any], wire: AsyncWire) -> Any:
         try:
             reply = await blpop
         except UNAVAILABLE as exc:
             raise self._health.failed(shard, exc) from exc
         if isinstance(reply, hiredis.ReplyError):
+            error = reply_error(reply)
+            target = self._shards[shard]
+            if isinstance(error, Redirected) and not error.ask and target.cluster is not None:
+                target.cluster.moved(target.slot, error.address)  # the next wait goes there
+            wire.close()
             raise self._health.failed(shard, WireClosed(str(reply)))
         return reply
 
@@ -371,7 +438,7 @@ class LoopConnections:
         # LPUSH restores each message at the head with its original deadline,
         # so FIFO holds for the single reader of a `?` or `!` queue.
         for shard, key, entry in reversed(popped):
-            queue_key = key or self._queue_key(entry_queue(entry))
+            queue_key = key or self._queue_key(entry_queue(entry), shard)
             try:
                 await self.command(shard, b"LPUSH", queue_key, entry)
             except RedisUnavailable:
@@ -391,8 +458,15 @@ class LoopConnections:
         return wire  # type: ignore[return-value]  # just opened, so not None
 
     async def _open_wire(self, shard: int) -> AsyncWire:
+        target = self._shards[shard]
         try:
-            return await AsyncWire.connect(self._pools[shard], self._timeout)
+            if target.cluster is None:
+                return await AsyncWire.connect(self._pools[shard], self._timeout)
+            if target.cluster.stale:
+                # Reading the slot map is blocking I/O: not on the loop.
+                await asyncio.get_running_loop().run_in_executor(None, target.cluster.refresh)
+            address = target.cluster.address(target.slot, refresh=False)
+            return await AsyncWire.connect(self._pools[shard], self._timeout, address)
         except UNAVAILABLE as exc:
             raise self._health.failed(shard, exc) from exc
 

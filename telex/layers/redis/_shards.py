@@ -1,9 +1,10 @@
 """Shards: how to reach each one (redis-py clients that make the connections), and which
 shard a name lives on.
 
-A *shard* is one Redis server (or one Sentinel-monitored master). Each has a
-stable *identity* (``host:port/db``, ``unix:/path/db`` or
-``sentinel:master/db``) that the rendezvous hash uses, so every process that
+A *shard* is one Redis server, one Sentinel-monitored master, or one master of
+a Redis Cluster with its hash tag (``_cluster``). Each has a stable
+*identity* (``host:port/db``, ``unix:/path/db``, ``sentinel:master/db`` or
+``cluster:{TAG}``) that the rendezvous hash uses, so every process that
 lists the same shards, in any order, maps names to the same shard.
 ``_urls`` turns the ``hosts`` option and layer URLs into shards.
 """
@@ -14,7 +15,7 @@ import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -22,14 +23,26 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
 
+if TYPE_CHECKING:
+    from ._cluster import ClusterMap
+
 
 @dataclass(frozen=True)
 class Shard:
-    """How to reach one shard. ``url`` for plain Redis, ``sentinel`` for Sentinel."""
+    """How to reach one shard. ``url`` for plain Redis, ``sentinel`` for Sentinel;
+    a cluster shard has its ``cluster`` map, the ``slot`` of its tag, and
+    ``key_tag`` (``{TAG}``), which starts every key it holds."""
 
     identity: str
     url: str | None = None
     sentinel: dict[str, Any] | None = field(default=None, hash=False)
+    cluster: ClusterMap | None = field(default=None, hash=False, compare=False)
+    slot: int = 0
+    key_tag: str = ""
+
+    def address(self) -> tuple[str, int] | None:
+        """Where a cluster shard's master is now (the wires connect there); None otherwise."""
+        return None if self.cluster is None else self.cluster.address(self.slot)
 
     def _connection_options(self, options: dict[str, Any], retry_class: type) -> dict[str, Any]:
         # No retries inside redis-py: re-sending a command whose reply was lost

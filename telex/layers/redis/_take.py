@@ -49,17 +49,17 @@ class _Fanout:
 class Opener:
     """Popped entries to ``(channel, message)`` pairs; the group entries' rest held per queue key."""
 
-    def __init__(self, codec: Codec, losses: DeliveryLosses, queue_key: Callable[[str], str]) -> None:
+    def __init__(self, codec: Codec, losses: DeliveryLosses, queue_key: Callable[[str, int], str]) -> None:
         self._codec = codec
         self._losses = losses
-        self._queue_key = queue_key  # a queue name ("prefix!" or a channel) -> its list's key
+        self._queue_key = queue_key  # a queue name ("prefix!" or a channel) and shard -> its list's key
         self._lock = threading.Lock()  # a layer is shared by threads
         #: queue key -> popped, not yet returned: raw entries and expanding group entries, oldest first.
         self.held: dict[str, deque[Any]] = {}
 
-    def open(self, entries: list[bytes], keys: Sequence[str], room: int) -> list[tuple[str, Any]]:
-        """Up to ``room`` pairs from ``entries`` (popped from ``keys``), expired and undecryptable
-        ones dropped; what does not fit after a group entry is held."""
+    def open(self, entries: list[bytes], keys: Sequence[str], room: int, shard: int) -> list[tuple[str, Any]]:
+        """Up to ``room`` pairs from ``entries`` (popped from ``keys`` on ``shard``), expired and
+        undecryptable ones dropped; what does not fit after a group entry is held."""
         now = now_ms()
         decode = self._codec.decode
         found: list[tuple[str, Any]] = []
@@ -72,7 +72,7 @@ class Opener:
             if entry[DEADLINE_DIGITS] == GROUP_MARK:  # the one extra test an ordinary entry pays
                 # Found by identity, off the hot loop (equal entries may repeat).
                 index = next(i for i, each in enumerate(entries) if each is entry)
-                self._hold(entries[index:], keys[0] if len(keys) == 1 else None)
+                self._hold(entries[index:], keys[0] if len(keys) == 1 else None, shard)
                 return found + self.take_held(keys, room - len(found))
             space = entry.index(b" ", DEADLINE_DIGITS)
             channel = entry[DEADLINE_DIGITS:space].decode("ascii")
@@ -102,7 +102,7 @@ class Opener:
                             if fanout is not None:
                                 items.appendleft(fanout)
                         else:
-                            found += self.open([item], (key,), 1)
+                            found += self.open([item], (key,), 1, 0)
                         continue
                     if item.deadline <= now:
                         items.popleft()
@@ -121,10 +121,10 @@ class Opener:
                     del self.held[key]
         return found
 
-    def _hold(self, entries: list[bytes], key: str | None) -> None:
+    def _hold(self, entries: list[bytes], key: str | None, shard: int) -> None:
         with self._lock:
             for entry in entries:
-                self.held.setdefault(key or self._queue_key(entry_queue(entry)), deque()).append(entry)
+                self.held.setdefault(key or self._queue_key(entry_queue(entry), shard), deque()).append(entry)
 
     def _fanout(self, entry: bytes, key: str) -> _Fanout | None:
         """A readable group entry's expansion; None (logged, counted) for any other."""
@@ -175,7 +175,7 @@ def take_steps(plan: Plan, count: int, opener: Opener) -> Generator[Step, Any, l
             except RedisUnavailable as exc:
                 unavailable = unavailable or exc
                 break
-            found += opener.open(entries, keys, wanted)
+            found += opener.open(entries, keys, wanted, shard)
             if len(found) >= count or len(entries) < wanted:
                 break
         if len(found) >= count:

@@ -22,13 +22,13 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hiredis
 import redis.exceptions
 
-from ._health import UNAVAILABLE, RedisUnavailable, ShardHealth, reply_error
+from ._health import UNAVAILABLE, Redirected, RedisUnavailable, ShardHealth, reply_error
 from ._scripts import SHAS, SOURCES, blpop_timeout
 from ._shards import Shard
 from ._take import Opener, Plan, take_steps
@@ -48,17 +48,24 @@ class SyncWire:
     nothing is retried here (at most once).
     """
 
-    __slots__ = ("_reader", "_sock", "conn", "stamp")
+    __slots__ = ("_reader", "_sock", "address", "asking", "conn", "stamp")
 
-    def __init__(self, pool: Any, stamp: tuple[int, int]) -> None:
+    def __init__(self, pool: Any, stamp: tuple[int, int], shard: Shard | None = None) -> None:
         # Built like the pool builds its own, so Sentinel and TLS pools work.
         self.conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
         self.stamp = stamp  # (forks so far in this process, the layer's close() generation)
+        # A cluster shard's master address, asked at each connect (it moves on failover).
+        self.address: Callable[[], tuple[str, int] | None] | None = (
+            None if shard is None or shard.cluster is None else shard.address
+        )
+        self.asking = False  # precede every command with ASKING (following an ASK redirection)
         self._sock: Any = None
         self._reader: Any = None
 
     def call(self, *args: Any) -> Any:
         """One command's reply; an error reply is raised as ``_health.reply_error`` maps it."""
+        if self.asking:
+            return self.pipeline([args])[0]
         reply = self._exchange(hiredis.pack_command(args), 1)[0]
         if isinstance(reply, hiredis.ReplyError):
             raise self._error(reply)
@@ -66,9 +73,13 @@ class SyncWire:
 
     def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one write, and their replies; the first error reply is raised."""
+        if self.asking:
+            commands = [each for command in commands for each in ((b"ASKING",), command)]
         replies = self._exchange(
             b"".join([hiredis.pack_command(command) for command in commands]), len(commands)
         )
+        if self.asking:
+            replies = replies[1::2]
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise self._error(reply)
@@ -100,8 +111,12 @@ class SyncWire:
 
     def _error(self, reply: Any) -> Exception:
         error = reply_error(reply)
-        if isinstance(error, redis.exceptions.ConnectionError):
-            self.close()  # READONLY: the next connection asks the sentinels for the master
+        if isinstance(error, redis.exceptions.ConnectionError) and not (
+            isinstance(error, Redirected) and error.ask
+        ):
+            # READONLY: the next connection asks the sentinels for the master;
+            # MOVED, CLUSTERDOWN: it goes where the cluster's slot map says.
+            self.close()
         return error
 
     def eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -115,6 +130,9 @@ class SyncWire:
 
     def _connect(self) -> Any:
         # Pinned by tests/test_layer_redis.py::test_redis_py_internals_the_wire_relies_on.
+        where = None if self.address is None else self.address()
+        if where is not None:
+            self.conn.host, self.conn.port = where
         self.conn.connect()
         sock = self._sock = self.conn._sock
         timeout = sock.gettimeout()
@@ -162,7 +180,7 @@ class ThreadConnections:
         try:
             result = self.wire(shard).eval(script, keys, args)
         except UNAVAILABLE as exc:
-            raise self._health.failed(shard, exc) from exc
+            result = self._redirect(shard, exc, lambda wire: wire.eval(script, keys, args))
         if self._health.down:
             self._health.up(shard)
         return result
@@ -172,7 +190,7 @@ class ThreadConnections:
         try:
             result = self.wire(shard).call(*args)
         except UNAVAILABLE as exc:
-            raise self._health.failed(shard, exc) from exc
+            result = self._redirect(shard, exc, lambda wire: wire.call(*args))
         if self._health.down:
             self._health.up(shard)
         return result
@@ -182,10 +200,32 @@ class ThreadConnections:
         try:
             result = self.wire(shard).pipeline(commands)
         except UNAVAILABLE as exc:
-            raise self._health.failed(shard, exc) from exc
+            result = self._redirect(shard, exc, lambda wire: wire.pipeline(commands))
         if self._health.down:
             self._health.up(shard)
         return result
+
+    def _redirect(self, shard: int, exc: BaseException, run: Callable[[SyncWire], Any]) -> Any:
+        """Follow a cluster's ``MOVED`` or ``ASK`` once (the command did not run, so running it
+        there is safe); any other failure is the shard's outage."""
+        target = self._shards[shard]
+        if isinstance(exc, Redirected) and target.cluster is not None:
+            try:
+                if not exc.ask:
+                    target.cluster.moved(target.slot, exc.address)  # the wire closed itself
+                    return run(self.wire(shard))
+                # ASK: this one command goes to the slot's new node, after ASKING.
+                wire = SyncWire(self._pool(shard), (_forks[0], self._generation))
+                address = exc.address
+                wire.address = lambda: address
+                wire.asking = True
+                try:
+                    return run(wire)
+                finally:
+                    wire.close()
+            except UNAVAILABLE as again:
+                exc = again
+        raise self._health.failed(shard, exc) from exc
 
     def scan(self, shard: int, pattern: str) -> Iterator[bytes]:
         """Every key matching ``pattern`` (``SCAN``, never ``KEYS``)."""
@@ -220,7 +260,7 @@ class ThreadConnections:
             reply = self.call(shard, b"BLPOP", *keys, blpop_timeout(remaining))
             if reply is None:
                 break
-            found = self._opener.open([reply[1]], (reply[0].decode(),), 1)
+            found = self._opener.open([reply[1]], (reply[0].decode(),), 1, shard)
             if found:
                 return found[0]
         return None, None
@@ -243,7 +283,9 @@ class ThreadConnections:
                 wires = self._local.wires = [None] * len(self._shards)
             elif wires[shard] is not None and wires[shard].stamp[0] == _forks[0]:
                 wires[shard].close()
-            wire = wires[shard] = SyncWire(self._pool(shard), (_forks[0], self._generation))
+            wire = wires[shard] = SyncWire(
+                self._pool(shard), (_forks[0], self._generation), self._shards[shard]
+            )
             return wire
         return wires[shard]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,19 +36,74 @@ def layer_arguments(url: str) -> dict[str, Any]:
     """``RedisChannelLayer``'s keyword arguments for a layer URL; ``ValueError`` names what is wrong."""
     from .. import parse_options
 
-    shards, query = split_url(url)
+    scheme = url.partition("://")[0].lower()
+    if scheme == "redis+cluster":
+        entry, query = split_cluster_url(url)
+        hosts: list[Any] = [entry]
+    else:
+        shards, query = split_url(url)
+        hosts = [shard.url if shard.sentinel is None else shard.sentinel for shard in shards]
     # ``db`` was consumed with the hosts; the rest are the layer's options.
     query = "&".join(item for item in query.split("&") if item and not item.startswith("db="))
-    scheme = url.partition("://")[0].lower()
     options = parse_options(query, URL_OPTIONS, scheme)
     keys = options.pop("symmetric_encryption_keys", None)
     connection = {key: options.pop(key) for key in CONNECTION_URL_OPTIONS if key in options}
     return {
-        "hosts": [shard.url if shard.sentinel is None else shard.sentinel for shard in shards],
+        "hosts": hosts,
         "symmetric_encryption_keys": keys.split(",") if keys else None,
         "connection_kwargs": connection or None,
         **options,
     }
+
+
+def shards_of_hosts(hosts: Iterable[Any] | str | None, options: dict[str, Any]) -> list[Shard]:
+    """The shards of the ``hosts`` option. A Redis Cluster (a ``{"cluster": [...]}`` entry or a
+    ``redis+cluster://`` URL) must be the only entry; its shards are read from the cluster."""
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    entries = list(hosts or [("localhost", 6379)])
+    clusters = [entry for entry in entries if _is_cluster(entry)]
+    if not clusters:
+        return [shard_from_entry(entry) for entry in entries]
+    if len(entries) != 1:
+        raise ValueError("a Redis Cluster must be the only hosts entry (its masters are the shards)")
+    entry = clusters[0]
+    if isinstance(entry, str):
+        entry = split_cluster_url(entry)[0]
+    from ._cluster import cluster_shards
+
+    return cluster_shards(entry, options)
+
+
+def _is_cluster(entry: Any) -> bool:
+    if isinstance(entry, str):
+        return entry.lower().startswith("redis+cluster://")
+    return isinstance(entry, dict) and "cluster" in entry
+
+
+def split_cluster_url(url: str) -> tuple[dict[str, Any], str]:
+    """``redis+cluster://[[user]:password@]host:port,host:port[/0][?options]``: the hosts entry
+    (``{"cluster": [...]}``, with any credentials) and the query string."""
+    rest = url.partition("://")[2]
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    if path.strip("/") not in ("", "0") or _query_db(query) not in (None, "0"):
+        raise ValueError(f"{url!r}: a Redis Cluster has database 0 only")
+    userinfo, _, hostlist = netloc.rpartition("@")
+    nodes = []
+    for host in hostlist.split(","):
+        if host:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(f"{url!r}: write each cluster node as host:port, got {host!r}")
+            nodes.append((unquote(name).strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError(f"{url!r}: redis+cluster:// needs at least one host:port")
+    entry: dict[str, Any] = {"cluster": nodes}
+    if userinfo:
+        username, _, password = userinfo.partition(":")
+        entry.update(username=unquote(username) or None, password=unquote(password) or None)
+    return entry, query
 
 
 def shard_from_entry(entry: Any) -> Shard:
@@ -68,7 +124,8 @@ def shard_from_entry(entry: Any) -> Shard:
         return Shard(identity=f"sentinel:{master}/{int(entry.get('db') or 0)}", sentinel=spec)
     raise ValueError(
         f"invalid hosts entry {entry!r}: use a redis://, rediss:// or unix:// URL, a (host, port) pair, "
-        "or a dict with 'sentinels' and 'master_name'"
+        "a dict with 'sentinels' and 'master_name', or a Redis Cluster ({'cluster': [('host', port), ...]} "
+        "or a redis+cluster:// URL)"
     )
 
 

@@ -47,7 +47,7 @@ from ._loops import LoopConnections
 from ._shards import Shard, ShardRing
 from ._take import Opener, Plan
 from ._threads import ThreadConnections
-from ._urls import layer_arguments, shard_from_entry
+from ._urls import layer_arguments, shards_of_hosts
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 
@@ -99,34 +99,35 @@ class RedisChannelLayer(BaseChannelLayer):
             raise ValueError(
                 f"socket_timeout ({socket_timeout}) must be longer than blocking_timeout ({blocking_timeout})"
             )
-        if isinstance(hosts, str):
-            hosts = [hosts]
-        self.shards: list[Shard] = [shard_from_entry(entry) for entry in hosts or [("localhost", 6379)]]
-        identities = [shard.identity for shard in self.shards]
-        if len(set(identities)) != len(identities):
-            raise ValueError(f"hosts lists the same Redis twice: {identities}")
-        self.hosts = identities
-        self.prefix = prefix
-        self.blocking_timeout = blocking_timeout
         self._options = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
             **(connection_kwargs or {}),
         }
+        self.shards: list[Shard] = shards_of_hosts(hosts, self._options)
+        identities = [shard.identity for shard in self.shards]
+        if len(set(identities)) != len(identities):
+            raise ValueError(f"hosts lists the same Redis twice: {identities}")
+        self.hosts = identities
+        self.prefix = prefix
+        # Every key starts with its shard's hash tag on a cluster (``_cluster``), so no script crosses slots.
+        self._key_prefixes = [shard.key_tag + prefix for shard in self.shards]
+        self.blocking_timeout = blocking_timeout
         self._codec = Codec(symmetric_encryption_keys)
         self._ring = ShardRing(identities)
         self._expiry_ms = int(expiry * 1000)
         self._ttl_ms = self._expiry_ms + 1000  # queue keys outlive their newest message
         self._group_expiry_ms = int(group_expiry * 1000)
         self._round_robin = itertools.count()
-        self._health = ShardHealth(identities, blocking_timeout)
+        cluster = self.shards[0].cluster
+        self._health = ShardHealth(identities, blocking_timeout, cluster.failed if cluster else None)
         self._opener = Opener(self._codec, self.losses, self._queue_key)
         self._threads = ThreadConnections(self.shards, self._options, self._health, self._opener)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopConnections] = (
             weakref.WeakKeyDictionary()
         )
         self._plans: dict[tuple[str, ...], Plan] = {}
-        self._destinations: dict[str, tuple[str, str, bytes, int, tuple[int, ...]]] = {}
+        self._destinations: dict[str, tuple[str, tuple[str, ...], bytes, int, tuple[int, ...]]] = {}
         self._marker_token = self.random_suffix()
         self._messages_count = 0
         self._channel_full_count = 0
@@ -134,7 +135,8 @@ class RedisChannelLayer(BaseChannelLayer):
 
     @classmethod
     def from_url(cls, url: str) -> RedisChannelLayer:
-        """Build a layer from ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``.
+        """Build a layer from ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``
+        or ``redis+cluster://``.
 
         Query parameters set the options (``?capacity=200&prefix=myapp:``);
         ``symmetric_encryption_keys`` takes a comma-separated list. Several
@@ -156,11 +158,11 @@ class RedisChannelLayer(BaseChannelLayer):
     # -- core API --------------------------------------------------------------
 
     def send(self, channel: str, message: dict) -> None:
-        queue, key, shards, args = self._send_args(channel, message)
+        queue, keys, shards, args = self._send_args(channel, message)
         unavailable = None
         for shard in shards:
             try:
-                sent = self._threads.eval(shard, "send", [key], args)
+                sent = self._threads.eval(shard, "send", [keys[shard]], args)
             except RedisUnavailable as exc:
                 unavailable = exc  # a normal channel may still go to another shard
                 continue
@@ -172,13 +174,13 @@ class RedisChannelLayer(BaseChannelLayer):
     async def send_async(self, channel: str, message: dict) -> None:
         """``send`` on the running loop's asyncio clients: what the server uses,
         so a send never blocks the reactor and needs no thread."""
-        queue, key, shards, args = self._send_args(channel, message)
+        queue, keys, shards, args = self._send_args(channel, message)
         connections = self._on_loop()
         unavailable = None
         for shard in shards:
             try:
                 # Sends issued in the same loop iteration share one write.
-                sent = await connections.eval(shard, "send", [key], args)
+                sent = await connections.eval(shard, "send", [keys[shard]], args)
             except RedisUnavailable as exc:
                 unavailable = exc
                 continue
@@ -187,27 +189,30 @@ class RedisChannelLayer(BaseChannelLayer):
                 return
         self._refuse_send(channel, queue, args[1], unavailable)
 
-    def _send_args(self, channel: str, message: dict) -> tuple[str, str, Iterable[int], list[Any]]:
-        """The queue, its key, the shards to try in turn and the send script's
-        arguments (entry, capacity, now, ttl)."""
-        queue, key, name, capacity, shards = self._destinations.get(channel) or self._destination(channel)
+    def _send_args(
+        self, channel: str, message: dict
+    ) -> tuple[str, tuple[str, ...], Iterable[int], list[Any]]:
+        """The queue, its key per shard, the shards to try in turn and the send
+        script's arguments (entry, capacity, now, ttl)."""
+        queue, keys, name, capacity, shards = self._destinations.get(channel) or self._destination(channel)
         payload = self._encode(channel, message)
         now = now_ms()
         entry = frame_entry(now + self._expiry_ms, name, payload)
-        return queue, key, shards or self._spread(), [entry, capacity, now, self._ttl_ms]
+        return queue, keys, shards or self._spread(), [entry, capacity, now, self._ttl_ms]
 
-    def _destination(self, channel: str) -> tuple[str, str, bytes, int, tuple[int, ...]]:
+    def _destination(self, channel: str) -> tuple[str, tuple[str, ...], bytes, int, tuple[int, ...]]:
         """Everything a send needs to know about a channel name, worked out once per name.
 
-        (queue, its key, the entry's name part, capacity, its shard or () when
-        sends spread over all). Bounded: emptied when full, as reply channels
-        come and go.
+        (queue, its key on each shard, the entry's name part, capacity, its
+        shard or () when sends spread over all). Bounded: emptied when full,
+        as reply channels come and go.
         """
         self.check_channel_name(channel)
         queue = non_local_name(channel)
         homes = self._shards_of(queue)
         shards = tuple(homes) if len(homes) == 1 else ()
-        found = (queue, self._queue_key(queue), channel_field(channel), self.get_capacity(channel), shards)
+        keys = tuple(self._queue_key(queue, shard) for shard in range(len(self.shards)))
+        found = (queue, keys, channel_field(channel), self.get_capacity(channel), shards)
         if len(self._destinations) >= _PLAN_CACHE_SIZE:
             self._destinations.clear()
         self._destinations[channel] = found
@@ -335,7 +340,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self.check_group_name(group)
         self.check_channel_name(channel)
         shard = self._ring.shard_of(group)
-        key = self._key("g:", group)
+        key = self._key("g:", group, shard)
         self._threads.pipeline(
             shard,
             [
@@ -348,12 +353,12 @@ class RedisChannelLayer(BaseChannelLayer):
         self.check_group_name(group)
         self.check_channel_name(channel)
         shard = self._ring.shard_of(group)
-        self._threads.call(shard, b"ZREM", self._key("g:", group), channel)
+        self._threads.call(shard, b"ZREM", self._key("g:", group, shard), channel)
 
     def group_channels(self, group: str) -> list[str]:
         self.check_group_name(group)
         shard = self._ring.shard_of(group)
-        members = self._threads.eval(shard, "group_members", [self._key("g:", group)], [now_ms()])
+        members = self._threads.eval(shard, "group_members", [self._key("g:", group, shard)], [now_ms()])
         return [member.decode("ascii") for member in members]
 
     def send_group(self, group: str, message: dict) -> None:
@@ -373,13 +378,13 @@ class RedisChannelLayer(BaseChannelLayer):
             missed = self._threads.eval(
                 0,
                 "group_send_local",
-                [self._key("g:", group)],
+                [self._key("g:", group, 0)],
                 [
                     now,
                     self._ttl_ms,
                     deadline,
                     payload,
-                    self._key("q:", ""),
+                    self._key("q:", "", 0),
                     self.capacity,
                     self.process_local_capacity,
                     self.group_entry_members,
@@ -408,14 +413,15 @@ class RedisChannelLayer(BaseChannelLayer):
             # Normal channels are read from every shard, so any shard will do.
             shard = self._ring.shard_of(channel) if _pinned(channel) else group_shard
             keys, triples = by_shard.setdefault(shard, ([], []))
-            keys.append(self._queue_key(channel))
+            keys.append(self._queue_key(channel, shard))
             triples += [channel_field(channel), self.get_capacity(channel), 1]
         chunk = self.group_entry_members
         for prefix, names in by_prefix.items():
-            keys, triples = by_shard.setdefault(self._ring.shard_of(prefix), ([], []))
+            shard = self._ring.shard_of(prefix)
+            keys, triples = by_shard.setdefault(shard, ([], []))
             for start in range(0, len(names), chunk):
                 part = names[start : start + chunk]
-                keys.append(self._queue_key(prefix))
+                keys.append(self._queue_key(prefix, shard))
                 triples += [group_head(prefix, part), self.get_capacity(prefix), len(part)]
         return by_shard
 
@@ -429,7 +435,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         for shard in range(len(self.shards)):
             batch = []
-            for key in self._threads.scan(shard, _glob_escape(self.prefix) + "*"):
+            for key in self._threads.scan(shard, _glob_escape(self._key_prefixes[shard]) + "*"):
                 batch.append(key)
                 if len(batch) >= 500:
                     self._threads.call(shard, b"UNLINK", *batch)
@@ -442,7 +448,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """Counts are this process's sends; pending and age are read from every shard (SCAN)."""
         pending, oldest = 0, None
         for shard in range(len(self.shards)):
-            keys = list(self._threads.scan(shard, _glob_escape(self._key("q:", "")) + "*"))
+            keys = list(self._threads.scan(shard, _glob_escape(self._key("q:", "", shard)) + "*"))
             shard_pending, shard_oldest = self._queue_stats(shard, keys)
             pending += shard_pending
             if shard_oldest is not None and (oldest is None or shard_oldest < oldest):
@@ -461,7 +467,7 @@ class RedisChannelLayer(BaseChannelLayer):
         queue = non_local_name(channel)
         pending, oldest = 0, None
         for shard in self._shards_of(queue):
-            shard_pending, shard_oldest = self._queue_stats(shard, [self._queue_key(queue)])
+            shard_pending, shard_oldest = self._queue_stats(shard, [self._queue_key(queue, shard)])
             pending += shard_pending
             if shard_oldest is not None and (oldest is None or shard_oldest < oldest):
                 oldest = shard_oldest
@@ -486,7 +492,9 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         lost = False
         for shard in range(len(self.shards)):
-            created = self._threads.call(shard, b"SET", self._key("alive", ""), self._marker_token, b"NX")
+            created = self._threads.call(
+                shard, b"SET", self._key("alive", "", shard), self._marker_token, b"NX"
+            )
             lost |= self._health.marker_found(shard, created is not None)
         return lost
 
@@ -496,7 +504,7 @@ class RedisChannelLayer(BaseChannelLayer):
         lost = False
         for shard in range(len(self.shards)):
             created = await connections.command(
-                shard, b"SET", self._key("alive", ""), self._marker_token, b"NX"
+                shard, b"SET", self._key("alive", "", shard), self._marker_token, b"NX"
             )
             lost |= self._health.marker_found(shard, created is not None)
         return lost
@@ -514,7 +522,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def store_get(self, key: str) -> dict | None:
         """The dict saved under ``key``, or None if absent, expired or undecryptable."""
         shard = self._ring.shard_of(key)
-        raw = self._threads.call(shard, b"GET", self._key("s:", key))
+        raw = self._threads.call(shard, b"GET", self._key("s:", key, shard))
         return None if raw is None else self._codec.decode(raw, key)
 
     def store_set(self, key: str, value: dict, ttl: float | None = None) -> None:
@@ -522,11 +530,11 @@ class RedisChannelLayer(BaseChannelLayer):
         payload = self._encode(key, value)
         shard = self._ring.shard_of(key)
         milliseconds = max(1, int((self.group_expiry if ttl is None else ttl) * 1000))
-        self._threads.call(shard, b"SET", self._key("s:", key), payload, b"PX", milliseconds)
+        self._threads.call(shard, b"SET", self._key("s:", key, shard), payload, b"PX", milliseconds)
 
     def store_delete(self, key: str) -> None:
         shard = self._ring.shard_of(key)
-        self._threads.call(shard, b"DEL", self._key("s:", key))
+        self._threads.call(shard, b"DEL", self._key("s:", key, shard))
 
     # -- telex.ordering extension ------------------------------------------------
 
@@ -539,11 +547,11 @@ class RedisChannelLayer(BaseChannelLayer):
         # The requeue happens inside the script when the queue may live on this
         # shard; otherwise the script hands the message back for the caller.
         local = not _pinned(queue) or self._ring.shard_of(queue) == shard
-        record = parked_record(self._queue_key(queue) if local else "", channel, payload)
+        record = parked_record(self._queue_key(queue, shard) if local else "", channel, payload)
         verdict = self._threads.eval(
             shard,
             "ordering_claim",
-            self._ordering_keys(key),
+            self._ordering_keys(key, shard),
             [order, record, now_ms(), self._group_expiry_ms, key],
         )
         return verdict.decode()
@@ -554,7 +562,7 @@ class RedisChannelLayer(BaseChannelLayer):
         moved = self._threads.eval(
             shard,
             "ordering_advance",
-            self._ordering_keys(key),
+            self._ordering_keys(key, shard),
             [order, now_ms(), self._expiry_ms, self._group_expiry_ms, key],
         )
         if moved:
@@ -568,8 +576,14 @@ class RedisChannelLayer(BaseChannelLayer):
             rows = self._threads.eval(
                 shard,
                 "ordering_skip_stalled",
-                [self._key("ostall", "")],
-                [now - int(older_than * 1000), now, self._expiry_ms, self._group_expiry_ms, self.prefix],
+                [self._key("ostall", "", shard)],
+                [
+                    now - int(older_than * 1000),
+                    now,
+                    self._expiry_ms,
+                    self._group_expiry_ms,
+                    self._key_prefixes[shard],
+                ],
             )
             for key, expected, resumed, channel, payload in rows:
                 if channel:
@@ -590,8 +604,8 @@ class RedisChannelLayer(BaseChannelLayer):
         by_shard: dict[int, list[str]] = {}
         for name in names:
             self.check_channel_name(name, receive=True)
-            key = self._queue_key(name)
             for shard in self._shards_of(name):
+                key = self._queue_key(name, shard)
                 keys = by_shard.setdefault(shard, [])
                 if key not in keys:
                     keys.append(key)
@@ -619,14 +633,14 @@ class RedisChannelLayer(BaseChannelLayer):
         self.check_message_size(where, len(packed))
         return self._codec.seal(packed)
 
-    def _key(self, kind: str, name: str) -> str:
-        return f"{self.prefix}{kind}{name}"
+    def _key(self, kind: str, name: str, shard: int) -> str:
+        return f"{self._key_prefixes[shard]}{kind}{name}"
 
-    def _queue_key(self, queue: str) -> str:
-        return f"{self.prefix}q:{queue}"
+    def _queue_key(self, queue: str, shard: int) -> str:
+        return f"{self._key_prefixes[shard]}q:{queue}"
 
-    def _ordering_keys(self, key: str) -> list[str]:
-        return [self._key("o:", key), self._key("op:", key), self._key("ostall", "")]
+    def _ordering_keys(self, key: str, shard: int) -> list[str]:
+        return [self._key("o:", key, shard), self._key("op:", key, shard), self._key("ostall", "", shard)]
 
     def _shards_of(self, queue: str) -> Sequence[int]:
         """Shards a queue may live on: its pinned one, or all for a normal channel."""
@@ -643,7 +657,7 @@ class RedisChannelLayer(BaseChannelLayer):
         queue = non_local_name(channel)
         shard = self._ring.shard_of(queue)
         entry = frame_entry(now_ms() + self._expiry_ms, channel_field(channel), payload)
-        key = self._queue_key(queue)
+        key = self._queue_key(queue, shard)
         self._threads.pipeline(shard, [(b"LPUSH", key, entry), (b"PEXPIRE", key, self._ttl_ms)])
 
     def _on_loop(self) -> LoopConnections:
@@ -657,7 +671,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._health,
                 opener=self._opener,
                 queue_key=self._queue_key,
-                wake_key=lambda: self._key("x:", self.random_suffix()),
+                wake_key=lambda shard: self._key("x:", self.random_suffix(), shard),
             )
         return connections
 
