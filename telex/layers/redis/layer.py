@@ -118,7 +118,10 @@ class RedisChannelLayer(BaseChannelLayer):
         self._expiry_ms = int(expiry * 1000)
         self._ttl_ms = self._expiry_ms + 1000  # queue keys outlive their newest message
         self._group_expiry_ms = int(group_expiry * 1000)
-        self._round_robin = itertools.count()
+        # Separate turns: with one shared counter a process that sends and then
+        # receives always started reading at the shard after the one it wrote.
+        self._send_turn = itertools.count()
+        self._receive_turn = itertools.count()
         cluster = self.shards[0].cluster
         self._health = ShardHealth(identities, blocking_timeout, cluster.failed if cluster else None)
         self._opener = Opener(self._codec, self.losses, self._queue_key)
@@ -618,7 +621,7 @@ class RedisChannelLayer(BaseChannelLayer):
         # Start at a different shard each time so no shard is always read first.
         if len(plan) == 1:
             return plan
-        start = next(self._round_robin) % len(plan)
+        start = next(self._receive_turn) % len(plan)
         return plan[start:] + plan[:start]
 
     async def _wait_here(self, plan: Plan) -> tuple[Any, Any]:
@@ -650,7 +653,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _spread(self) -> list[int]:
         """Shards for a normal channel's send: round-robin; a full shard passes to the next."""
-        start = next(self._round_robin) % len(self.shards)
+        start = next(self._send_turn) % len(self.shards)
         return [(start + offset) % len(self.shards) for offset in range(len(self.shards))]
 
     def _push_front(self, channel: str, payload: bytes) -> None:
