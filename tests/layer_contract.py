@@ -332,6 +332,17 @@ class LayerContract:
         for i in range(50):
             layer.send(f"http.response.x!{i}", {})
 
+    def test_websocket_connect_and_receive_hold_at_least_1000_unless_overridden(self, make_layer):
+        layer = make_layer(capacity=2)
+        for channel in ("websocket.connect", "websocket.receive"):
+            assert layer.get_capacity(channel) == 1000
+            for i in range(50):
+                layer.send(channel, {"n": i})
+        assert layer.get_capacity("websocket.disconnect") == 2
+        assert make_layer(capacity=5000).get_capacity("websocket.receive") == 5000
+        overridden = make_layer(capacity=2, channel_capacity={"websocket.receive": 3})
+        assert overridden.get_capacity("websocket.receive") == 3
+
     # -- Groups ----------------------------------------------------------------
 
     def test_send_group_reaches_every_member(self, make_layer):

@@ -489,9 +489,9 @@ def exchange_in_order(sockets: list[ClientConnection], frames: int, window: int)
     """Send ``frames`` frames on every socket, at most ``window`` unanswered.
 
     The windows together keep ``websocket.receive`` under the layer's
-    capacity of 100 (beyond it the server would close a socket with 1013),
-    while leaving dozens of frames of one socket in flight across the
-    worker threads.
+    capacity (1,000 on Telex's layers; beyond it the server would close a
+    socket with 1013), while leaving dozens of frames of one socket in
+    flight across the worker threads.
     """
     sent = [0] * len(sockets)
     replies: list[list[str]] = [[] for _ in sockets]

@@ -42,10 +42,13 @@ class MessageTooLarge(Exception):
     """The encoded message is over the layer's size limit."""
 
 
-#: ``websocket.connect`` holds at least this many (unless ``channel_capacity``
-#: names it): a burst of a few hundred handshakes must wait for the workers,
-#: not find the channel full at the general default of 100.
-DEFAULT_CONNECT_CAPACITY = 1000
+#: ``websocket.connect`` and ``websocket.receive`` hold at least this many
+#: (unless ``channel_capacity`` names them): a burst of a few hundred
+#: handshakes, or a few hundred sockets each with a message in flight, must
+#: wait for the workers, not find the channel full at the general default of
+#: 100 and be refused (503, close 1013).
+DEFAULT_WEBSOCKET_CAPACITY = 1000
+_WEBSOCKET_CHANNELS = frozenset(("websocket.connect", "websocket.receive"))
 
 #: The spec asks for at least 1 MB as JSON; a 1 MiB WebSocket frame plus its
 #: other keys (reply_channel, path, order) must fit, hence the 64 KiB margin.
@@ -407,8 +410,8 @@ class BaseChannelLayer:
             pass
         if key.endswith("!"):
             value = self.process_local_capacity
-        elif key == "websocket.connect":
-            value = max(self.capacity, DEFAULT_CONNECT_CAPACITY)
+        elif key in _WEBSOCKET_CHANNELS:
+            value = max(self.capacity, DEFAULT_WEBSOCKET_CAPACITY)
         else:
             value = self.capacity
         for pattern, override in self.channel_capacity:
