@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +43,21 @@ def redis_cluster() -> Iterator[RedisCluster]:
     and must leave its topology as they found it (a test that kills a node makes its own)."""
     with RedisCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def layers():
+    """Build Redis layers (``hosts=`` and options, a fresh prefix) and close them after the test."""
+    from telex.layers.redis import RedisChannelLayer
+
+    made: list[RedisChannelLayer] = []
+
+    def make(**kwargs) -> RedisChannelLayer:
+        kwargs.setdefault("prefix", unique_prefix())
+        layer = RedisChannelLayer(**kwargs)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        layer.close()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 
 import h2.errors
 import hyperframe.frame
 import pytest
+from hyperframe.frame import DataFrame, HeadersFrame
 
 from telex.protocols import http_parsing as parsing
 from tests.apps.jsonable import from_jsonable as decode
@@ -286,15 +288,22 @@ def test_a_flood_of_malformed_requests_is_a_connection_error(server):
     # cannot make the server reset streams without bound ("MadeYouReset").
     with socket.create_connection(("127.0.0.1", server.clear_port), timeout=10) as sock:
         raw = RawH2(sock)
-        raw.handshake()
-        frames = []
-        for stream in range(1, 2 * 1500, 2):
-            block = raw.encoder.encode(
-                [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("X-Bad", "1")]
-            )
-            frames.append(hyperframe.frame.HeadersFrame(stream, block, flags=["END_HEADERS", "END_STREAM"]))
-        raw.send(*frames)
+        headers = [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("X-Bad", "1")]
+        flood(
+            raw,
+            lambda stream, block: [HeadersFrame(stream, block, flags=["END_HEADERS", "END_STREAM"])],
+            headers,
+        )
         raw.expect_connection_error(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+def flood(raw: RawH2, frames_of: Callable[[int, bytes], list], headers: list[tuple[str, str]]) -> None:
+    """Open 1,500 streams at once, each with the same request head: ``frames_of(stream, block)``."""
+    raw.handshake()
+    frames = []
+    for stream in range(1, 2 * 1500, 2):
+        frames += frames_of(stream, raw.encoder.encode(headers))
+    raw.send(*frames)
 
 
 def _request_with_length(client: H2Client, length: int, end_stream: bool = False) -> int:
@@ -359,21 +368,15 @@ def test_the_window_a_refused_body_used_is_given_back(h2c):
 def test_a_flood_of_bodies_at_odds_with_their_length_ends_only_that_connection(server):
     with socket.create_connection(("127.0.0.1", server.clear_port), timeout=10) as sock:
         raw = RawH2(sock)
-        raw.handshake()
-        frames = []
-        for stream in range(1, 2 * 1500, 2):
-            block = raw.encoder.encode(
-                [
-                    (":method", "POST"),
-                    (":scheme", "http"),
-                    (":path", "/body"),
-                    (":authority", "x"),
-                    ("content-length", "1"),
-                ]
-            )
-            frames.append(hyperframe.frame.HeadersFrame(stream, block, flags=["END_HEADERS"]))
-            frames.append(hyperframe.frame.DataFrame(stream, b"xy", flags=["END_STREAM"]))
-        raw.send(*frames)
+        headers = [(":method", "POST"), (":scheme", "http"), (":path", "/body"), (":authority", "x")]
+        flood(
+            raw,
+            lambda stream, block: [
+                HeadersFrame(stream, block, flags=["END_HEADERS"]),
+                DataFrame(stream, b"xy", flags=["END_STREAM"]),
+            ],
+            [*headers, ("content-length", "1")],
+        )
         resets = 0
         while not isinstance(frame := raw.read(), hyperframe.frame.GoAwayFrame):
             assert isinstance(frame, hyperframe.frame.RstStreamFrame), frame

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
 import os
 import signal
@@ -23,33 +22,12 @@ import redis
 from telex.layers import ChannelFull, LayerSpecError, get_channel_layer
 from telex.layers.redis import RedisChannelLayer, RedisUnavailable
 from tests.layer_contract import LayerContract, check_receive_twisted_woken_by_thread, run_script
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, unique_prefix
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_prefixes = itertools.count()
-
-
-def unique_prefix() -> str:
-    return f"test{os.getpid()}.{next(_prefixes)}:"
-
-
-@pytest.fixture
-def layers():
-    """Build layers and close their connections after the test."""
-    made: list[RedisChannelLayer] = []
-
-    def make(**kwargs) -> RedisChannelLayer:
-        kwargs.setdefault("prefix", unique_prefix())
-        layer = RedisChannelLayer(**kwargs)
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        layer.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 import time
 
@@ -24,37 +23,16 @@ from tests.layer_contract import LayerContract
 from tests.support.http import request
 from tests.support.processes import TelexProcess, TelexServer, run_telex
 from tests.support.redis_cluster import RedisCluster, wait_for_failover
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port, unique_prefix
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.redis
-
-_prefixes = itertools.count()
-
-
-def unique_prefix() -> str:
-    return f"cl{os.getpid()}.{next(_prefixes)}:"
-
-
-@pytest.fixture
-def layers():
-    made: list[RedisChannelLayer] = []
-
-    def make(hosts, **kwargs) -> RedisChannelLayer:
-        kwargs.setdefault("prefix", unique_prefix())
-        layer = RedisChannelLayer(hosts, **kwargs)
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        layer.close()
 
 
 @pytest.fixture
 def make_layer(redis_cluster, layers):
     def make(**kwargs) -> RedisChannelLayer:
-        return layers(redis_cluster.url, **kwargs)
+        return layers(hosts=redis_cluster.url, **kwargs)
 
     return make
 
@@ -96,7 +74,7 @@ class TestOneMasterClusterLayer(LayerContract):
     @pytest.fixture
     def make_layer(self, one_master_cluster, layers):
         def make(**kwargs) -> RedisChannelLayer:
-            return layers(one_master_cluster.url, **kwargs)
+            return layers(hosts=one_master_cluster.url, **kwargs)
 
         return make
 
@@ -150,8 +128,8 @@ def test_every_key_carries_its_shards_tag_so_no_command_crosses_slots(redis_clus
 
 def test_every_process_picks_the_same_tags_whichever_node_it_asks(redis_cluster, layers):
     replica = redis_cluster.replicas[0]
-    first = layers(redis_cluster.url)
-    second = layers(f"redis+cluster://{replica.host}:{replica.port}", prefix=first.prefix)
+    first = layers(hosts=redis_cluster.url)
+    second = layers(hosts=f"redis+cluster://{replica.host}:{replica.port}", prefix=first.prefix)
     assert sorted(first.hosts) == sorted(second.hosts)
     assert all(first._ring.shard_of(name) == second._ring.shard_of(name) for name in ("a", "b!", "c?d", "e"))
     second.send("srv!one", {"n": 1})
@@ -187,7 +165,7 @@ def test_a_group_send_is_one_script_per_shard_holding_members(redis_cluster, mak
 
 def test_the_class_takes_a_cluster_entry_and_the_url_takes_options(redis_cluster, layers):
     nodes = [(node.host, node.port) for node in redis_cluster.masters[:1]]
-    layer = layers([{"cluster": nodes}])
+    layer = layers(hosts=[{"cluster": nodes}])
     assert len(layer.shards) == 3
     from_url = get_channel_layer(redis_cluster.url + "/?capacity=2&prefix=" + unique_prefix())
     assert from_url.capacity == 2 and len(from_url.shards) == 3
@@ -418,7 +396,7 @@ def test_a_killed_master_is_replaced_and_the_layer_recovers_without_a_restart(la
     long the failover took, are printed (``docs/redis-layer.md``, Redis Cluster).
     """
     with RedisCluster() as cluster:
-        layer = layers(cluster.url, capacity=1_000_000, blocking_timeout=1.0)
+        layer = layers(hosts=cluster.url, capacity=1_000_000, blocking_timeout=1.0)
         victim_shard = layer.shards[0]
         victim = cluster.master_of(victim_shard.slot)
         stop = threading.Event()

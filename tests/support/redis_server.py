@@ -6,6 +6,7 @@ Readiness is detected by reading the server's own log line, not by sleeping.
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import shutil
@@ -133,3 +134,11 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_prefixes = itertools.count()
+
+
+def unique_prefix() -> str:
+    """A key prefix no other test (or test process) uses, so tests share one redis-server."""
+    return f"test{os.getpid()}.{next(_prefixes)}:"
