@@ -98,17 +98,18 @@ def tell(proc: Proc, line: str) -> None:
 
 
 def start_servers(
-    system: str, procs: Processes, redis_url: str, servers: int, *, name: str, cache_dir: Path
+    system: str, procs: Processes, redis_url: str, servers: int, *, name: str, args: argparse.Namespace
 ) -> list[tuple[int, Proc]]:
     started = []
+    telex_url = f"{redis_url}?{args.telex_layer_options}" if args.telex_layer_options else redis_url
     for index in range(servers):
         port = free_port()
         if system == "telex":
-            args = [sys.executable, "-m", "telex", "serve", "-b", "127.0.0.1", "-p", str(port), redis_url]
+            args = [sys.executable, "-m", "telex", "serve", "-b", "127.0.0.1", "-p", str(port), telex_url]
             env, cwd = child_env(), None
         else:
             args = [
-                str(channels4_python(cache_dir)),
+                str(channels4_python(args.cache_dir)),
                 "-m",
                 "uvicorn",
                 "channels4.fanout_asgi:application",
@@ -132,7 +133,7 @@ def start_servers(
     for port, proc in started:
         wait_for_port(port, proc, 60)
     if system == "telex":
-        worker_args = [sys.executable, "-m", "telex", "worker", ROUTING, "--layer", redis_url]
+        worker_args = [sys.executable, "-m", "telex", "worker", ROUTING, "--layer", telex_url]
         worker = procs.start(f"{name}-worker", worker_args, env=child_env())
         started.append((0, worker))
     return started
@@ -163,7 +164,7 @@ def run_case(
     with RedisServer() as server, Processes(log_dir) as procs:
         stats = redis.Redis.from_url(server.url)
         stats.config_set("maxclients", 10000)
-        started = start_servers(system, procs, server.url, servers, name=name, cache_dir=args.cache_dir)
+        started = start_servers(system, procs, server.url, servers, name=name, args=args)
         ports = [port for port, _ in started if port]
         opening = time.monotonic()
         client_procs = []
@@ -284,6 +285,9 @@ def main() -> None:
     parser.add_argument("--per-server", type=int, default=15000, help="most sockets per server process")
     parser.add_argument("--per-client", type=int, default=15000, help="most sockets per client process")
     parser.add_argument("--open-timeout", type=float, default=600.0, help="seconds to open all sockets")
+    parser.add_argument(
+        "--telex-layer-options", default="", help="query for Telex's Redis URL: group_entry_members=20000"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "telex-bench")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -318,6 +322,7 @@ def main() -> None:
             "machine": machine_info(),
             "versions": versions,
             "systems": {system: SYSTEMS[system] for system in systems},
+            "telex_layer_options": args.telex_layer_options,
             "logs": str(log_dir),
             "cases": results,
         }
