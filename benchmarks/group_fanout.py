@@ -105,10 +105,10 @@ def start_servers(
     for index in range(servers):
         port = free_port()
         if system == "telex":
-            args = [sys.executable, "-m", "telex", "serve", "-b", "127.0.0.1", "-p", str(port), telex_url]
+            command = [sys.executable, "-m", "telex", "serve", "-b", "127.0.0.1", "-p", str(port), telex_url]
             env, cwd = child_env(), None
         else:
-            args = [
+            command = [
                 str(channels4_python(args.cache_dir)),
                 "-m",
                 "uvicorn",
@@ -128,7 +128,7 @@ def start_servers(
                 BENCH_REDIS_URL=redis_url,
             )
             cwd = str(PEERS_DIR)
-        proc = procs.start(f"{name}-serve-{index}", args, env=env, cwd=cwd)
+        proc = procs.start(f"{name}-serve-{index}", command, env=env, cwd=cwd)
         started.append((port, proc))
     for port, proc in started:
         wait_for_port(port, proc, 60)
