@@ -1,6 +1,6 @@
 """Peer virtualenvs, built on demand and cached outside the repository.
 
-Three are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
+Four are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
 Telex layer" is Daphne 1.4.2 alone (it imports neither Channels nor
 asgi_redis) plus Telex with its redis extra, installed from this checkout and
 reinstalled whenever its source changes, so Daphne fronts exactly the layer
@@ -15,7 +15,8 @@ interpreters it was built for. So the sources are regenerated with Cython
 
 The third, for ``django-view``, holds gunicorn and uvicorn (what Django 5.2
 users run instead) on the Django release the harness's own Python has, which
-the Telex rows run.
+the Telex rows run. The fourth, for ``benchmarks.group_fanout``, holds
+Channels 4 + channels_redis + uvicorn, pinned, the peer of a group broadcast.
 """
 
 from __future__ import annotations
