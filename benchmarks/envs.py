@@ -1,6 +1,6 @@
 """Peer virtualenvs, built on demand and cached outside the repository.
 
-Three are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
+Four are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
 Telex layer" is Daphne 1.4.2 alone (it imports neither Channels nor
 asgi_redis) plus Telex with its redis extra, installed from this checkout and
 reinstalled whenever its source changes, so Daphne fronts exactly the layer
@@ -15,7 +15,8 @@ interpreters it was built for. So the sources are regenerated with Cython
 
 The third, for ``django-view``, holds gunicorn and uvicorn (what Django 5.2
 users run instead) on the Django release the harness's own Python has, which
-the Telex rows run.
+the Telex rows run. The fourth, for ``benchmarks.group_fanout``, holds
+Channels 4 + channels_redis + uvicorn, pinned, the peer of a group broadcast.
 """
 
 from __future__ import annotations
@@ -65,6 +66,22 @@ TELEX_SOURCES = ("telex", "setup.cfg", "pyproject.toml", "README.md")
 DJANGO_SERVERS = ["gunicorn", "uvicorn[standard]"]
 DJANGO_ENV = f"django-servers-py{sys.version_info[0]}.{sys.version_info[1]}"
 NEEDS_DJANGO = {"django-view"}
+
+# group_fanout's peer: Channels 4 + channels_redis behind uvicorn (benchmarks/peers/channels4).
+CHANNELS4_STACK = [
+    "channels==4.3.2",
+    "channels-redis==4.3.0",
+    "Django==5.2.19",
+    "uvicorn[standard]==0.55.0",
+]
+CHANNELS4_ENV = f"channels-4.3.2-py{sys.version_info[0]}.{sys.version_info[1]}"
+
+_VERIFY_CHANNELS4 = r"""
+import json, importlib.metadata as m
+names = ["channels", "channels-redis", "Django", "asgiref", "uvicorn", "websockets", "uvloop",
+         "httptools", "redis", "msgpack"]
+print(json.dumps({"versions": {n: m.version(n) for n in names}}))
+"""
 
 _VERIFY_DJANGO = r"""
 import json, importlib.metadata as m
@@ -257,6 +274,30 @@ def ensure_django_env(ctx: Context) -> dict[str, Any]:
     _run([python, "-m", "pip", "--disable-pip-version-check", "-q", "install", *spec], SETUP_TIMEOUT)
     info = json.loads(_run([python, "-c", _VERIFY_DJANGO], 60))
     info.update(spec=spec, python=python)
+    stamp.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def channels4_python(cache_dir: Path) -> Path:
+    return cache_dir / CHANNELS4_ENV / "bin" / "python"
+
+
+def ensure_channels4_env(cache_dir: Path) -> dict[str, Any]:
+    """Build the Channels 4 + channels_redis + uvicorn venv if needed; return its versions."""
+    env_dir = cache_dir / CHANNELS4_ENV
+    stamp = env_dir / "telex-bench.json"
+    recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if recorded.get("spec") == CHANNELS4_STACK:
+        return recorded
+    print(f"building Channels 4 + channels_redis + uvicorn in {env_dir} (once)", flush=True)
+    shutil.rmtree(env_dir, ignore_errors=True)
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "venv", str(env_dir)], 60)
+    python = str(env_dir / "bin" / "python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
+    _run([*pip, *CHANNELS4_STACK], SETUP_TIMEOUT)
+    info = json.loads(_run([python, "-c", _VERIFY_CHANNELS4], 60))
+    info.update(spec=CHANNELS4_STACK, python=python)
     stamp.write_text(json.dumps(info, indent=2))
     return info
 
