@@ -206,6 +206,39 @@ def test_a_group_send_to_many_sockets_on_one_server_is_one_entry(fresh_redis_ser
     assert layer.receive(["plain"]) == ("plain", {"text": "hi"})
 
 
+@pytest.mark.parametrize("shards", [1, 3], ids=["one-shard-script", "per-shard-script"])
+def test_a_large_group_costs_commands_per_server_not_per_member(redis_shards, layers, shards):
+    # 5,000 sockets on one server: five entries of 1,000 names, in one RPUSH.
+    servers = redis_shards[:shards]
+    layer = layers(hosts=[server.url for server in servers])
+    for i in range(5000):
+        layer.group_add("huge", f"srv.z!{i}")
+    layer.send_group("warm", {})
+    clients = [raw(server) for server in servers]
+    for client in clients:
+        client.config_resetstat()
+    layer.send_group("huge", {"text": "hi"})
+    rpush = sum(c.info("commandstats").get("cmdstat_rpush", {}).get("calls", 0) for c in clients)
+    assert rpush == 1
+    found = []
+    while batch := layer.receive_batch_nowait(["srv.z!"], 1000):
+        found += batch
+    assert sorted(channel for channel, _ in found) == sorted(f"srv.z!{i}" for i in range(5000))
+
+
+def test_a_full_server_queue_takes_the_parts_of_a_group_that_fit_and_counts_the_rest(make_layer):
+    layer = make_layer(process_local_capacity=3, group_entry_members=10)
+    layer.send("srv.y!first", {})
+    for i in range(50):
+        layer.group_add("g", f"srv.y!{i}")
+    layer.send_group("g", {"n": 1})  # five entries of 10 names; room for two
+    assert layer.global_statistics()["group_undelivered_count"] == 30
+    found = []
+    while batch := layer.receive_batch_nowait(["srv.y!"], 100):
+        found += batch
+    assert len(found) == 1 + 20
+
+
 def test_a_group_entry_expands_on_every_receive_path(make_layer):
     """Blocking, non-blocking, batch and async receives each hand out part of one entry, in order.
 

@@ -48,6 +48,30 @@ local function push(key, entry, capacity, now, ttl)
 end
 """
 
+#: Group scripts only (the send script stays as small as it can be).
+_PUSH_MANY = """
+-- Several entries for one queue in one RPUSH (a group's names past one
+-- entry's share): the first that fit go in, as push would take them one by
+-- one. -> how many went in.
+local function push_many(key, entries, capacity, now, ttl)
+  if #entries == 1 then return push(key, entries[1], capacity, now, ttl) end
+  local room = capacity - redis.call('LLEN', key)
+  while room < #entries do
+    local head = redis.call('LINDEX', key, 0)
+    if not head or tonumber(string.sub(head, 1, 13)) > now then break end
+    redis.call('LPOP', key)
+    room = room + 1
+  end
+  local n = math.min(room, #entries)
+  if n <= 0 then return 0 end
+  for first = 1, n, 1000 do
+    redis.call('RPUSH', key, unpack(entries, first, math.min(first + 999, n)))
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return n
+end
+"""
+
 #: KEYS[1] queue list. ARGV: entry, capacity, now_ms, key ttl_ms. → 1 sent, 0 full.
 SEND = (
     _PUSH
@@ -63,14 +87,22 @@ return push(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
 #: → members not reached.
 GROUP_PUSH = (
     _PUSH
+    + _PUSH_MANY
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local missed = 0
-for i, key in ipairs(KEYS) do
-  local at = 2 + 3 * i
-  if push(key, deadline .. ARGV[at] .. payload, tonumber(ARGV[at + 1]), now, ttl) == 0 then
-    missed = missed + tonumber(ARGV[at + 2])
+local missed, i = 0, 1
+while i <= #KEYS do
+  -- Entries for the same queue (one prefix's names, in parts) come together: one push.
+  local entries, sizes, j = {}, {}, i
+  while j <= #KEYS and KEYS[j] == KEYS[i] do
+    local at = 2 + 3 * j
+    entries[#entries + 1] = deadline .. ARGV[at] .. payload
+    sizes[#sizes + 1] = tonumber(ARGV[at + 2])
+    j = j + 1
   end
+  local pushed = push_many(KEYS[i], entries, tonumber(ARGV[2 + 3 * i + 1]), now, ttl)
+  for k = pushed + 1, #entries do missed = missed + sizes[k] end
+  i = j
 end
 return missed
 """
@@ -84,6 +116,7 @@ return missed
 #: capacity, names per group entry. → members not reached (full queues).
 GROUP_SEND_LOCAL = (
     _PUSH
+    + _PUSH_MANY
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local queues, capacity, local_capacity = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -106,14 +139,15 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 for _, prefix in ipairs(prefixes) do
-  local names = by_prefix[prefix]
+  local names, entries, sizes = by_prefix[prefix], {}, {}
   for first = 1, #names, chunk do
     local last = math.min(first + chunk - 1, #names)
     local head = '#1' .. prefix .. ' ' .. table.concat(names, ' ', first, last) .. '\\n'
-    if push(queues .. prefix, deadline .. head .. payload, local_capacity, now, ttl) == 0 then
-      missed = missed + last - first + 1
-    end
+    entries[#entries + 1] = deadline .. head .. payload
+    sizes[#sizes + 1] = last - first + 1
   end
+  local pushed = push_many(queues .. prefix, entries, local_capacity, now, ttl)
+  for k = pushed + 1, #entries do missed = missed + sizes[k] end
 end
 return missed
 """
