@@ -687,15 +687,20 @@ def test_send_async_sends_in_order_on_the_running_loop(redis_server):
 # -- hot paths (docs/redis-layer.md, Performance) --------------------------------------
 
 
-def test_concurrent_send_async_calls_share_round_trips_and_each_gets_its_own_outcome(redis_server, layers):
+#: The two asyncio sends: a coroutine, and a future settled by the reply (the server's).
+ASYNC_SENDS = pytest.mark.parametrize("send", ["send_async", "send_soon"])
+
+
+@ASYNC_SENDS
+def test_concurrent_async_sends_share_round_trips_and_each_gets_its_own_outcome(redis_server, layers, send):
     layer = layers(hosts=[redis_server.url], capacity=3)
     client = raw(redis_server)
 
     async def main():
-        await layer.send_async("warm", {})  # connects and loads the script
+        await getattr(layer, send)("warm", {})  # connects and loads the script
         reads = client.info("stats")["total_reads_processed"]
         outcomes = await asyncio.gather(
-            *(layer.send_async("full", {"i": i}) for i in range(5)), return_exceptions=True
+            *(getattr(layer, send)("full", {"i": i}) for i in range(5)), return_exceptions=True
         )
         # Five sends issued in one loop iteration reach Redis as one write
         # (the INFO calls around them are reads too).
@@ -708,13 +713,14 @@ def test_concurrent_send_async_calls_share_round_trips_and_each_gets_its_own_out
     assert [layer.receive(["full"])[1] for _ in range(4)] == [{"i": 0}, {"i": 1}, {"i": 2}, None]
 
 
-def test_pipelined_sends_survive_a_script_cache_flush_in_order(redis_server, layers):
+@ASYNC_SENDS
+def test_pipelined_sends_survive_a_script_cache_flush_in_order(redis_server, layers, send):
     layer = layers(hosts=[redis_server.url])
 
     async def main():
-        await layer.send_async("warm", {})
+        await getattr(layer, send)("warm", {})
         raw(redis_server).script_flush()  # every EVALSHA in the batch gets NOSCRIPT
-        await asyncio.gather(*(layer.send_async("ordered", {"i": i}) for i in range(10)))
+        await asyncio.gather(*(getattr(layer, send)("ordered", {"i": i}) for i in range(10)))
 
     asyncio.run(main())
     assert [layer.receive(["ordered"])[1]["i"] for _ in range(10)] == list(range(10))
@@ -755,16 +761,17 @@ def test_receive_batch_async_takes_what_is_waiting_or_waits_for_one(make_layer):
     assert late == [("proc!b", {"late": True})]
 
 
-def test_an_unresponsive_redis_fails_async_calls_after_socket_timeout(fresh_redis_server, layers):
+@ASYNC_SENDS
+def test_an_unresponsive_redis_fails_async_calls_after_socket_timeout(fresh_redis_server, layers, send):
     layer = layers(hosts=[fresh_redis_server.url], blocking_timeout=0.2, socket_timeout=0.5)
 
     async def main():
-        await layer.send_async("c", {})
+        await getattr(layer, send)("c", {})
         fresh_redis_server.process.send_signal(signal.SIGSTOP)
         try:
             started = time.monotonic()
             with pytest.raises(RedisUnavailable, match=r"no reply from Redis within 0\.5 s"):
-                await layer.send_async("c", {})
+                await getattr(layer, send)("c", {})
             return time.monotonic() - started
         finally:
             fresh_redis_server.process.send_signal(signal.SIGCONT)
@@ -851,3 +858,17 @@ def test_redis_py_internals_the_wire_relies_on(redis_server):
     assert isinstance(connection._sock, socket.socket)
     connection.disconnect()
     assert connection._sock is None
+
+
+def test_send_soon_spreads_a_normal_channel_over_shards_and_pins_a_process_queue(redis_shards, layers):
+    layer = layers(hosts=[server.url for server in redis_shards], capacity=2)
+
+    async def main():
+        await asyncio.gather(*(layer.send_soon("spread", {"i": i}) for i in range(6)))  # 2 per shard
+        with pytest.raises(ChannelFull):
+            await layer.send_soon("spread", {"i": 6})
+        await asyncio.gather(*(layer.send_soon("proc!x", {"i": i}) for i in range(5)))
+
+    asyncio.run(main())
+    assert sorted(layer.receive(["spread"])[1]["i"] for _ in range(6)) == list(range(6))
+    assert [layer.receive(["proc!"])[1]["i"] for _ in range(5)] == list(range(5))

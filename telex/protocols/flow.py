@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from zope.interface import implementer
 
@@ -299,3 +299,32 @@ class HeldOutput(Generic[Item]):
 
 def nothing(*_: object) -> None:
     """What a finished sender or output calls instead of its owner."""
+
+
+def write_through(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, sent at once when nothing is waiting before it.
+
+    Twisted's TCP transport only buffers a write and sends it on the
+    reactor's next pass, registering for writability and dropping it again
+    each time: two ``epoll_ctl`` calls and a dispatch per message, for a
+    socket that is almost always writable. On a plain TCP connection with
+    an empty buffer the bytes go to ``send()`` now; what the kernel does not
+    take (and every write on TLS, or behind buffered data) takes Twisted's
+    usual path, so order, back pressure and error handling stay Twisted's.
+    """
+    if (
+        type(transport) is tcp.Server
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0  # EAGAIN, or an error Twisted's write meets again and closes on
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)

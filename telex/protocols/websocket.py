@@ -34,7 +34,7 @@ from twisted.internet.defer import Deferred
 
 from . import http_messages, peers
 from . import websocket_messages as msgs
-from .flow import HeldOutput, InOrderSender, nothing
+from .flow import HeldOutput, InOrderSender, nothing, write_through
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -220,7 +220,20 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             if self._held_in_size > HELD_BEFORE_ACCEPT_LIMIT:
                 self._pause_reading()
             return
-        super().dataReceived(data)
+        # Autobahn's Twisted adapter only adds a debug line whose arguments it
+        # formats on every read, logged or not.
+        self._dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Autobahn's, without the per-write debug line (see ``dataReceived``)."""
+        if sync or chopsize or self.send_queue or self.logOctets:
+            super().sendData(data, sync, chopsize)
+            return
+        write_through(self.transport, data)
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        else:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:

@@ -15,6 +15,7 @@ Data layout (``docs/redis-layer.md`` explains the choices):
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 import weakref
@@ -175,9 +176,44 @@ class RedisChannelLayer(BaseChannelLayer):
         self._refuse_send(channel, queue, args[1], unavailable)
 
     async def send_async(self, channel: str, message: dict) -> None:
-        """``send`` on the running loop's asyncio clients: what the server uses,
-        so a send never blocks the reactor and needs no thread."""
+        """``send`` on the running loop's asyncio clients, so a send never
+        blocks an event loop and needs no thread."""
+        await self._send_in_turn(channel, *self._send_args(channel, message))
+
+    def send_soon(self, channel: str, message: dict) -> asyncio.Future[None]:
+        """``send_async`` as a future, without a coroutine: what the server uses
+        per message. With one shard to write to (a pinned channel, or one
+        server) the send script's reply settles it directly."""
         queue, keys, shards, args = self._send_args(channel, message)
+        if len(shards) != 1:
+            return asyncio.ensure_future(self._send_in_turn(channel, queue, keys, shards, args))
+        shard = shards[0]
+        reply = self._on_loop().eval(shard, "send", [keys[shard]], args)
+        done: asyncio.Future[None] = reply.get_loop().create_future()
+        reply.add_done_callback(functools.partial(self._settle_send, channel, queue, args[1], done))
+        return done
+
+    def _settle_send(
+        self, channel: str, queue: str, capacity: int, done: asyncio.Future[None], reply: asyncio.Future[Any]
+    ) -> None:
+        if done.cancelled():
+            return
+        if reply.cancelled():
+            done.cancel()
+            return
+        unavailable = reply.exception()
+        if unavailable is None and reply.result():
+            self._count(queue, 0)
+            done.set_result(None)
+            return
+        try:
+            self._refuse_send(channel, queue, capacity, unavailable)
+        except Exception as refused:
+            done.set_exception(refused)
+
+    async def _send_in_turn(
+        self, channel: str, queue: str, keys: tuple[str, ...], shards: Sequence[int], args: list[Any]
+    ) -> None:
         connections = self._on_loop()
         unavailable = None
         for shard in shards:
@@ -194,7 +230,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _send_args(
         self, channel: str, message: dict
-    ) -> tuple[str, tuple[str, ...], Iterable[int], list[Any]]:
+    ) -> tuple[str, tuple[str, ...], Sequence[int], list[Any]]:
         """The queue, its key per shard, the shards to try in turn and the send
         script's arguments (entry, capacity, now, ttl)."""
         queue, keys, name, capacity, shards = self._destinations.get(channel) or self._destination(channel)
@@ -221,7 +257,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self._destinations[channel] = found
         return found
 
-    def _refuse_send(self, channel: str, queue: str, capacity: int, unavailable: Exception | None) -> None:
+    def _refuse_send(
+        self, channel: str, queue: str, capacity: int, unavailable: BaseException | None
+    ) -> None:
         if unavailable is not None:
             raise unavailable
         self._count(queue, 1)
