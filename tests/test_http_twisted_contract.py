@@ -143,3 +143,18 @@ def test_h2_parts_telex_checks_request_bodies_against_content_length_with():
     assert "self._inboundDataBuffer.append((data, flowControlledLength))" in inspect.getsource(
         _http2.H2Stream.receiveDataChunk
     )
+
+
+def test_the_tcp_transport_parts_write_through_reads():
+    from autobahn.websocket.protocol import WebSocketProtocol
+    from twisted.internet import abstract, tcp
+
+    # ``flow.write_through`` sends at once only when Twisted holds nothing for the socket.
+    write = inspect.getsource(abstract.FileDescriptor.write)
+    assert "self._tempDataBuffer.append(data)" in write and "self._tempDataLen += len(data)" in write
+    do_write = inspect.getsource(abstract.FileDescriptor.doWrite)
+    assert "self.offset" in do_write and "self.dataBuffer" in do_write
+    assert hasattr(tcp.Server, "TLS")
+    # ``AsgiWebSocketProtocol.sendData`` keeps Autobahn's queue and traffic counts.
+    send_data = inspect.getsource(WebSocketProtocol.sendData)
+    assert "self.send_queue" in send_data and "self.trafficStats" in send_data
