@@ -178,6 +178,30 @@ def test_unknown_keys_are_reported_sorted_and_the_rest_obeyed():
     assert (reply.data, reply.accept) == ("x", True)
 
 
+def test_the_telex_keys_of_an_accept_are_read_not_reported_as_unknown():
+    reply = msgs.parse_reply(
+        {"accept": True, "telex.receive_channel": "telex.asgi3.Ab3!1f", "telex.subprotocol": "chat"}
+    )
+    assert (reply.receive_channel, reply.subprotocol, reply.unknown_keys) == (
+        "telex.asgi3.Ab3!1f",
+        "chat",
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    "channel", ["websocket.receive", "telex.asgi3!", "!x", "a!b!c", "a?b!c", 5, "a!" + "x" * 300]
+)
+def test_the_receive_channel_must_be_a_process_specific_channel(channel):
+    with pytest.raises(msgs.MalformedWebSocketReply, match="process-specific channel"):
+        msgs.parse_reply({"accept": True, "telex.receive_channel": channel})
+
+
+def test_the_subprotocol_must_be_a_string():
+    with pytest.raises(msgs.MalformedWebSocketReply, match=r"'telex\.subprotocol' must be a string"):
+        msgs.parse_reply({"accept": True, "telex.subprotocol": ["chat"]})
+
+
 # -- Send/Close/Accept: while waiting for acceptance ----------------------------------------------
 
 

@@ -15,8 +15,15 @@ from urllib.parse import urlsplit
 #: registry): 1004-1006 and 1015 are reserved and never sent in a frame.
 _SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
+#: Telex's extension keys of the reply that accepts a handshake (docs/asgi3.md):
+#: the process-specific channel that gets the socket's later websocket.receive
+#: and websocket.disconnect messages instead of the shared channels, and the
+#: subprotocol the application chose.
+RECEIVE_CHANNEL_KEY = "telex.receive_channel"
+SUBPROTOCOL_KEY = "telex.subprotocol"
+
 #: Keys of Send/Close/Accept; anything else is logged and ignored.
-REPLY_KEYS = frozenset(("bytes", "text", "close", "accept"))
+REPLY_KEYS = frozenset(("bytes", "text", "close", "accept", RECEIVE_CHANNEL_KEY, SUBPROTOCOL_KEY))
 
 
 class MalformedWebSocketReply(ValueError):
@@ -85,6 +92,10 @@ class Reply:
     unknown_keys: tuple[str, ...] = ()
     #: Why ``close`` differs from what the message asked for, if it does.
     close_note: str | None = None
+    #: ``telex.receive_channel``: where this socket's later messages go, or None.
+    receive_channel: str | None = None
+    #: ``telex.subprotocol``: the subprotocol the application chose, or None.
+    subprotocol: str | None = None
 
 
 def parse_reply(message: dict[str, Any]) -> Reply:
@@ -107,7 +118,27 @@ def parse_reply(message: dict[str, Any]) -> Reply:
         raise MalformedWebSocketReply(f"'accept' must be a bool, got {type(accept).__name__}")
     close, note = _close_code(message.get("close", False))
     unknown = tuple(sorted(str(key) for key in message if key not in REPLY_KEYS))
-    return Reply(accept, binary if binary is not None else text, close, unknown, note)
+    receive_channel = message.get(RECEIVE_CHANNEL_KEY)
+    if receive_channel is not None and not _is_process_channel(receive_channel):
+        raise MalformedWebSocketReply(
+            f"{RECEIVE_CHANNEL_KEY!r} must be a process-specific channel name ('prefix!local'), "
+            f"got {receive_channel!r}"
+        )
+    subprotocol = message.get(SUBPROTOCOL_KEY)
+    if subprotocol is not None and type(subprotocol) is not str:
+        raise MalformedWebSocketReply(
+            f"{SUBPROTOCOL_KEY!r} must be a string, got {type(subprotocol).__name__}"
+        )
+    return Reply(
+        accept, binary if binary is not None else text, close, unknown, note, receive_channel, subprotocol
+    )
+
+
+def _is_process_channel(name: Any) -> bool:
+    if type(name) is not str or len(name) > 255:
+        return False
+    prefix, bang, local = name.partition("!")
+    return bool(prefix and bang and local) and "!" not in local and "?" not in name
 
 
 def _close_code(close: Any) -> tuple[int | None, str | None]:
