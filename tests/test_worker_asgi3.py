@@ -88,16 +88,29 @@ def test_a_body_larger_than_a_layer_message_is_split(plain):
     assert status == 200 and body == b"x" * (3 * 1024 * 1024 + 7)
 
 
-def test_the_application_hears_the_client_hang_up(plain):
-    server, _ = plain
+def hang_up_mid_response(server, ident: str) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(f"GET /wait-disconnect?{ident} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         received = b""
         while b"waiting" not in received:
             received += sock.recv(4096)
-    assert wait_until(
-        lambda: "http.disconnect" in json.loads(request(server, "GET", "/events")[2]), timeout=10
-    )
+
+
+def test_the_application_hears_the_client_hang_up(plain):
+    server, worker = plain
+    hang_up_mid_response(server, "one")
+    worker.wait_for("app heard http.disconnect for one")
+
+
+def test_the_disconnect_of_a_started_response_reaches_its_own_worker(redis_server):
+    """The Response names the process's channel, so with two workers none is lost."""
+    url = redis_server.url + "?prefix=asgi3hangup"
+    with TelexServer(url) as server, asgi_worker(url) as first, asgi_worker(url) as second:
+        for n in range(8):
+            hang_up_mid_response(server, f"n{n}")
+        output = lambda: first.output + "\n" + second.output + "\n"  # noqa: E731
+        heard = {f"app heard http.disconnect for n{n}\n" for n in range(8)}
+        assert wait_until(lambda: all(line in output() for line in heard), timeout=10), output()
 
 
 def test_an_application_that_raises_gives_a_500_and_the_worker_goes_on(plain):
@@ -109,7 +122,7 @@ def test_an_application_that_raises_gives_a_500_and_the_worker_goes_on(plain):
 
 
 def test_websocket_echo_with_the_subprotocol_the_application_chose(plain):
-    server, _ = plain
+    server, worker = plain
     with connect(ws_url(server, "/ws"), subprotocols=["chat.v2", "chat.v1"], open_timeout=10) as ws:
         assert ws.subprotocol == "chat.v2"
         for n in range(20):  # in order, every one
@@ -117,9 +130,7 @@ def test_websocket_echo_with_the_subprotocol_the_application_chose(plain):
         assert [ws.recv(timeout=10) for _ in range(20)] == [f"echo: hello {n}" for n in range(20)]
         ws.send(b"\x01\x02\x03")
         assert ws.recv(timeout=10) == b"\x03\x02\x01"
-    assert wait_until(
-        lambda: "ws-disconnect 1000" in json.loads(request(server, "GET", "/events")[2]), timeout=10
-    )
+    worker.wait_for("app heard websocket.disconnect 1000")
 
 
 def test_the_application_closes_a_websocket_with_its_code(plain):
@@ -169,7 +180,7 @@ def test_a_stopping_worker_closes_its_sockets_with_1012(redis_server):
     [
         ("tests.apps.nowhere:application", "cannot import module 'tests.apps.nowhere'"),
         ("tests.apps.asgi3_plain:missing", "has no attribute 'missing'"),
-        ("tests.apps.asgi3_plain:EVENTS", "is not an ASGI 3 application but a routing list"),
+        ("tests.apps.asgi3_bad:routing", "is not an ASGI 3 application but a routing list"),
         ("examples.hello_http.routing:channel_routing", "is not an ASGI 3 application"),
         ("tests.apps.asgi3_bad:sync_app", "is not an ASGI 3 application: it is not an async callable"),
         ("tests.apps.asgi3_bad:Asgi2App", "is a class"),

@@ -138,6 +138,19 @@ class ServerPush:
 Reply = Response | ResponseChunk | ServerPush
 
 
+#: Telex's extension key of a Response (docs/asgi3.md): the process-specific
+#: channel that gets this request's http.disconnect instead of the shared one.
+DISCONNECT_CHANNEL_KEY = "telex.disconnect_channel"
+
+
+def is_process_channel(name: Any) -> bool:
+    """Whether ``name`` is a process-specific channel name, ``prefix!local``."""
+    if type(name) is not str or len(name) > 255:
+        return False
+    prefix, bang, local = name.partition("!")
+    return bool(prefix and bang and local) and "!" not in local and "?" not in name
+
+
 def parse_reply(message: dict[str, Any]) -> Reply:
     """Classify and validate a message from an HTTP reply channel.
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .http_messages import is_process_channel
+
 #: Close codes a server may put on the wire (RFC 6455 7.4.1 and the IANA
 #: registry): 1004-1006 and 1015 are reserved and never sent in a frame.
 _SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
@@ -119,7 +121,7 @@ def parse_reply(message: dict[str, Any]) -> Reply:
     close, note = _close_code(message.get("close", False))
     unknown = tuple(sorted(str(key) for key in message if key not in REPLY_KEYS))
     receive_channel = message.get(RECEIVE_CHANNEL_KEY)
-    if receive_channel is not None and not _is_process_channel(receive_channel):
+    if receive_channel is not None and not is_process_channel(receive_channel):
         raise MalformedWebSocketReply(
             f"{RECEIVE_CHANNEL_KEY!r} must be a process-specific channel name ('prefix!local'), "
             f"got {receive_channel!r}"
@@ -132,13 +134,6 @@ def parse_reply(message: dict[str, Any]) -> Reply:
     return Reply(
         accept, binary if binary is not None else text, close, unknown, note, receive_channel, subprotocol
     )
-
-
-def _is_process_channel(name: Any) -> bool:
-    if type(name) is not str or len(name) > 255:
-        return False
-    prefix, bang, local = name.partition("!")
-    return bool(prefix and bang and local) and "!" not in local and "?" not in name
 
 
 def _close_code(close: Any) -> tuple[int | None, str | None]:

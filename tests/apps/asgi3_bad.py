@@ -1,5 +1,7 @@
 """What ``telex worker --asgi`` must refuse, and an application whose startup fails."""
 
+routing = []  # a Channels 1.x routing list
+
 
 def sync_app(scope, receive, send):  # an ASGI 1 style callable: not async
     return None

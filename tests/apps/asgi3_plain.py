@@ -2,8 +2,8 @@
 
 ``/echo-body`` streams the request body back as it arrives; ``/stream``
 sends its body in several ``more_body`` parts; ``/state`` answers what the
-lifespan put in ``state``; ``/wait-disconnect`` answers, then reports the
-``http.disconnect`` it received on ``/events``; ``/raise`` raises; the
+lifespan put in ``state``; ``/wait-disconnect?ID`` starts a response, then prints
+the ``http.disconnect`` it receives; ``/raise`` raises; the
 WebSocket ``/ws`` echoes text and bytes and accepts the first offered subprotocol;
 ``/ws-refuse`` refuses.
 """
@@ -11,8 +11,6 @@ WebSocket ``/ws`` echoes text and bytes and accepts the first offered subprotoco
 from __future__ import annotations
 
 import json
-
-EVENTS: list[str] = []
 
 
 async def application(scope, receive, send):
@@ -82,9 +80,7 @@ async def http(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"waiting", "more_body": True})
         event = await receive()  # the client hangs up mid-response
-        EVENTS.append(event["type"])
-    elif path == "/events":
-        await respond(send, json.dumps(EVENTS).encode())
+        print(f"app heard {event['type']} for {scope['query_string'].decode()}", flush=True)
     elif path == "/raise":
         raise RuntimeError("boom in the ASGI application")
     else:
@@ -102,7 +98,7 @@ async def websocket(scope, receive, send):
     while True:
         event = await receive()
         if event["type"] == "websocket.disconnect":
-            EVENTS.append(f"ws-disconnect {event['code']}")
+            print(f"app heard websocket.disconnect {event['code']}", flush=True)
             return
         if event.get("text") == "close":
             await send({"type": "websocket.close", "code": 4001})

@@ -18,6 +18,10 @@ CHUNK_SIZE = 256 * 1024
 #: application ``http.disconnect`` (the server's HTTP timeout ends it sooner).
 BODY_CHUNK_TIMEOUT = 120.0
 
+#: The Response key naming this process's channel for the request's
+#: http.disconnect (``telex/protocols/http_messages.py``, docs/asgi3.md).
+DISCONNECT_CHANNEL_KEY = "telex.disconnect_channel"
+
 INTERNAL_ERROR = {
     "status": 500,
     "headers": [[b"content-type", b"text/plain; charset=utf-8"]],
@@ -33,12 +37,16 @@ class HttpInstance:
     Response message carries status, headers and the first content, as ASGI 1
     expects. ``receive`` gives the body (``body``, then each chunk of
     ``body_channel``) and then ``http.disconnect``, which comes when the
-    server's ``http.disconnect`` arrives or the response is complete.
+    server's ``http.disconnect`` arrives or the response is complete. The
+    Response names ``local_channel`` for the server's ``http.disconnect``, so
+    once the response has started that reaches this process whichever
+    worker took it before.
     """
 
-    def __init__(self, access: LayerAccess, message: dict) -> None:
+    def __init__(self, access: LayerAccess, message: dict, local_channel: str) -> None:
         self.access = access
         self.reply_channel: str = message["reply_channel"]
+        self.local_channel = local_channel
         self.label = f"{message.get('method')} {message.get('path')}"
         self._body: bytes = message.get("body") or b""
         self._body_channel: str | None = message.get("body_channel")
@@ -69,7 +77,7 @@ class HttpInstance:
             return False
         return True
 
-    def disconnected(self) -> None:
+    def deliver(self, message: dict) -> None:
         """The server's ``http.disconnect`` for this request arrived."""
         self.gone.set()
 
@@ -141,7 +149,7 @@ class HttpInstance:
             message: dict[str, Any] = {"content": piece, "more_content": more or index + 1 < len(pieces)}
             if not self.started:
                 assert self._start is not None
-                message = {**self._start, **message}
+                message = {**self._start, **message, DISCONNECT_CHANNEL_KEY: self.local_channel}
                 self.started = True
             if not await self.access.send(self.reply_channel, message):
                 self.gone.set()  # the server is not reading: the response cannot complete

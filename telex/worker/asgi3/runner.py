@@ -4,7 +4,8 @@ Two readers feed it: the *intake* takes ``http.request``, ``websocket.connect``
 and the shared ``http.disconnect``/``websocket.disconnect`` (the latter for
 sockets refused before an accept), and the *local reader* takes this
 process's ``telex.asgi3.<random>!`` prefix, where the server sends the frames
-and the disconnect of every socket accepted here.
+and the disconnect of every socket accepted here, and the ``http.disconnect``
+of every request whose response started here.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ class Asgi3Worker:
         self.channels = [*INTAKE_CHANNELS, self.prefix]
         self.metrics = WorkerMetrics()
         self.metrics.registry.gauges.update(loss_metrics(self.channel_layer))
-        self._requests: dict[str, HttpInstance] = {}
-        self._sockets: dict[str, WebSocketInstance] = {}  # by local channel
-        self._sockets_by_reply: dict[str, WebSocketInstance] = {}
+        # Every instance by its reply channel, and by its channel under this process's prefix.
+        self._by_reply: dict[str, HttpInstance | WebSocketInstance] = {}
+        self._by_local: dict[str, HttpInstance | WebSocketInstance] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_local = 0
         self._thread: threading.Thread | None = None
@@ -139,7 +140,8 @@ class Asgi3Worker:
             self._stop.set()
         await self._stop.wait()
         readers[0].cancel()
-        await asyncio.gather(*[socket.shut(RESTART_CLOSE_CODE) for socket in list(self._sockets.values())])
+        sockets = [item for item in self._by_local.values() if isinstance(item, WebSocketInstance)]
+        await asyncio.gather(*[socket.shut(RESTART_CLOSE_CODE) for socket in sockets])
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._stop_timeout)
         for task in self._tasks:
@@ -168,14 +170,10 @@ class Asgi3Worker:
             self._limit.release()
             if channel == "websocket.connect" and isinstance(message.get("reply_channel"), str):
                 self._spawn(self._serve_websocket(message))
-            elif channel == "http.disconnect":
-                request = self._requests.get(message.get("reply_channel"))  # type: ignore[arg-type]
-                if request is not None:
-                    request.disconnected()
-            elif channel == "websocket.disconnect":
-                socket = self._sockets_by_reply.get(message.get("reply_channel"))  # type: ignore[arg-type]
-                if socket is not None:
-                    socket.deliver(message)
+            elif channel in ("http.disconnect", "websocket.disconnect"):
+                instance = self._by_reply.get(message.get("reply_channel"))  # type: ignore[arg-type]
+                if instance is not None:
+                    instance.deliver(message)
 
     async def _local_reader(self) -> None:
         while True:
@@ -190,11 +188,11 @@ class Asgi3Worker:
                 await asyncio.sleep(RECEIVE_RETRY_PAUSE)
                 continue
             for channel, message in received:
-                socket = self._sockets.get(channel)
-                if socket is not None:
-                    socket.deliver(message)
+                instance = self._by_local.get(channel)
+                if instance is not None:
+                    instance.deliver(message)
                 else:
-                    logger.debug("dropping a message for the finished socket channel %s", channel)
+                    logger.debug("dropping a message for the finished instance of %s", channel)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -203,31 +201,40 @@ class Asgi3Worker:
 
     # -- instances -----------------------------------------------------------------------
 
+    def _new_local(self) -> str:
+        local = f"{self.prefix}{self._next_local:x}"
+        self._next_local += 1
+        return local
+
+    def _register(self, instance: HttpInstance | WebSocketInstance) -> None:
+        self._by_reply[instance.reply_channel] = instance
+        self._by_local[instance.local_channel] = instance
+
+    def _forget(self, instance: HttpInstance | WebSocketInstance) -> None:
+        self._by_reply.pop(instance.reply_channel, None)
+        self._by_local.pop(instance.local_channel, None)
+
     async def _serve_http(self, message: dict) -> None:
-        request = HttpInstance(self.access, message)
-        self._requests[request.reply_channel] = request
+        request = HttpInstance(self.access, message, self._new_local())
+        self._register(request)
         started = time.monotonic()
         self.metrics.started()
         ok = False
         try:
             ok = await request.run(self.application, http_scope(message, self.lifespan.state))
         finally:
-            self._requests.pop(request.reply_channel, None)
+            self._forget(request)
             self._limit.release()
             self.metrics.consumed("http.request", time.monotonic() - started, not ok)
 
     async def _serve_websocket(self, message: dict) -> None:
-        local = f"{self.prefix}{self._next_local:x}"
-        self._next_local += 1
-        socket = WebSocketInstance(self.access, message, local)
-        self._sockets[local] = socket
-        self._sockets_by_reply[socket.reply_channel] = socket
+        socket = WebSocketInstance(self.access, message, self._new_local())
+        self._register(socket)
         started = time.monotonic()
         self.metrics.started()
         ok = False
         try:
             ok = await socket.run(self.application, websocket_scope(message, self.lifespan.state))
         finally:
-            del self._sockets[local]
-            del self._sockets_by_reply[socket.reply_channel]
+            self._forget(socket)
             self.metrics.consumed("websocket.connect", time.monotonic() - started, not ok)
