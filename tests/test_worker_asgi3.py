@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -237,3 +238,15 @@ def test_django_asgi_handler_behind_the_channel_layer(redis_server):
         status, _, body = request(server, "POST", "/echo/", body=b"0123456789" * 100_000)
         assert (status, body) == (200, (b"0123456789" * 100_000)[::-1])
         assert request(server, "GET", "/nowhere/")[0] == 404
+
+
+def test_metrics_and_health_of_an_asgi_worker(redis_server):
+    url = redis_server.url + "?prefix=asgi3metrics"
+    with TelexServer(url) as server, asgi_worker(url, PLAIN, "--metrics-port", "0") as worker:
+        port = int(worker.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+        assert request(server, "GET", "/state")[0] == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as health:
+            assert json.loads(health.read()) == {"status": "ok", "layer": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
+            text = metrics.read().decode()
+        assert 'telex_worker_messages_total{channel="http.request"} 1' in text

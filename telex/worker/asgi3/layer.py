@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...layers.base import ChannelFull
+from ..metrics import WorkerMetrics
 
 logger = logging.getLogger("telex.worker")
 
@@ -33,8 +34,9 @@ class LayerAccess:
     other layer's blocking calls run in the loop's default thread pool.
     """
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, metrics: WorkerMetrics | None = None) -> None:
         self.layer = layer
+        self.metrics = metrics
         self.channel_full: type[Exception] = getattr(layer, "ChannelFull", ChannelFull)
         self._send_async = _coroutine(layer, "send_async")
         self._receive_async = _coroutine(layer, "receive_async")
@@ -55,9 +57,15 @@ class LayerAccess:
                     logger.error(
                         "dropping a message for %s: the channel stayed full for %gs", channel, SEND_RETRY_FOR
                     )
+                    self._count("telex_worker_sends_dropped_total")
                     return False
+                self._count("telex_worker_send_retries_total")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SEND_RETRY_DELAYS[1])
+
+    def _count(self, name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(name)
 
     async def _send_once(self, channel: str, message: dict) -> None:
         if self._send_async is not None:

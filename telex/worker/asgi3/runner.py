@@ -130,7 +130,7 @@ class Asgi3Worker:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.access = LayerAccess(self.channel_layer)
+        self.access = LayerAccess(self.channel_layer, self.metrics)
         self.lifespan = Lifespan(self.application)
         await self.lifespan.startup()
         self._limit = asyncio.Semaphore(MAX_REQUESTS)
