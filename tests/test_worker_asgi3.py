@@ -151,6 +151,17 @@ def test_a_close_before_the_accept_refuses_the_handshake(plain):
     assert refused.value.response.status_code == 403
 
 
+def test_a_denial_response_reaches_the_client(plain):
+    server, _ = plain
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(server, "/ws-deny"), open_timeout=10)
+    response = refused.value.response
+    assert response.status_code == 401 and response.body == b"log in first"
+    assert (
+        response.headers["www-authenticate"] == "Bearer" and response.headers["content-type"] == "text/plain"
+    )
+
+
 def test_sockets_live_in_the_worker_that_accepted_them(redis_server):
     """Two workers: each socket's frames reach the process running its instance."""
     url = redis_server.url + "?prefix=asgi3two"
@@ -250,3 +261,16 @@ def test_metrics_and_health_of_an_asgi_worker(redis_server):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
             text = metrics.read().decode()
         assert 'telex_worker_messages_total{channel="http.request"} 1' in text
+
+
+def test_processes_runs_several_asgi_workers_from_one_command(redis_server):
+    url = redis_server.url + "?prefix=asgi3processes"
+    with TelexServer(url) as server, asgi_worker(url, PLAIN, "--processes", "2") as worker:
+        worker.wait_for("listening on")
+        assert wait_until(lambda: worker.output.count("worker running ASGI 3 application") == 2, timeout=20)
+        with contextlib.ExitStack() as stack:
+            sockets = [stack.enter_context(connect(ws_url(server, "/ws"), open_timeout=10)) for _ in range(4)]
+            for index, ws in enumerate(sockets):
+                ws.send(str(index))
+            assert [ws.recv(timeout=10) for ws in sockets] == [f"echo: {index}" for index in range(4)]
+        assert worker.stop() == 0

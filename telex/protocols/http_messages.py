@@ -295,6 +295,25 @@ def http_date() -> bytes:
     return _date_value
 
 
+def denial_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A WebSocket handshake refused with the application's own response
+    (``telex.denial``): checked headers, the server's framing, then close."""
+    own = b"".join(b"%s: %s\r\n" % pair for pair in headers if pair[0] not in _FRAMING_HEADERS)
+    return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\ndate: %s\r\n\r\n%s" % (
+        status,
+        _REASONS.get(status, "Error").encode("ascii"),
+        own,
+        len(body),
+        http_date(),
+        body,
+    )
+
+
+def check_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """An application's response headers, checked and lowercased (``MalformedHttpReply``)."""
+    return _check_headers(headers)[0]
+
+
 def raw_error_response(
     status: int, detail: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
 ) -> bytes:

@@ -181,6 +181,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._handshake: Deferred | None = None  # pending while the application decides
         self._subprotocol: str | None = None
         self._offered: list[str] = []  # the subprotocols the client offered
+        self._denial: bytes | None = None  # the application's own refusal response
         # Where websocket.receive/disconnect go: the shared channels, unless the
         # accepting reply named a process-specific channel (docs/asgi3.md).
         self._receive_channel = "websocket.receive"
@@ -340,7 +341,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
         """Autobahn puts its diagnostic into the status line; send a plain response,
         with the headers it names (``Sec-WebSocket-Version`` for a version it does
-        not speak, RFC 6455 4.4), unless one is not a valid field line."""
+        not speak, RFC 6455 4.4), unless one is not a valid field line. A refusal
+        that carried the application's own response (``telex.denial``) sends that."""
+        if self._denial is not None:
+            self.transport.write(self._denial)
+            self._log_access("WSREJECT", code)
+            return
         try:
             headers = [(str(n).encode("latin-1"), str(v).encode("latin-1")) for n, v in responseHeaders or ()]
             response = http_messages.raw_error_response(code, reason, headers)
@@ -396,6 +402,11 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
                 )
                 return
             if decision == msgs.REJECT:
+                if reply.denial is not None:
+                    status, headers, body = reply.denial
+                    self._denial = http_messages.denial_response(status, headers, body)
+                    self._refuse(status, "The application refused the connection.")
+                    return
                 self._refuse(403, "The application refused the connection.")
                 return
             self._take_extensions(reply)

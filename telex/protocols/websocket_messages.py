@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .http_messages import is_process_channel
+from .http_messages import MalformedHttpReply, check_headers, is_process_channel
 
 #: Close codes a server may put on the wire (RFC 6455 7.4.1 and the IANA
 #: registry): 1004-1006 and 1015 are reserved and never sent in a frame.
@@ -23,9 +23,12 @@ _SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 101
 #: subprotocol the application chose.
 RECEIVE_CHANNEL_KEY = "telex.receive_channel"
 SUBPROTOCOL_KEY = "telex.subprotocol"
+#: Telex's key of a refusal that carries the application's own HTTP response
+#: (the ASGI WebSocket denial response extension).
+DENIAL_KEY = "telex.denial"
 
 #: Keys of Send/Close/Accept; anything else is logged and ignored.
-REPLY_KEYS = frozenset(("bytes", "text", "close", "accept", RECEIVE_CHANNEL_KEY, SUBPROTOCOL_KEY))
+REPLY_KEYS = frozenset(("bytes", "text", "close", "accept", RECEIVE_CHANNEL_KEY, SUBPROTOCOL_KEY, DENIAL_KEY))
 
 
 class MalformedWebSocketReply(ValueError):
@@ -98,6 +101,8 @@ class Reply:
     receive_channel: str | None = None
     #: ``telex.subprotocol``: the subprotocol the application chose, or None.
     subprotocol: str | None = None
+    #: ``telex.denial``: the refusal's own response (status, headers, body), or None.
+    denial: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
 
 
 def parse_reply(message: dict[str, Any]) -> Reply:
@@ -131,9 +136,38 @@ def parse_reply(message: dict[str, Any]) -> Reply:
         raise MalformedWebSocketReply(
             f"{SUBPROTOCOL_KEY!r} must be a string, got {type(subprotocol).__name__}"
         )
+    denial = _denial(message[DENIAL_KEY]) if DENIAL_KEY in message else None
+    if denial is not None and close is None:
+        raise MalformedWebSocketReply(
+            f"{DENIAL_KEY!r} needs 'close': it is the answer to a refused handshake"
+        )
     return Reply(
-        accept, binary if binary is not None else text, close, unknown, note, receive_channel, subprotocol
+        accept,
+        binary if binary is not None else text,
+        close,
+        unknown,
+        note,
+        receive_channel,
+        subprotocol,
+        denial,
     )
+
+
+def _denial(denial: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    if type(denial) is not dict:
+        raise MalformedWebSocketReply(f"{DENIAL_KEY!r} must be a dict, got {type(denial).__name__}")
+    status, content = denial.get("status"), denial.get("content", b"")
+    if type(status) is not int or not 200 <= status <= 599:
+        raise MalformedWebSocketReply(
+            f"{DENIAL_KEY!r} status must be an integer from 200 to 599, got {status!r}"
+        )
+    if type(content) is not bytes:
+        raise MalformedWebSocketReply(f"{DENIAL_KEY!r} content must be bytes, got {type(content).__name__}")
+    try:
+        headers = check_headers(denial.get("headers"))
+    except MalformedHttpReply as exc:
+        raise MalformedWebSocketReply(f"{DENIAL_KEY!r}: {exc}") from None
+    return status, headers, content
 
 
 def _close_code(close: Any) -> tuple[int | None, str | None]:

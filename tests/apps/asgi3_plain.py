@@ -5,7 +5,7 @@ sends its body in several ``more_body`` parts; ``/state`` answers what the
 lifespan put in ``state``; ``/wait-disconnect?ID`` starts a response, then prints
 the ``http.disconnect`` it receives; ``/raise`` raises; the
 WebSocket ``/ws`` echoes text and bytes and accepts the first offered subprotocol;
-``/ws-refuse`` refuses.
+``/ws-refuse`` refuses; ``/ws-deny`` refuses with its own 401 response.
 """
 
 from __future__ import annotations
@@ -92,6 +92,13 @@ async def websocket(scope, receive, send):
     assert event["type"] == "websocket.connect"
     if scope["path"] == "/ws-refuse":
         await send({"type": "websocket.close"})
+        return
+    if scope["path"] == "/ws-deny":
+        assert "websocket.http.response" in scope["extensions"]
+        headers = [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": b"log in ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"first"})
         return
     offered = scope["subprotocols"]
     await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})

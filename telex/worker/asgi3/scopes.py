@@ -81,7 +81,8 @@ def websocket_scope(message: dict, state: dict) -> dict[str, Any]:
         "server": _address(message.get("server")),
         "subprotocols": subprotocols(headers),
         "state": dict(state),
-        "extensions": {},
+        # A refusal may carry the application's own response (Telex's telex.denial key).
+        "extensions": {"websocket.http.response": {}},
     }
 
 

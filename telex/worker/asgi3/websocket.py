@@ -19,6 +19,7 @@ logger = logging.getLogger("telex.worker")
 #: The extension keys of the Accept reply (``telex/protocols/websocket_messages.py``).
 RECEIVE_CHANNEL_KEY = "telex.receive_channel"
 SUBPROTOCOL_KEY = "telex.subprotocol"
+DENIAL_KEY = "telex.denial"
 
 
 class WebSocketInstance:
@@ -32,6 +33,7 @@ class WebSocketInstance:
         self.accepted = False
         self.closed = False  # the application closed or refused it
         self.gone: dict[str, Any] | None = None  # the disconnect event, once it came
+        self._denial: dict[str, Any] | None = None  # a denial response being collected
 
     async def run(self, app: Any, scope: dict) -> bool:
         """Run the application for this socket; False if it raised (logged; the socket closes 1011)."""
@@ -92,8 +94,24 @@ class WebSocketInstance:
                 await self._reply({"bytes": bytes(event["bytes"])})
             else:
                 await self._reply({"text": str(event.get("text") or "")})
+        elif kind == "websocket.http.response.start":
+            if self.accepted or self.closed or self._denial is not None:
+                raise RuntimeError("websocket.http.response.start after an accept, a close or another start")
+            self._denial = {
+                "status": int(event["status"]),
+                "headers": [[bytes(name), bytes(value)] for name, value in event.get("headers") or ()],
+                "content": b"",
+            }
+        elif kind == "websocket.http.response.body":
+            if self._denial is None or self.closed:
+                raise RuntimeError("websocket.http.response.body without websocket.http.response.start")
+            self._denial["content"] += bytes(event.get("body") or b"")
+            if not event.get("more_body", False):
+                # The whole response goes in one refusal: it must fit in one layer message.
+                self.closed = True
+                await self._reply({"close": True, DENIAL_KEY: self._denial})
         elif kind == "websocket.close":
-            if self.closed or self.gone is not None:
+            if self.closed or self.gone is not None or self._denial is not None:
                 return
             self.closed = True
             # Before the accept, a close is a refusal: the server answers 403.
