@@ -91,7 +91,9 @@ def test_scopes_from_asgi1_messages():
     }
     state = {"db": "pool"}
     scope = http_scope(message, state)
-    assert scope["method"] == "POST" and scope["raw_path"] == b"/caf%C3%A9%2050%25"
+    # ASGI 3's path includes root_path; ASGI 1's, like WSGI's PATH_INFO, follows it.
+    assert (scope["path"], scope["root_path"]) == ("/mount/caf\u00e9 50%", "/mount")
+    assert scope["method"] == "POST" and scope["raw_path"] == b"/mount/caf%C3%A9%2050%25"
     assert scope["client"] == ("10.0.0.1", 5000) and scope["headers"] == [(b"host", b"example.com")]
     assert scope["state"] == state and scope["state"] is not state
     assert raw_path("/a;b=c/d@e") == b"/a;b=c/d@e"

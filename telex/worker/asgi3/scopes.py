@@ -33,9 +33,17 @@ def raw_path(path: str) -> bytes:
     return quote(path, safe=_PATH_SAFE).encode("ascii")
 
 
+def _paths(message: dict) -> tuple[str, str]:
+    """``(path, root_path)`` for ASGI 3, where ``path`` includes ``root_path`` (as
+    Starlette and Django read it); an ASGI 1 message's path, like WSGI's
+    ``PATH_INFO``, is what follows its ``root_path``."""
+    root_path = _text(message.get("root_path"))
+    return root_path + (_text(message.get("path")) or "/"), root_path
+
+
 def http_scope(message: dict, state: dict) -> dict[str, Any]:
     """The ``http`` scope of one ``http.request`` message."""
-    path = _text(message.get("path")) or "/"
+    path, root_path = _paths(message)
     return {
         "type": "http",
         "asgi": dict(ASGI),
@@ -45,7 +53,7 @@ def http_scope(message: dict, state: dict) -> dict[str, Any]:
         "path": path,
         "raw_path": raw_path(path),
         "query_string": message.get("query_string") or b"",
-        "root_path": _text(message.get("root_path")),
+        "root_path": root_path,
         "headers": _headers(message),
         "client": _address(message.get("client")),
         "server": _address(message.get("server")),
@@ -65,7 +73,7 @@ def subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
 
 def websocket_scope(message: dict, state: dict) -> dict[str, Any]:
     """The ``websocket`` scope of one ``websocket.connect`` message."""
-    path = _text(message.get("path")) or "/"
+    path, root_path = _paths(message)
     headers = _headers(message)
     return {
         "type": "websocket",
@@ -75,7 +83,7 @@ def websocket_scope(message: dict, state: dict) -> dict[str, Any]:
         "path": path,
         "raw_path": raw_path(path),
         "query_string": message.get("query_string") or b"",
-        "root_path": _text(message.get("root_path")),
+        "root_path": root_path,
         "headers": headers,
         "client": _address(message.get("client")),
         "server": _address(message.get("server")),
