@@ -241,7 +241,8 @@ def test_django_asgi_handler_behind_the_channel_layer(redis_server):
     pytest.importorskip("django")
     url = redis_server.url + "?prefix=asgi3django"
     # Mounted under /app by a proxy that strips it: Django resolves the rest and builds paths with it.
-    with TelexServer(url, "--root-path", "/app") as server, asgi_worker(url, "tests.apps.asgi3_django:application") as worker:
+    django_app = "tests.apps.asgi3_django:application"
+    with TelexServer(url, "--root-path", "/app") as server, asgi_worker(url, django_app) as worker:
         # Django's handler raises on the lifespan scope: the worker runs without it, saying so once.
         worker.wait_for("does not support the lifespan scope .*ValueError: Django can only handle ASGI/HTTP")
         status, _, body = request(server, "GET", "/hello/bob/?q=x")
