@@ -251,6 +251,7 @@ def test_django_asgi_handler_behind_the_channel_layer(redis_server):
         status, _, body = request(server, "POST", "/echo/", body=b"0123456789" * 100_000)
         assert (status, body) == (200, (b"0123456789" * 100_000)[::-1])
         assert request(server, "GET", "/nowhere/")[0] == 404
+        assert worker.stop() == 0
 
 
 def test_metrics_and_health_of_an_asgi_worker(redis_server):
@@ -263,6 +264,8 @@ def test_metrics_and_health_of_an_asgi_worker(redis_server):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
             text = metrics.read().decode()
         assert 'telex_worker_messages_total{channel="http.request"} 1' in text
+        # SIGTERM reaches the main thread's wait whichever thread the kernel gives it to.
+        assert worker.stop() == 0
 
 
 def test_processes_runs_several_asgi_workers_from_one_command(redis_server):

@@ -10,12 +10,15 @@ flags and behaviour: ``docs/worker.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 
 from .._importing import failure_summary
 from .._logging import LogConfigError, LogSettings, check_log_config, configure
@@ -50,6 +53,24 @@ def metrics_socket(host: str, port: int) -> int:
     except OSError as exc:
         raise UsageError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     return sock.detach()
+
+
+@contextlib.contextmanager
+def _signal_wakeup() -> Iterator[socket.socket]:
+    """A socket that becomes readable when a signal arrives, whichever thread the
+    kernel delivers it to. Python runs handlers in the main thread only, and one
+    waiting in a lock is not woken by a signal another thread took (seen with
+    the threads of ``--asgi`` and ``--metrics-port``: SIGTERM went unanswered)."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield reader
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,10 +214,14 @@ def run(args: argparse.Namespace) -> int:
     # The main thread only waits: the handler runs between its waits. A
     # supervised worker also looks once a second whether its supervisor died.
     supervised = child_index() is not None
-    while not stop.wait(1.0 if supervised else 3600):
-        if supervised and supervisor_gone():
-            logging.getLogger("telex.worker").warning("the supervisor is gone; stopping")
-            break
+    with _signal_wakeup() as woken:
+        while not stop.is_set():
+            select.select([woken], [], [], 1.0 if supervised else 3600)
+            with contextlib.suppress(BlockingIOError):
+                woken.recv(64)
+            if supervised and supervisor_gone():
+                logging.getLogger("telex.worker").warning("the supervisor is gone; stopping")
+                break
     worker.stop(settings.stop_timeout)
     if metrics_server is not None:
         metrics_server.stop()
