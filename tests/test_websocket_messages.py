@@ -178,6 +178,61 @@ def test_unknown_keys_are_reported_sorted_and_the_rest_obeyed():
     assert (reply.data, reply.accept) == ("x", True)
 
 
+def test_the_telex_keys_of_an_accept_are_read_not_reported_as_unknown():
+    reply = msgs.parse_reply(
+        {"accept": True, "telex.receive_channel": "telex.asgi3.Ab3!1f", "telex.subprotocol": "chat"}
+    )
+    assert (reply.receive_channel, reply.subprotocol, reply.unknown_keys) == (
+        "telex.asgi3.Ab3!1f",
+        "chat",
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    "channel", ["websocket.receive", "telex.asgi3!", "!x", "a!b!c", "a?b!c", 5, "a!" + "x" * 300]
+)
+def test_the_receive_channel_must_be_a_process_specific_channel(channel):
+    with pytest.raises(msgs.MalformedWebSocketReply, match="process-specific channel"):
+        msgs.parse_reply({"accept": True, "telex.receive_channel": channel})
+
+
+def test_a_denial_carries_a_checked_response():
+    denial = {
+        "status": 401,
+        "headers": [[b"WWW-Authenticate", b"Bearer"], [b"content-length", b"9"]],
+        "content": b"x",
+    }
+    reply = msgs.parse_reply({"close": True, "telex.denial": denial})
+    assert reply.denial == (401, [(b"www-authenticate", b"Bearer"), (b"content-length", b"9")], b"x")
+    assert msgs.handshake_decision(reply) == msgs.REJECT
+
+
+@pytest.mark.parametrize(
+    ("denial", "problem"),
+    [
+        ({"status": 101}, "status must be an integer from 200 to 599"),
+        ({"status": "403"}, "status must be an integer from 200 to 599"),
+        ({"status": 403, "content": "text"}, "content must be bytes"),
+        ({"status": 403, "headers": [[b"x", b"a\r\nb"]]}, "CR, LF or NUL"),
+        ([403], "must be a dict"),
+    ],
+)
+def test_a_bad_denial_makes_the_reply_malformed(denial, problem):
+    with pytest.raises(msgs.MalformedWebSocketReply, match=problem):
+        msgs.parse_reply({"close": True, "telex.denial": denial})
+
+
+def test_a_denial_without_close_is_malformed():
+    with pytest.raises(msgs.MalformedWebSocketReply, match="needs 'close'"):
+        msgs.parse_reply({"telex.denial": {"status": 403}})
+
+
+def test_the_subprotocol_must_be_a_string():
+    with pytest.raises(msgs.MalformedWebSocketReply, match=r"'telex\.subprotocol' must be a string"):
+        msgs.parse_reply({"accept": True, "telex.subprotocol": ["chat"]})
+
+
 # -- Send/Close/Accept: while waiting for acceptance ----------------------------------------------
 
 

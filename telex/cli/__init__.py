@@ -34,6 +34,12 @@ class LayerUnreachable(UsageError):
     status = 1
 
 
+class StartupFailed(UsageError):
+    """The application's own start-up failed (an ASGI lifespan startup): one line, exit status 1."""
+
+    status = 1
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``telex`` parser, with the arguments of ``command`` (of every subcommand if None)."""
     parser = argparse.ArgumentParser(

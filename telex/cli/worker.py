@@ -10,17 +10,20 @@ flags and behaviour: ``docs/worker.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 
 from .._importing import failure_summary
 from .._logging import LogConfigError, LogSettings, check_log_config, configure
 from ..supervisor import child_index, inherited_fds, supervisor_gone
-from . import LayerUnreachable, UsageError
+from . import LayerUnreachable, StartupFailed, UsageError
 from ._flags import add_options, values
 
 #: The worker's variables: ``TELEX_WORKER_THREADS``, not serve's ``TELEX_THREADS``.
@@ -52,9 +55,28 @@ def metrics_socket(host: str, port: int) -> int:
     return sock.detach()
 
 
+@contextlib.contextmanager
+def _signal_wakeup() -> Iterator[socket.socket]:
+    """A socket that becomes readable when a signal arrives, whichever thread the
+    kernel delivers it to. Python runs handlers in the main thread only, and one
+    waiting in a lock is not woken by a signal another thread took (seen with
+    the threads of ``--asgi`` and ``--metrics-port``: SIGTERM went unanswered)."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield reader
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+
+
 def run(args: argparse.Namespace) -> int:
     from ..layers import LayerSpecError, get_channel_layer, unreachable
     from ..worker import RoutingError, Worker
+    from ..worker.asgi3 import Asgi3Worker, LifespanFailed
     from ..worker.settings import WorkerSettings
 
     settings = WorkerSettings(**values(WorkerSettings, args))
@@ -69,6 +91,25 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "no channel layer: pass --layer (e.g. redis://127.0.0.1:6379/0) or set TELEX_LAYER; "
             "a separate worker cannot share the memory:// layer of a server"
+        )
+    if settings.asgi is not None:
+        if settings.routing is not None:
+            raise UsageError(
+                "give ROUTING or --asgi, not both: --asgi runs an ASGI 3 application "
+                "instead of a routing list"
+            )
+        for given, flag in (
+            (settings.threads != 1, "--threads"),
+            (settings.only_channels, "--only-channels"),
+            (settings.exclude_channels, "--exclude-channels"),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} does not apply to --asgi, which runs every instance on one asyncio loop"
+                )
+    elif settings.routing is None:
+        raise UsageError(
+            "no routing: pass ROUTING (module:attribute) or --asgi APP, or set TELEX_WORKER_ROUTING"
         )
     if settings.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {settings.threads}")
@@ -98,20 +139,29 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the user's module failed while importing
         message = f"could not load channel layer {spec!r}: {type(exc).__name__}: {exc}"
         raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
+    worker: Worker | Asgi3Worker
     try:
-        worker = Worker(
-            layer,
-            settings.routing,
-            threads=settings.threads,
-            only_channels=settings.only_channels,
-            exclude_channels=settings.exclude_channels,
-            ordering_timeout=settings.ordering_timeout,
-            outage_summary_interval=settings.outage_summary_interval,
-        )
+        if settings.asgi is not None:
+            worker = Asgi3Worker(layer, settings.asgi)
+        else:
+            worker = Worker(
+                layer,
+                settings.routing,
+                threads=settings.threads,
+                only_channels=settings.only_channels,
+                exclude_channels=settings.exclude_channels,
+                ordering_timeout=settings.ordering_timeout,
+                outage_summary_interval=settings.outage_summary_interval,
+            )
     except (RoutingError, ValueError) as exc:
         raise UsageError(failure_summary(str(exc), exc, log_settings.verbosity)) from None
-    except Exception as exc:  # the user's routing module failed while importing
-        message = f"could not load routing {settings.routing!r}: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the user's module failed while importing
+        what = (
+            f"ASGI application {settings.asgi!r}"
+            if settings.asgi is not None
+            else f"routing {settings.routing!r}"
+        )
+        message = f"could not load {what}: {type(exc).__name__}: {exc}"
         raise UsageError(failure_summary(message, exc, log_settings.verbosity)) from None
 
     problem = unreachable(layer)
@@ -143,23 +193,35 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("telex.worker").warning(
             "memory:// lives in this process only; no server will reach this worker (use redis://)"
         )
-    worker.start()
+    try:
+        worker.start()
+    except LifespanFailed as exc:
+        raise StartupFailed(f"the application's lifespan startup failed: {exc}") from None
     if metrics_server is not None:
         metrics_server.start()
         where = f"http://{settings.metrics_host}:{metrics_server.port}"
         logging.getLogger("telex.worker").info("metrics on %s/metrics, health on %s/health", where, where)
-    logging.getLogger("telex.worker").info(
-        "worker running %s on %d thread(s); press Ctrl+C (or send SIGTERM) to stop",
-        settings.routing,
-        settings.threads,
-    )
+    if settings.asgi is not None:
+        logging.getLogger("telex.worker").info(
+            "worker running ASGI 3 application %s; press Ctrl+C (or send SIGTERM) to stop", settings.asgi
+        )
+    else:
+        logging.getLogger("telex.worker").info(
+            "worker running %s on %d thread(s); press Ctrl+C (or send SIGTERM) to stop",
+            settings.routing,
+            settings.threads,
+        )
     # The main thread only waits: the handler runs between its waits. A
     # supervised worker also looks once a second whether its supervisor died.
     supervised = child_index() is not None
-    while not stop.wait(1.0 if supervised else 3600):
-        if supervised and supervisor_gone():
-            logging.getLogger("telex.worker").warning("the supervisor is gone; stopping")
-            break
+    with _signal_wakeup() as woken:
+        while not stop.is_set():
+            select.select([woken], [], [], 1.0 if supervised else 3600)
+            with contextlib.suppress(BlockingIOError):
+                woken.recv(64)
+            if supervised and supervisor_gone():
+                logging.getLogger("telex.worker").warning("the supervisor is gone; stopping")
+                break
     worker.stop(settings.stop_timeout)
     if metrics_server is not None:
         metrics_server.stop()

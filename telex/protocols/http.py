@@ -72,6 +72,8 @@ class AsgiRequest(http.Request):
         self._last_chunk_sent = False
         self._reading_paused = False
         self._disconnect_sent = False
+        # The Response may name a process-specific channel for http.disconnect (docs/asgi3.md).
+        self._disconnect_channel = "http.disconnect"
         self._timeout_call: Any = None
         self._idle_call: Any = None
         self._rate_call: Any = None
@@ -374,12 +376,25 @@ class AsgiRequest(http.Request):
                 return
             if reply.content_length is not None and self._refused_for_length(reply, reply.content_length):
                 return
+            if msgs.DISCONNECT_CHANNEL_KEY in message:
+                self._take_disconnect_channel(message[msgs.DISCONNECT_CHANNEL_KEY])
             self._begin_response(reply)
         elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
             return
         self._reply_arrived(reply.more_content)
         self._output.offer((reply.content, reply.more_content))
+
+    def _take_disconnect_channel(self, channel: Any) -> None:
+        if msgs.is_process_channel(channel):
+            self._disconnect_channel = channel
+        else:
+            logger.warning(
+                "ignoring %s %r on %s: not a process-specific channel ('prefix!local')",
+                msgs.DISCONNECT_CHANNEL_KEY,
+                channel,
+                self.reply_channel,
+            )
 
     def _refused_for_length(self, reply: msgs.Response, declared: int) -> bool:
         """Whether a whole response short of its Content-Length is answered 500
@@ -598,7 +613,7 @@ class AsgiRequest(http.Request):
         self._disconnect_sent = True
         message = msgs.disconnect_message(self.reply_channel, self.asgi_path)
         # Spec (Disconnect): on ChannelFull give up; consumption is optional.
-        self._sender.send("http.disconnect", message).addErrback(lambda _: None)
+        self._sender.send(self._disconnect_channel, message).addErrback(lambda _: None)
 
     def _release(self) -> None:
         if self.reply_channel is not None:

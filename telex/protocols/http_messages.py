@@ -138,6 +138,19 @@ class ServerPush:
 Reply = Response | ResponseChunk | ServerPush
 
 
+#: Telex's extension key of a Response (docs/asgi3.md): the process-specific
+#: channel that gets this request's http.disconnect instead of the shared one.
+DISCONNECT_CHANNEL_KEY = "telex.disconnect_channel"
+
+
+def is_process_channel(name: Any) -> bool:
+    """Whether ``name`` is a process-specific channel name, ``prefix!local``."""
+    if type(name) is not str or len(name) > 255:
+        return False
+    prefix, bang, local = name.partition("!")
+    return bool(prefix and bang and local) and "!" not in local and "?" not in name
+
+
 def parse_reply(message: dict[str, Any]) -> Reply:
     """Classify and validate a message from an HTTP reply channel.
 
@@ -280,6 +293,25 @@ def http_date() -> bytes:
     if second != _date_second:
         _date_second, _date_value = second, email.utils.formatdate(second, usegmt=True).encode("ascii")
     return _date_value
+
+
+def denial_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A WebSocket handshake refused with the application's own response
+    (``telex.denial``): checked headers, the server's framing, then close."""
+    own = b"".join(b"%s: %s\r\n" % pair for pair in headers if pair[0] not in _FRAMING_HEADERS)
+    return b"HTTP/1.1 %d %s\r\nconnection: close\r\n%scontent-length: %d\r\ndate: %s\r\n\r\n%s" % (
+        status,
+        _REASONS.get(status, "Error").encode("ascii"),
+        own,
+        len(body),
+        http_date(),
+        body,
+    )
+
+
+def check_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """An application's response headers, checked and lowercased (``MalformedHttpReply``)."""
+    return _check_headers(headers)[0]
 
 
 def raw_error_response(

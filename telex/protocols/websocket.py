@@ -180,6 +180,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._sender = self.context.make_sender()
         self._handshake: Deferred | None = None  # pending while the application decides
         self._subprotocol: str | None = None
+        self._offered: list[str] = []  # the subprotocols the client offered
+        self._denial: bytes | None = None  # the application's own refusal response
+        # Where websocket.receive/disconnect go: the shared channels, unless the
+        # accepting reply named a process-specific channel (docs/asgi3.md).
+        self._receive_channel = "websocket.receive"
+        self._disconnect_channel = "websocket.disconnect"
         self._connect_call: Any = None
         self._connect_sender: InOrderSender | None = None
         self._lifetime_call: Any = None
@@ -259,6 +265,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         client, scheme = peers.client_and_scheme(self.context, http_request, headers, websocket=True)
         self.client_host = client[0] if client else "-"
         self.asgi_path = http_request.asgi_path
+        self._offered = list(request.protocols)
         self._subprotocol = msgs.choose_subprotocol(request.protocols, self.settings.ws_protocols)
         self.reply_channel = self.context.new_reply_channel(self.handle_reply)
         message = msgs.connect_message(
@@ -347,7 +354,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
         """Autobahn puts its diagnostic into the status line; send a plain response,
         with the headers it names (``Sec-WebSocket-Version`` for a version it does
-        not speak, RFC 6455 4.4), unless one is not a valid field line."""
+        not speak, RFC 6455 4.4), unless one is not a valid field line. A refusal
+        that carried the application's own response (``telex.denial``) sends that."""
+        if self._denial is not None:
+            self.transport.write(self._denial)
+            self._log_access("WSREJECT", code)
+            return
         try:
             headers = [(str(n).encode("latin-1"), str(v).encode("latin-1")) for n, v in responseHeaders or ()]
             response = http_messages.raw_error_response(code, reason, headers)
@@ -403,15 +415,42 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
                 )
                 return
             if decision == msgs.REJECT:
+                if reply.denial is not None:
+                    status, headers, body = reply.denial
+                    self._denial = http_messages.denial_response(status, headers, body)
+                    self._refuse(status, "The application refused the connection.")
+                    return
                 self._refuse(403, "The application refused the connection.")
                 return
+            self._take_extensions(reply)
             self._accept()
+        elif reply.receive_channel is not None or reply.subprotocol is not None:
+            logger.warning(
+                "ignoring %s/%s on %s: they count only on the reply that accepts the handshake",
+                msgs.RECEIVE_CHANNEL_KEY,
+                msgs.SUBPROTOCOL_KEY,
+                self.reply_channel,
+            )
         if self.state != WebSocketProtocol.STATE_OPEN:
             return
         if reply.data is not None:
             self._queue_output(reply.data)
         if reply.close is not None:
             self._queue_output(reply.close)
+
+    def _take_extensions(self, reply: msgs.Reply) -> None:
+        """The accepting reply's Telex keys: the socket's receive channel, the subprotocol."""
+        if reply.receive_channel is not None:
+            self._receive_channel = self._disconnect_channel = reply.receive_channel
+        if reply.subprotocol is not None:
+            if reply.subprotocol in self._offered:
+                self._subprotocol = reply.subprotocol
+            else:
+                logger.warning(
+                    "ignoring subprotocol %r on %s: the client did not offer it",
+                    reply.subprotocol,
+                    self.reply_channel,
+                )
 
     # Not ``_send``: Autobahn's WebSocketProtocol._send pumps its own send queue.
     def _queue_output(self, item: bytes | str | int) -> None:
@@ -469,7 +508,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         assert self.reply_channel is not None
         self._received += 1
         message = msgs.receive_message(self.reply_channel, self.asgi_path, payload, isBinary, self._received)
-        self._inbound.push("websocket.receive", message, len(payload))
+        self._inbound.push(self._receive_channel, message, len(payload))
 
     def _receive_refused(self, failure: Any) -> None:
         """Forwarding ends (later frames are dropped) and the socket closes."""
@@ -539,7 +578,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self.reply_channel, self.disconnect_code, self.asgi_path, self._inbound.delivered + 1
         )
         # Spec (Disconnection): on ChannelFull give up; consumption is optional.
-        self._sender.send("websocket.disconnect", message).addErrback(lambda _: None)
+        self._sender.send(self._disconnect_channel, message).addErrback(lambda _: None)
 
     def _log_access(self, event: str, code: int) -> None:
         access_log = self.context.access_log

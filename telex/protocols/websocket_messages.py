@@ -11,12 +11,24 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .http_messages import MalformedHttpReply, check_headers, is_process_channel
+
 #: Close codes a server may put on the wire (RFC 6455 7.4.1 and the IANA
 #: registry): 1004-1006 and 1015 are reserved and never sent in a frame.
 _SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
+#: Telex's extension keys of the reply that accepts a handshake (docs/asgi3.md):
+#: the process-specific channel that gets the socket's later websocket.receive
+#: and websocket.disconnect messages instead of the shared channels, and the
+#: subprotocol the application chose.
+RECEIVE_CHANNEL_KEY = "telex.receive_channel"
+SUBPROTOCOL_KEY = "telex.subprotocol"
+#: Telex's key of a refusal that carries the application's own HTTP response
+#: (the ASGI WebSocket denial response extension).
+DENIAL_KEY = "telex.denial"
+
 #: Keys of Send/Close/Accept; anything else is logged and ignored.
-REPLY_KEYS = frozenset(("bytes", "text", "close", "accept"))
+REPLY_KEYS = frozenset(("bytes", "text", "close", "accept", RECEIVE_CHANNEL_KEY, SUBPROTOCOL_KEY, DENIAL_KEY))
 
 
 class MalformedWebSocketReply(ValueError):
@@ -85,6 +97,12 @@ class Reply:
     unknown_keys: tuple[str, ...] = ()
     #: Why ``close`` differs from what the message asked for, if it does.
     close_note: str | None = None
+    #: ``telex.receive_channel``: where this socket's later messages go, or None.
+    receive_channel: str | None = None
+    #: ``telex.subprotocol``: the subprotocol the application chose, or None.
+    subprotocol: str | None = None
+    #: ``telex.denial``: the refusal's own response (status, headers, body), or None.
+    denial: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
 
 
 def parse_reply(message: dict[str, Any]) -> Reply:
@@ -107,7 +125,49 @@ def parse_reply(message: dict[str, Any]) -> Reply:
         raise MalformedWebSocketReply(f"'accept' must be a bool, got {type(accept).__name__}")
     close, note = _close_code(message.get("close", False))
     unknown = tuple(sorted(str(key) for key in message if key not in REPLY_KEYS))
-    return Reply(accept, binary if binary is not None else text, close, unknown, note)
+    receive_channel = message.get(RECEIVE_CHANNEL_KEY)
+    if receive_channel is not None and not is_process_channel(receive_channel):
+        raise MalformedWebSocketReply(
+            f"{RECEIVE_CHANNEL_KEY!r} must be a process-specific channel name ('prefix!local'), "
+            f"got {receive_channel!r}"
+        )
+    subprotocol = message.get(SUBPROTOCOL_KEY)
+    if subprotocol is not None and type(subprotocol) is not str:
+        raise MalformedWebSocketReply(
+            f"{SUBPROTOCOL_KEY!r} must be a string, got {type(subprotocol).__name__}"
+        )
+    denial = _denial(message[DENIAL_KEY]) if DENIAL_KEY in message else None
+    if denial is not None and close is None:
+        raise MalformedWebSocketReply(
+            f"{DENIAL_KEY!r} needs 'close': it is the answer to a refused handshake"
+        )
+    return Reply(
+        accept,
+        binary if binary is not None else text,
+        close,
+        unknown,
+        note,
+        receive_channel,
+        subprotocol,
+        denial,
+    )
+
+
+def _denial(denial: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    if type(denial) is not dict:
+        raise MalformedWebSocketReply(f"{DENIAL_KEY!r} must be a dict, got {type(denial).__name__}")
+    status, content = denial.get("status"), denial.get("content", b"")
+    if type(status) is not int or not 200 <= status <= 599:
+        raise MalformedWebSocketReply(
+            f"{DENIAL_KEY!r} status must be an integer from 200 to 599, got {status!r}"
+        )
+    if type(content) is not bytes:
+        raise MalformedWebSocketReply(f"{DENIAL_KEY!r} content must be bytes, got {type(content).__name__}")
+    try:
+        headers = check_headers(denial.get("headers"))
+    except MalformedHttpReply as exc:
+        raise MalformedWebSocketReply(f"{DENIAL_KEY!r}: {exc}") from None
+    return status, headers, content
 
 
 def _close_code(close: Any) -> tuple[int | None, str | None]:

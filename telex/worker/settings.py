@@ -19,8 +19,20 @@ from .ordering import ORDERING_TIMEOUT
 
 @dataclass
 class WorkerSettings:
-    #: The routing list, as ``module:attribute``.
-    routing: str = option("ROUTING", env="TELEX_WORKER_ROUTING", help="the routing list, as module:attribute")
+    #: The routing list, as ``module:attribute``; None with ``--asgi``.
+    routing: str | None = option(
+        "ROUTING",
+        env="TELEX_WORKER_ROUTING",
+        default=None,
+        help="the routing list, as module:attribute (not with --asgi)",
+    )
+    #: An ASGI 3 application to run instead of a routing list (docs/asgi3.md).
+    asgi: str | None = option(
+        "--asgi",
+        default=None,
+        metavar="APP",
+        help="run this ASGI 3 application (module:attribute) as the consumer, instead of ROUTING",
+    )
     #: The channel layer; a worker has no useful default (it cannot share a
     #: server's memory:// layer).
     layer: str | None = option(

@@ -1,0 +1,240 @@
+"""``Asgi3Worker``: one asyncio loop, on a thread of its own, running every instance.
+
+Two readers feed it: the *intake* takes ``http.request``, ``websocket.connect``
+and the shared ``http.disconnect``/``websocket.disconnect`` (the latter for
+sockets refused before an accept), and the *local reader* takes this
+process's ``telex.asgi3.<random>!`` prefix, where the server sends the frames
+and the disconnect of every socket accepted here, and the ``http.disconnect``
+of every request whose response started here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from ...layers import get_channel_layer
+from ...layers.base import BaseChannelLayer, loss_metrics
+from ..metrics import WorkerMetrics
+from .app import load_application
+from .http import HttpInstance
+from .layer import LayerAccess
+from .lifespan import Lifespan
+from .scopes import http_scope, websocket_scope
+from .websocket import WebSocketInstance
+
+logger = logging.getLogger("telex.worker")
+
+#: The shared channels the intake listens on.
+INTAKE_CHANNELS = ["http.request", "websocket.connect", "http.disconnect", "websocket.disconnect"]
+
+#: HTTP requests one process runs at once; at the limit it stops taking
+#: messages, which stay on the layer for other workers.
+MAX_REQUESTS = 1000
+
+#: Messages taken from the local prefix per round trip.
+LOCAL_BATCH = 64
+
+#: Seconds to pause after a receive failed (a layer outage), before retrying.
+RECEIVE_RETRY_PAUSE = 1.0
+
+#: Close code sent to the sockets of a stopping worker: service restart (RFC 6455 7.4.1).
+RESTART_CLOSE_CODE = 1012
+
+
+class Asgi3Worker:
+    """Run ``application`` (an ASGI 3 app, or its ``module:attribute``) on ``channel_layer``.
+
+    ``start()`` runs the lifespan startup and returns once the worker
+    receives (raising :class:`LifespanFailed` if the application's startup
+    failed); ``stop(timeout)`` stops receiving, closes this process's
+    WebSockets with 1012, lets running requests finish, runs the shutdown.
+    The attributes ``telex worker --metrics-port`` reads are the thread
+    worker's: ``metrics``, ``channel_layer``, ``running``, ``stopping``.
+    """
+
+    def __init__(self, channel_layer: Any, application: Any) -> None:
+        self.channel_layer = get_channel_layer(channel_layer)
+        self.application = load_application(application)
+        self.prefix = f"telex.asgi3.{BaseChannelLayer.random_suffix()}!"
+        self.channels = [*INTAKE_CHANNELS, self.prefix]
+        self.metrics = WorkerMetrics()
+        self.metrics.registry.gauges.update(loss_metrics(self.channel_layer))
+        # Every instance by its reply channel, and by its channel under this process's prefix.
+        self._by_reply: dict[str, HttpInstance | WebSocketInstance] = {}
+        self._by_local: dict[str, HttpInstance | WebSocketInstance] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_local = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._stop_timeout = 10.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the lifespan startup, start receiving, return."""
+        self._thread = threading.Thread(target=self._run_loop, name="telex-asgi3", daemon=False)
+        self._thread.start()
+        self._started.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            raise self._startup_error
+        logger.info("worker listening on %s with one asyncio loop", ", ".join(self.channels))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop receiving; close sockets (1012); wait up to ``timeout`` s for requests; shut down."""
+        self._stopping.set()
+        self._stop_timeout = timeout
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # the loop just closed
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout + 5.0)
+        if self.running:
+            logger.warning("still running after %.1f s: the asyncio loop", timeout)
+        else:
+            logger.info("worker stopped")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def consumers_alive(self) -> bool:
+        return self.running
+
+    def _run_loop(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # a startup failure is reported by start()
+            if not self._started.is_set():
+                self._startup_error = exc
+            else:
+                logger.exception("the asyncio loop of the worker failed")
+        finally:
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.access = LayerAccess(self.channel_layer, self.metrics)
+        self.lifespan = Lifespan(self.application)
+        await self.lifespan.startup()
+        self._limit = asyncio.Semaphore(MAX_REQUESTS)
+        readers = [asyncio.ensure_future(self._intake()), asyncio.ensure_future(self._local_reader())]
+        self._started.set()
+        if self._stopping.is_set():
+            self._stop.set()
+        await self._stop.wait()
+        readers[0].cancel()
+        sockets = [item for item in self._by_local.values() if isinstance(item, WebSocketInstance)]
+        await asyncio.gather(*[socket.shut(RESTART_CLOSE_CODE) for socket in sockets])
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._stop_timeout)
+        for task in self._tasks:
+            task.cancel()
+        readers[1].cancel()
+        await asyncio.gather(*readers, *self._tasks, return_exceptions=True)
+        await self.lifespan.shutdown(self._stop_timeout)
+
+    # -- readers -------------------------------------------------------------------------
+
+    async def _intake(self) -> None:
+        while True:
+            await self._limit.acquire()
+            try:
+                channel, message = await self.access.receive(INTAKE_CHANNELS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._limit.release()
+                logger.warning("receive failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(RECEIVE_RETRY_PAUSE)
+                continue
+            if channel == "http.request" and isinstance(message.get("reply_channel"), str):
+                self._spawn(self._serve_http(message))  # releases the slot when done
+                continue
+            self._limit.release()
+            if channel == "websocket.connect" and isinstance(message.get("reply_channel"), str):
+                self._spawn(self._serve_websocket(message))
+            elif channel in ("http.disconnect", "websocket.disconnect"):
+                instance = self._by_reply.get(message.get("reply_channel"))  # type: ignore[arg-type]
+                if instance is not None:
+                    instance.deliver(message)
+
+    async def _local_reader(self) -> None:
+        while True:
+            try:
+                received = await self.access.receive_batch([self.prefix], LOCAL_BATCH)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning(
+                    "receive on %s failed (%s: %s); retrying", self.prefix, type(exc).__name__, exc
+                )
+                await asyncio.sleep(RECEIVE_RETRY_PAUSE)
+                continue
+            for channel, message in received:
+                instance = self._by_local.get(channel)
+                if instance is not None:
+                    instance.deliver(message)
+                else:
+                    logger.debug("dropping a message for the finished instance of %s", channel)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- instances -----------------------------------------------------------------------
+
+    def _new_local(self) -> str:
+        local = f"{self.prefix}{self._next_local:x}"
+        self._next_local += 1
+        return local
+
+    def _register(self, instance: HttpInstance | WebSocketInstance) -> None:
+        self._by_reply[instance.reply_channel] = instance
+        self._by_local[instance.local_channel] = instance
+
+    def _forget(self, instance: HttpInstance | WebSocketInstance) -> None:
+        self._by_reply.pop(instance.reply_channel, None)
+        self._by_local.pop(instance.local_channel, None)
+
+    async def _serve_http(self, message: dict) -> None:
+        request = HttpInstance(self.access, message, self._new_local())
+        self._register(request)
+        started = time.monotonic()
+        self.metrics.started()
+        ok = False
+        try:
+            ok = await request.run(self.application, http_scope(message, self.lifespan.state))
+        finally:
+            self._forget(request)
+            self._limit.release()
+            self.metrics.consumed("http.request", time.monotonic() - started, not ok)
+
+    async def _serve_websocket(self, message: dict) -> None:
+        socket = WebSocketInstance(self.access, message, self._new_local())
+        self._register(socket)
+        started = time.monotonic()
+        self.metrics.started()
+        ok = False
+        try:
+            ok = await socket.run(self.application, websocket_scope(message, self.lifespan.state))
+        finally:
+            self._forget(socket)
+            self.metrics.consumed("websocket.connect", time.monotonic() - started, not ok)
