@@ -872,3 +872,8 @@ def test_send_soon_spreads_a_normal_channel_over_shards_and_pins_a_process_queue
     asyncio.run(main())
     assert sorted(layer.receive(["spread"])[1]["i"] for _ in range(6)) == list(range(6))
     assert [layer.receive(["proc!"])[1]["i"] for _ in range(5)] == list(range(5))
+
+
+def test_a_layer_option_in_a_hosts_entry_url_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"prefix in the hosts entry .* is a layer option"):
+        RedisChannelLayer(hosts=["redis://127.0.0.1:6379/0?prefix=x:"])

@@ -279,3 +279,29 @@ def test_processes_runs_several_asgi_workers_from_one_command(redis_server):
                 ws.send(str(index))
             assert [ws.recv(timeout=10) for ws in sockets] == [f"echo: {index}" for index in range(4)]
         assert worker.stop() == 0
+
+
+def test_a_channels_4_chat_spans_two_workers_through_telex_channels4(redis_server):
+    """Channels 4 (auth middleware, groups) on ``telex.channels4``, one consumer per worker process:
+    a message sent in one worker's socket reaches the room's sockets held by the other."""
+    pytest.importorskip("channels")
+    url = redis_server.url + "?prefix=asgi3chat"
+    env = {"CHAT_LAYER": redis_server.url}
+    app = "tests.apps.asgi3_channels4:application"
+    with (
+        TelexServer(url) as server,
+        TelexProcess(["worker", "--asgi", app, "--layer", url], ready="listening on", env=env),
+        TelexProcess(["worker", "--asgi", app, "--layer", url], ready="listening on", env=env),
+        contextlib.ExitStack() as sockets,
+    ):
+        people, pids = [], set()
+        for _ in range(8):
+            ws = sockets.enter_context(connect(ws_url(server, "/chat/lobby/")))
+            hello = json.loads(ws.recv(timeout=10))
+            assert hello["user"] == "AnonymousUser"
+            people.append(ws)
+            pids.add(hello["pid"])
+        assert len(pids) == 2, "both workers should hold sockets of the room"
+        people[0].send(json.dumps({"text": "hi all"}))
+        got = [json.loads(ws.recv(timeout=10)) for ws in people]
+        assert [message["text"] for message in got] == ["hi all"] * 8

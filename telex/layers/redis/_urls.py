@@ -133,9 +133,24 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+#: Layer options that a ``hosts`` entry's URL cannot carry (redis-py would
+#: take them as connection arguments and fail at the first command).
+_LAYER_ONLY_OPTIONS = frozenset(URL_OPTIONS) - {
+    "socket_timeout",
+    "socket_connect_timeout",
+    *CONNECTION_URL_OPTIONS,
+}
+
+
 def _shard_from_url(url: str) -> Shard:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    misplaced = sorted({item.partition("=")[0] for item in parts.query.split("&")} & _LAYER_ONLY_OPTIONS)
+    if misplaced:
+        raise ValueError(
+            f"{', '.join(misplaced)} in the hosts entry {url!r} is a layer option: pass it to the layer "
+            "as an argument (or use the layer URL form, where the query holds the layer's options)"
+        )
     if scheme == "unix":
         db = _query_db(parts.query) or "0"
         return Shard(identity=f"unix:{unquote(parts.path)}/{db}", url=url)
