@@ -260,22 +260,8 @@ def harness_django() -> str:
 
 def ensure_django_env(ctx: Context) -> dict[str, Any]:
     """Build the gunicorn + uvicorn venv on the harness's Django release if needed."""
-    env_dir = ctx.cache_dir / DJANGO_ENV
-    stamp = env_dir / "telex-bench.json"
     spec = [f"Django=={harness_django()}", *DJANGO_SERVERS]
-    recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
-    if recorded.get("spec") == spec:
-        return recorded
-    print(f"building {spec[0]} + gunicorn + uvicorn in {env_dir} (once)", flush=True)
-    shutil.rmtree(env_dir, ignore_errors=True)
-    env_dir.parent.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "venv", str(env_dir)], 60)
-    python = str(env_dir / "bin" / "python")
-    _run([python, "-m", "pip", "--disable-pip-version-check", "-q", "install", *spec], SETUP_TIMEOUT)
-    info = json.loads(_run([python, "-c", _VERIFY_DJANGO], 60))
-    info.update(spec=spec, python=python)
-    stamp.write_text(json.dumps(info, indent=2))
-    return info
+    return _ensure_env(ctx.cache_dir / DJANGO_ENV, spec, _VERIFY_DJANGO, f"{spec[0]} + gunicorn + uvicorn")
 
 
 def channels4_python(cache_dir: Path) -> Path:
@@ -284,20 +270,26 @@ def channels4_python(cache_dir: Path) -> Path:
 
 def ensure_channels4_env(cache_dir: Path) -> dict[str, Any]:
     """Build the Channels 4 + channels_redis + uvicorn venv if needed; return its versions."""
-    env_dir = cache_dir / CHANNELS4_ENV
+    return _ensure_env(
+        cache_dir / CHANNELS4_ENV, CHANNELS4_STACK, _VERIFY_CHANNELS4, "Channels 4 + channels_redis + uvicorn"
+    )
+
+
+def _ensure_env(env_dir: Path, spec: list[str], verify: str, label: str) -> dict[str, Any]:
+    """A peer venv holding ``spec``, built once (a stamp records what it holds); ``verify``
+    prints the versions installed as JSON, which is returned with the spec and interpreter."""
     stamp = env_dir / "telex-bench.json"
     recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
-    if recorded.get("spec") == CHANNELS4_STACK:
+    if recorded.get("spec") == spec:
         return recorded
-    print(f"building Channels 4 + channels_redis + uvicorn in {env_dir} (once)", flush=True)
+    print(f"building {label} in {env_dir} (once)", flush=True)
     shutil.rmtree(env_dir, ignore_errors=True)
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     _run([sys.executable, "-m", "venv", str(env_dir)], 60)
     python = str(env_dir / "bin" / "python")
-    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
-    _run([*pip, *CHANNELS4_STACK], SETUP_TIMEOUT)
-    info = json.loads(_run([python, "-c", _VERIFY_CHANNELS4], 60))
-    info.update(spec=CHANNELS4_STACK, python=python)
+    _run([python, "-m", "pip", "--disable-pip-version-check", "-q", "install", *spec], SETUP_TIMEOUT)
+    info = json.loads(_run([python, "-c", verify], 60))
+    info.update(spec=spec, python=python)
     stamp.write_text(json.dumps(info, indent=2))
     return info
 

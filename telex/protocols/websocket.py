@@ -182,10 +182,9 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._subprotocol: str | None = None
         self._offered: list[str] = []  # the subprotocols the client offered
         self._denial: bytes | None = None  # the application's own refusal response
-        # Where websocket.receive/disconnect go: the shared channels, unless the
-        # accepting reply named a process-specific channel (docs/asgi3.md).
-        self._receive_channel = "websocket.receive"
-        self._disconnect_channel = "websocket.disconnect"
+        # The process-specific channel the accepting reply named for this socket's
+        # websocket.receive/disconnect (docs/asgi3.md); else the shared channels.
+        self._own_channel: str | None = None
         self._connect_call: Any = None
         self._connect_sender: InOrderSender | None = None
         self._lifetime_call: Any = None
@@ -441,7 +440,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
     def _take_extensions(self, reply: msgs.Reply) -> None:
         """The accepting reply's Telex keys: the socket's receive channel, the subprotocol."""
         if reply.receive_channel is not None:
-            self._receive_channel = self._disconnect_channel = reply.receive_channel
+            self._own_channel = reply.receive_channel
         if reply.subprotocol is not None:
             if reply.subprotocol in self._offered:
                 self._subprotocol = reply.subprotocol
@@ -508,7 +507,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         assert self.reply_channel is not None
         self._received += 1
         message = msgs.receive_message(self.reply_channel, self.asgi_path, payload, isBinary, self._received)
-        self._inbound.push(self._receive_channel, message, len(payload))
+        self._inbound.push(self._own_channel or "websocket.receive", message, len(payload))
 
     def _receive_refused(self, failure: Any) -> None:
         """Forwarding ends (later frames are dropped) and the socket closes."""
@@ -578,7 +577,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self.reply_channel, self.disconnect_code, self.asgi_path, self._inbound.delivered + 1
         )
         # Spec (Disconnection): on ChannelFull give up; consumption is optional.
-        self._sender.send(self._disconnect_channel, message).addErrback(lambda _: None)
+        self._sender.send(self._own_channel or "websocket.disconnect", message).addErrback(lambda _: None)
 
     def _log_access(self, event: str, code: int) -> None:
         access_log = self.context.access_log

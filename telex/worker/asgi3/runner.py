@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ...layers import get_channel_layer
@@ -215,26 +216,30 @@ class Asgi3Worker:
         self._by_local.pop(instance.local_channel, None)
 
     async def _serve_http(self, message: dict) -> None:
-        request = HttpInstance(self.access, message, self._new_local())
-        self._register(request)
-        started = time.monotonic()
-        self.metrics.started()
-        ok = False
         try:
-            ok = await request.run(self.application, http_scope(message, self.lifespan.state))
+            request = HttpInstance(self.access, message, self._new_local())
+            await self._serve("http.request", request, http_scope, message)
         finally:
-            self._forget(request)
             self._limit.release()
-            self.metrics.consumed("http.request", time.monotonic() - started, not ok)
 
     async def _serve_websocket(self, message: dict) -> None:
         socket = WebSocketInstance(self.access, message, self._new_local())
-        self._register(socket)
+        await self._serve("websocket.connect", socket, websocket_scope, message)
+
+    async def _serve(
+        self,
+        channel: str,
+        instance: HttpInstance | WebSocketInstance,
+        scope_of: Callable[[dict, dict[str, Any]], dict],
+        message: dict,
+    ) -> None:
+        """Run one application instance, reachable by its channels while it lives, and measured."""
+        self._register(instance)
         started = time.monotonic()
         self.metrics.started()
         ok = False
         try:
-            ok = await socket.run(self.application, websocket_scope(message, self.lifespan.state))
+            ok = await instance.run(self.application, scope_of(message, self.lifespan.state))
         finally:
-            self._forget(socket)
-            self.metrics.consumed("websocket.connect", time.monotonic() - started, not ok)
+            self._forget(instance)
+            self.metrics.consumed(channel, time.monotonic() - started, not ok)
