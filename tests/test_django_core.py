@@ -281,7 +281,7 @@ def test_worker_takes_an_alias_and_its_routing():
     assert worker.channel_layer is channel_layers["default"].channel_layer
 
 
-def test_pip_check_is_clean_with_django_and_nothing_of_channels_is_installed():
+def test_pip_check_is_clean_with_django_and_nothing_of_channels_1_is_installed_or_imported():
     import subprocess
     import sys
     from importlib import metadata
@@ -291,7 +291,24 @@ def test_pip_check_is_clean_with_django_and_nothing_of_channels_is_installed():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     installed = {dist.metadata["Name"].lower() for dist in metadata.distributions()}
-    assert not installed & {"channels", "daphne", "asgi-redis", "asgi_redis"}
+    assert not installed & {"daphne", "asgi-redis", "asgi_redis"}
+    # The test extra holds Channels 4 for telex.channels4 (never Channels 1.x); telex.django
+    # must not touch it: importing all of it loads no ``channels`` module.
+    if "channels" in installed:
+        assert int(metadata.version("channels").split(".")[0]) >= 4
+    probe = (
+        "import pkgutil, importlib, sys, telex.django as d\n"
+        "import django; from django.conf import settings\n"
+        "apps = [f'django.contrib.{a}' for a in ('auth', 'contenttypes', 'sessions')]\n"
+        "settings.configure(INSTALLED_APPS=[*apps, 'telex.django', 'telex.django.delay'])\n"
+        "django.setup()\n"
+        "for m in pkgutil.walk_packages(d.__path__, 'telex.django.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(sorted(n for n in sys.modules if n == 'channels' or n.startswith('channels.')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
     assert int(metadata.version("django").split(".")[0]) >= 4
 
 
