@@ -13,7 +13,11 @@ Every channel ``new_channel`` makes is process-specific (``PREFIX!ID``), so
 its messages reach only the process that made it, on that process's one
 queue: one reader per process takes them in batches and hands each to the
 ``receive`` waiting for its channel. A consumer instance's ``channel_name``
-is therefore received by the process holding the instance.
+is therefore received by the process holding the instance — except the
+``channel_name`` of a WebSocket consumer under ``telex worker --asgi``: that
+is the socket's own channel, which the interface server forwards to whichever
+worker holds the socket, so it survives the socket moving to another worker
+(``telex/worker/asgi3/socket_channel.py``), and so do its groups.
 
 Channels must be installed (it brings asgiref 3 and Django); Telex's core
 does not need either.
@@ -33,6 +37,7 @@ from channels.layers import BaseChannelLayer
 from .layers.base import BaseChannelLayer as AsgiOneLayer
 from .layers.base import ChannelFull
 from .layers.memory import InMemoryChannelLayer
+from .worker.asgi3 import socket_channel
 
 __all__ = ["RedisChannelLayer", "TelexChannelLayer"]
 
@@ -113,6 +118,8 @@ class TelexChannelLayer(BaseChannelLayer):
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        if socket_channel.keeps_groups(channel):
+            return  # a consumer leaving because its socket moves: the resumed one keeps them
         await self._call(self.layer.group_discard, group, channel)
 
     async def flush(self) -> None:
@@ -139,7 +146,13 @@ class TelexChannelLayer(BaseChannelLayer):
     # -- receiving ----------------------------------------------------------------
 
     async def new_channel(self, prefix: str = "specific.") -> str:
-        """A process-specific name (``PREFIX<process>!<id>``): only this process receives it."""
+        """A process-specific name (``PREFIX<process>!<id>``): only this process receives it.
+
+        A WebSocket instance's first call gets the socket's own channel instead.
+        """
+        own = socket_channel.claim(self.layer)
+        if own is not None:
+            return own
         return f"{prefix}{self.client_prefix}!{AsgiOneLayer.random_suffix()}"
 
     async def receive(self, channel: str) -> dict:
@@ -151,6 +164,9 @@ class TelexChannelLayer(BaseChannelLayer):
         that hands each to the channel it names.
         """
         self.require_valid_channel_name(channel)
+        own = socket_channel.find(channel)
+        if own is not None:
+            return await own.get()
         bang = channel.find("!")
         loop = asyncio.get_running_loop()
         receiving = self._loops.get(loop)

@@ -175,9 +175,9 @@ def test_sockets_live_in_the_worker_that_accepted_them(redis_server):
                     assert ws.recv(timeout=10) == f"echo: {index}-{round_}"
 
 
-def test_a_stopping_worker_closes_its_sockets_with_1012(redis_server):
+def test_a_stopping_worker_with_no_resume_closes_its_sockets_with_1012(redis_server):
     url = redis_server.url + "?prefix=asgi3stop"
-    with TelexServer(url) as server, asgi_worker(url) as worker:
+    with TelexServer(url) as server, asgi_worker(url, PLAIN, "--no-resume") as worker:
         with connect(ws_url(server, "/ws"), open_timeout=10) as ws:
             ws.send("hi")
             assert ws.recv(timeout=10) == "echo: hi"
@@ -286,7 +286,7 @@ def test_a_channels_4_chat_spans_two_workers_through_telex_channels4(redis_serve
     a message sent in one worker's socket reaches the room's sockets held by the other."""
     pytest.importorskip("channels")
     url = redis_server.url + "?prefix=asgi3chat"
-    env = {"CHAT_LAYER": redis_server.url}
+    env = {"CHAT_LAYER": redis_server.url, "CHAT_PREFIX": "asgi3chat"}
     app = "tests.apps.asgi3_channels4:application"
     with (
         TelexServer(url) as server,

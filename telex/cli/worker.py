@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "no routing: pass ROUTING (module:attribute) or --asgi APP, or set TELEX_WORKER_ROUTING"
         )
+    elif settings.no_resume:
+        raise UsageError("--no-resume applies to --asgi only: a routing list's sockets stay in the server")
     if settings.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {settings.threads}")
     if settings.processes < 1:
@@ -142,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     worker: Worker | Asgi3Worker
     try:
         if settings.asgi is not None:
-            worker = Asgi3Worker(layer, settings.asgi)
+            worker = Asgi3Worker(layer, settings.asgi, resume=not settings.no_resume)
         else:
             worker = Worker(
                 layer,

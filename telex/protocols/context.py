@@ -43,6 +43,8 @@ class ServerContext(Protocol):
     #: Seconds the layer keeps a group membership (spec, Persistence): a
     #: WebSocket's default lifetime, so its memberships never silently lapse.
     group_expiry: float
+    #: This process's prefix (``telex.response.<random>!``): every reply channel starts with it.
+    reply_prefix: str
 
     #: None without ``--access-log``.
     @property
@@ -54,6 +56,9 @@ class ServerContext(Protocol):
         """A fresh reply channel name whose messages go to ``handler``; ``on_lost``
         hears of a known data loss in the layer (with the monotonic time of the
         check that found it) until the channel is released."""
+
+    def register_reply_channel(self, name: str, handler: Callable[[dict], None]) -> None:
+        """Dispatch ``name`` (under this process's reply prefix) to ``handler`` too."""
 
     def release_reply_channel(self, name: str) -> None:
         """Stop dispatching ``name``; later messages for it are dropped."""

@@ -35,6 +35,15 @@ from twisted.internet.defer import Deferred
 from . import http_messages, peers
 from . import websocket_messages as msgs
 from .flow import HeldOutput, InOrderSender, nothing, write_through
+from .websocket_resume import (
+    CONNECTING,
+    RELEASING,
+    Move,
+    WorkerWatch,
+    heartbeat_channel,
+    item_size,
+    worker_of,
+)
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -85,6 +94,9 @@ class WebSocketSupport:
             lifetime = context.group_expiry
         self.lifetime: float | None = lifetime if lifetime > 0 else None
         self.factory = TelexWebSocketFactory(self)
+        #: The workers holding sockets (``telex.receive_channel``) and their heartbeats.
+        self.watch = WorkerWatch(self.settings.worker_heartbeat_timeout)
+        context.register_reply_channel(heartbeat_channel(context.reply_prefix), self.watch.heartbeat)
 
     def upgrade(self, request: Any) -> bool:
         """Take over ``request``'s connection; True means it is ours now."""
@@ -123,6 +135,7 @@ class WebSocketSupport:
         """
         for protocol in list(self.connections):
             protocol.close_now(code)
+        self.watch.stop()
 
 
 def _handshake_bytes(request: Any) -> bytes:
@@ -185,6 +198,13 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         # The process-specific channel the accepting reply named for this socket's
         # websocket.receive/disconnect (docs/asgi3.md); else the shared channels.
         self._own_channel: str | None = None
+        # The socket's own channel (reply channel + ".app"), which the server
+        # forwards to whichever worker holds it; messages held until one does.
+        self._socket_channel: str | None = None
+        self._channel_held: list[dict] = []
+        self._connect_message: dict | None = None  # sent again to resume the socket
+        self._resumable = False  # the accepting worker may hand the socket on
+        self._move: Move | None = None  # the socket is moving to another worker
         self._connect_call: Any = None
         self._connect_sender: InOrderSender | None = None
         self._lifetime_call: Any = None
@@ -246,6 +266,8 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self.transport.pauseProducing()
 
     def _resume_reading(self) -> None:
+        if self._move is not None and self._move_full():
+            return
         if self._reading_paused and self.transport is not None and not self._closed:
             self._reading_paused = False
             self.transport.resumeProducing()
@@ -267,6 +289,8 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._offered = list(request.protocols)
         self._subprotocol = msgs.choose_subprotocol(request.protocols, self.settings.ws_protocols)
         self.reply_channel = self.context.new_reply_channel(self.handle_reply)
+        self._socket_channel = self.reply_channel + msgs.SOCKET_CHANNEL_SUFFIX
+        self.context.register_reply_channel(self._socket_channel, self.handle_channel_message)
         message = msgs.connect_message(
             reply_channel=self.reply_channel,
             scheme=scheme,
@@ -277,6 +301,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             client=client,
             server=peers.address(http_request.getHost()),
         )
+        self._connect_message = message
         # Kept locally: an in-process layer may refuse the send synchronously,
         # answering (and clearing _handshake) before this method returns.
         handshake = self._handshake = Deferred()
@@ -349,6 +374,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._resume_reading()
         if held and not self._closed:
             super().dataReceived(held)
+        self._flush_channel_held()
 
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
         """Autobahn puts its diagnostic into the status line; send a plain response,
@@ -391,6 +417,9 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         """A Send/Close/Accept message arrived on this connection's reply channel."""
         if self._closed:
             return
+        if msgs.MOVE_KEY in message:
+            self._move_step(message)
+            return
         try:
             reply = msgs.parse_reply(message)
         except msgs.MalformedWebSocketReply as exc:
@@ -405,7 +434,23 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             )
         if reply.close_note:
             logger.warning("on %s: %s", self.reply_channel, reply.close_note)
-        if self._handshake is not None:
+        move = self._move
+        if move is not None and move.phase == CONNECTING:
+            decision = msgs.handshake_decision(reply)
+            if decision == msgs.UNDECIDED:
+                logger.warning(
+                    "a message on %s neither accepts nor refuses the resume; ignored", self.reply_channel
+                )
+                return
+            if decision == msgs.REJECT:
+                logger.info(
+                    "the application refused to resume WebSocket %s; closing with 1012", self.reply_channel
+                )
+                self._end_move()
+                self._close(1012)
+                return
+            self._finish_move(reply)
+        elif self._handshake is not None:
             decision = msgs.handshake_decision(reply)
             if decision == msgs.UNDECIDED:
                 logger.warning(
@@ -439,8 +484,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
 
     def _take_extensions(self, reply: msgs.Reply) -> None:
         """The accepting reply's Telex keys: the socket's receive channel, the subprotocol."""
-        if reply.receive_channel is not None:
-            self._own_channel = reply.receive_channel
+        self._take_worker(reply)
         if reply.subprotocol is not None:
             if reply.subprotocol in self._offered:
                 self._subprotocol = reply.subprotocol
@@ -450,6 +494,171 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
                     reply.subprotocol,
                     self.reply_channel,
                 )
+
+    def _take_worker(self, reply: msgs.Reply) -> None:
+        """The accepting worker's channel for this socket (watched for heartbeats), and resumability."""
+        if reply.receive_channel is None:
+            return
+        self._own_channel = reply.receive_channel
+        self._resumable = reply.resumable
+        self.support.watch.add(worker_of(reply.receive_channel), self)
+
+    def _drop_worker(self) -> str | None:
+        """Forget the worker holding the socket; its channel, if there was one."""
+        channel, self._own_channel = self._own_channel, None
+        if channel is not None:
+            self.support.watch.remove(worker_of(channel), self)
+        return channel
+
+    # -- the socket's own channel, and moving to another worker (websocket_resume.py) ----------
+
+    def handle_channel_message(self, message: dict) -> None:
+        """A message for the socket's own channel: to its worker, or held until one holds it."""
+        if self._closed:
+            return
+        item = {msgs.CHANNEL_MESSAGE_KEY: message}
+        if self._move is not None:
+            if len(self._move.held) + len(self._move.returned) >= self.settings.websocket_resume_buffer:
+                self._move.dropped += 1
+                if self._move.dropped == 1:
+                    logger.warning(
+                        "dropping messages for %s: %d held while it moves (--websocket-resume-buffer)",
+                        self._socket_channel,
+                        self.settings.websocket_resume_buffer,
+                    )
+                self.context.count("telex_websocket_resume_dropped_total")
+                return
+            self._move.hold(item, 0)
+        elif self._handshake is not None:
+            self._channel_held.append(item)
+        elif self._own_channel is not None:
+            self._inbound.push(self._own_channel, item, 0)
+        else:
+            logger.debug("dropping a message for %s: no worker holds the socket", self._socket_channel)
+            self.context.count("telex_replies_dropped_total")
+
+    def _flush_channel_held(self) -> None:
+        held, self._channel_held = self._channel_held, []
+        if self._own_channel is not None and not self._closed:
+            for item in held:
+                self._inbound.push(self._own_channel, item, 0)
+        elif held:
+            logger.debug(
+                "dropping %d message(s) for %s: no worker holds the socket", len(held), self._socket_channel
+            )
+
+    def worker_lost(self) -> None:
+        """The worker holding this socket stopped sending heartbeats."""
+        self._begin_move(released=False)
+
+    def _move_step(self, message: dict) -> None:
+        step = message.get(msgs.MOVE_KEY)
+        move = self._move
+        if step == "release":
+            if move is None and self._own_channel is not None:
+                self._begin_move(released=True)
+        elif step == "return":
+            returned = message.get("message")
+            if move is not None and isinstance(returned, dict):
+                move.returned.append(returned)
+            else:
+                logger.debug("dropping a message handed back for %s: it is not moving", self.reply_channel)
+        elif step == "returned":
+            if move is not None and move.phase == RELEASING:
+                self._send_resume()
+        else:
+            logger.error(
+                "ignoring a malformed message on %s: unknown %s %r", self.reply_channel, msgs.MOVE_KEY, step
+            )
+            self.context.count("telex_malformed_replies_total")
+
+    def _begin_move(self, *, released: bool) -> None:
+        """Hold what arrives for the socket and find it another worker, or close 1012."""
+        if self._closed or not self._opened:
+            return
+        old = self._drop_worker()
+        timeout = self.settings.websocket_resume_timeout
+        if not self._resumable or timeout <= 0:
+            logger.info(
+                "closing WebSocket %s with 1012: its worker is gone and it cannot resume", self.reply_channel
+            )
+            self._close(1012)
+            return
+        move = self._move = Move(RELEASING if released else CONNECTING)
+        move.timer = reactor.callLater(timeout, self._move_timed_out)
+        if old is not None:
+            # After every frame sent to it: the old worker hands back what it did not process.
+            self._inbound.push(old, {msgs.MOVE_KEY: "released"}, 0)
+        if not released:
+            self._send_resume()
+
+    def _send_resume(self) -> None:
+        move = self._move
+        assert move is not None and self._connect_message is not None
+        move.phase = CONNECTING
+        message = {**self._connect_message, msgs.RESUME_KEY: True}
+        connect = InOrderSender(
+            self._sender,
+            self.context.channel_full,
+            pause=nothing,
+            resume=nothing,
+            on_failure=self._resume_refused,
+            pause_messages=1,
+            pause_bytes=0,
+            give_up_after=self.settings.websocket_resume_timeout * CONNECT_RETRY_SHARE,
+        )
+        connect.push("websocket.connect", message, 0)
+
+    def _resume_refused(self, failure: Any) -> None:
+        if self._move is None:
+            return
+        logger.warning(
+            "could not send the resuming websocket.connect for %s (%s); closing with 1012",
+            self.reply_channel,
+            failure.getErrorMessage(),
+        )
+        self._end_move()
+        self._close(1012)
+
+    def _finish_move(self, reply: msgs.Reply) -> None:
+        """A worker accepted the resume: the socket is its now; what was held goes to it, in order."""
+        move = self._end_move()
+        self._take_worker(reply)
+        channel = self._own_channel or "websocket.receive"
+        for item in move.items():
+            if msgs.CHANNEL_MESSAGE_KEY in item and self._own_channel is None:
+                continue  # a worker without a channel of its own cannot take them
+            self._inbound.push(channel, item, item_size(item))
+        self.context.count("telex_websockets_resumed_total")
+        logger.info("resumed WebSocket %s on %s", self.reply_channel, channel)
+        self._resume_reading()
+
+    def _end_move(self) -> Move:
+        move, self._move = self._move, None
+        assert move is not None
+        self._cancel(move.timer)
+        return move
+
+    def _move_timed_out(self) -> None:
+        if self._move is None:
+            return
+        self._move.timer = None
+        logger.warning(
+            "WebSocket %s did not resume on another worker within %gs; closing with 1012",
+            self.reply_channel,
+            self.settings.websocket_resume_timeout,
+        )
+        self.context.count("telex_websocket_resumes_failed_total")
+        self._end_move()
+        self._close(1012)
+
+    def _move_full(self) -> bool:
+        move = self._move
+        assert move is not None
+        return (
+            len(move.held) + len(move.returned) >= self.settings.websocket_resume_buffer
+            or move.held_bytes >= INBOUND_PAUSE_BYTES
+        )
 
     # Not ``_send``: Autobahn's WebSocketProtocol._send pumps its own send queue.
     def _queue_output(self, item: bytes | str | int) -> None:
@@ -507,6 +716,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         assert self.reply_channel is not None
         self._received += 1
         message = msgs.receive_message(self.reply_channel, self.asgi_path, payload, isBinary, self._received)
+        move = self._move
+        if move is not None:
+            move.hold(message, len(payload))
+            if self._move_full():
+                self._pause_reading()
+            return
         self._inbound.push(self._own_channel or "websocket.receive", message, len(payload))
 
     def _receive_refused(self, failure: Any) -> None:
@@ -542,6 +757,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         self._stop_connect()
         self._cancel(self._lifetime_call)
         self._handshake = None  # the client left while the application decided
+        if self._move is not None:
+            self._end_move()  # its disconnect goes to the shared channel, for a resumed instance
+        self._disconnect_channel = self._drop_worker() or "websocket.disconnect"
+        self._channel_held = []
+        if self._socket_channel is not None:
+            self.context.release_reply_channel(self._socket_channel)
         self.support.connections.discard(self)
         if self._opened:
             self.support.open_count -= 1
@@ -577,7 +798,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             self.reply_channel, self.disconnect_code, self.asgi_path, self._inbound.delivered + 1
         )
         # Spec (Disconnection): on ChannelFull give up; consumption is optional.
-        self._sender.send(self._own_channel or "websocket.disconnect", message).addErrback(lambda _: None)
+        self._sender.send(self._disconnect_channel, message).addErrback(lambda _: None)
 
     def _log_access(self, event: str, code: int) -> None:
         access_log = self.context.access_log

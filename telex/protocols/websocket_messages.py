@@ -27,8 +27,27 @@ SUBPROTOCOL_KEY = "telex.subprotocol"
 #: (the ASGI WebSocket denial response extension).
 DENIAL_KEY = "telex.denial"
 
+#: Telex's key of the accepting reply saying the socket may move to another
+#: worker when its worker stops or dies (docs/asgi3.md, Resuming).
+RESUMABLE_KEY = "telex.resumable"
+
 #: Keys of Send/Close/Accept; anything else is logged and ignored.
-REPLY_KEYS = frozenset(("bytes", "text", "close", "accept", RECEIVE_CHANNEL_KEY, SUBPROTOCOL_KEY, DENIAL_KEY))
+REPLY_KEYS = frozenset(
+    ("bytes", "text", "close", "accept", RECEIVE_CHANNEL_KEY, SUBPROTOCOL_KEY, DENIAL_KEY, RESUMABLE_KEY)
+)
+
+#: The steps of moving a socket between workers (``websocket_resume.py``):
+#: a reply carrying this key is one of them, not a Send/Close/Accept.
+MOVE_KEY = "telex.move"
+#: The key of a ``websocket.connect`` that resumes a socket already open.
+RESUME_KEY = "telex.resume"
+#: The key wrapping a message for a socket's own channel on its way to the worker.
+CHANNEL_MESSAGE_KEY = "telex.message"
+#: A socket's own channel is its reply channel with this suffix: the server
+#: receives it and forwards it to whichever worker holds the socket.
+SOCKET_CHANNEL_SUFFIX = ".app"
+#: The local part, under a server's reply prefix, of the channel for workers' heartbeats.
+HEARTBEAT_CHANNEL = "telex.heartbeat"
 
 
 class MalformedWebSocketReply(ValueError):
@@ -103,6 +122,8 @@ class Reply:
     subprotocol: str | None = None
     #: ``telex.denial``: the refusal's own response (status, headers, body), or None.
     denial: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+    #: ``telex.resumable``: the socket may move to another worker.
+    resumable: bool = False
 
 
 def parse_reply(message: dict[str, Any]) -> Reply:
@@ -136,6 +157,9 @@ def parse_reply(message: dict[str, Any]) -> Reply:
         raise MalformedWebSocketReply(
             f"{SUBPROTOCOL_KEY!r} must be a string, got {type(subprotocol).__name__}"
         )
+    resumable = message.get(RESUMABLE_KEY, False)
+    if type(resumable) is not bool:
+        raise MalformedWebSocketReply(f"{RESUMABLE_KEY!r} must be a bool, got {type(resumable).__name__}")
     denial = _denial(message[DENIAL_KEY]) if DENIAL_KEY in message else None
     if denial is not None and close is None:
         raise MalformedWebSocketReply(
@@ -150,6 +174,7 @@ def parse_reply(message: dict[str, Any]) -> Reply:
         receive_channel,
         subprotocol,
         denial,
+        resumable,
     )
 
 

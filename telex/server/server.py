@@ -124,6 +124,9 @@ class Server:
             self._on_lost[name] = on_lost
         return name
 
+    def register_reply_channel(self, name: str, handler: Callable[[dict], None]) -> None:
+        self._handlers[name] = handler
+
     def release_reply_channel(self, name: str) -> None:
         self._handlers.pop(name, None)
         self._on_lost.pop(name, None)

@@ -301,6 +301,30 @@ class ServerSettings:
         default=False,
         help="offer permessage-deflate",
     )
+    #: Seconds a WebSocket may take to move to another worker (docs/asgi3.md) before close 1012.
+    websocket_resume_timeout: float = option(
+        "--websocket-resume-timeout",
+        kind="seconds",
+        group="WebSocket",
+        default=30.0,
+        help="seconds a WebSocket may take to resume on another worker before close 1012",
+    )
+    #: Messages held for a WebSocket while it moves to another worker.
+    websocket_resume_buffer: int = option(
+        "--websocket-resume-buffer",
+        kind="int",
+        group="WebSocket",
+        default=1000,
+        help="messages held for a moving WebSocket; the client's are paused beyond it",
+    )
+    #: Seconds without a heartbeat after which a worker counts as dead and its sockets move.
+    worker_heartbeat_timeout: float = option(
+        "--worker-heartbeat-timeout",
+        kind="seconds",
+        group="WebSocket",
+        default=5.0,
+        help="seconds without a worker's heartbeat before its WebSockets resume elsewhere",
+    )
     #: Origin allow-list (host names, ``*.example.com`` patterns, or full origins);
     #: empty allows every origin.
     allowed_origins: list[str] = option(

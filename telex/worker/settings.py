@@ -33,6 +33,14 @@ class WorkerSettings:
         metavar="APP",
         help="run this ASGI 3 application (module:attribute) as the consumer, instead of ROUTING",
     )
+    #: With --asgi: close this process's WebSockets (1012) when it stops instead of
+    #: handing them to another worker (docs/asgi3.md, Resuming).
+    no_resume: bool = option(
+        "--no-resume",
+        kind="switch",
+        default=False,
+        help="with --asgi: close WebSockets with 1012 on stop instead of resuming them on another worker",
+    )
     #: The channel layer; a worker has no useful default (it cannot share a
     #: server's memory:// layer).
     layer: str | None = option(

@@ -23,7 +23,12 @@ settings.configure(
     CHANNEL_LAYERS={
         "default": {
             "BACKEND": "telex.channels4.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["CHAT_LAYER"]], "prefix": "chat4:"},
+            # The layer telex serve and the workers use: a consumer's channel_name is then its
+            # socket's own channel, which survives the socket moving to another worker.
+            "CONFIG": {
+                "hosts": [os.environ["CHAT_LAYER"]],
+                "prefix": os.environ.get("CHAT_PREFIX", "chat4:"),
+            },
         }
     },
 )
@@ -43,16 +48,18 @@ class Chat(AsyncJsonWebsocketConsumer):
         self.room = self.scope["url_route"]["kwargs"]["room"]
         await self.channel_layer.group_add(self.room, self.channel_name)
         await self.accept()
-        await self.send_json({"pid": os.getpid(), "user": str(self.scope["user"])})
+        if not self.scope["extensions"].get("telex.resume", {}).get("resumed"):
+            # A socket resumed on another worker was greeted already.
+            await self.send_json({"pid": os.getpid(), "user": str(self.scope["user"])})
 
     async def disconnect(self, code):
         await self.channel_layer.group_discard(self.room, self.channel_name)
 
     async def receive_json(self, content):
-        await self.channel_layer.group_send(self.room, {"type": "chat.message", "text": content["text"]})
+        await self.channel_layer.group_send(self.room, {"type": "chat.message", **content})
 
     async def chat_message(self, event):
-        await self.send_json({"text": event["text"], "pid": os.getpid()})
+        await self.send_json({**event, "type": None, "pid": os.getpid()})
 
 
 application = ProtocolTypeRouter(

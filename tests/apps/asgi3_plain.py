@@ -5,12 +5,15 @@ sends its body in several ``more_body`` parts; ``/state`` answers what the
 lifespan put in ``state``; ``/wait-disconnect?ID`` starts a response, then prints
 the ``http.disconnect`` it receives; ``/raise`` raises; the
 WebSocket ``/ws`` echoes text and bytes and accepts the first offered subprotocol;
-``/ws-refuse`` refuses; ``/ws-deny`` refuses with its own 401 response.
+``/ws-refuse`` refuses; ``/ws-deny`` refuses with its own 401 response;
+``/ws-pid`` says ``hello PID`` once (not again when resumed on another
+worker) and echoes each text as ``PID: text``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 
 async def application(scope, receive, send):
@@ -100,6 +103,9 @@ async def websocket(scope, receive, send):
         await send({"type": "websocket.http.response.body", "body": b"log in ", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"first"})
         return
+    if scope["path"] == "/ws-pid":
+        await echo_with_pid(scope, receive, send)
+        return
     offered = scope["subprotocols"]
     await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
     while True:
@@ -114,3 +120,17 @@ async def websocket(scope, receive, send):
             await send({"type": "websocket.send", "text": "echo: " + event["text"]})
         else:
             await send({"type": "websocket.send", "bytes": event["bytes"][::-1]})
+
+
+async def echo_with_pid(scope, receive, send):
+    """The socket may move between workers: only a new connection is greeted."""
+    await send({"type": "websocket.accept"})
+    pid = os.getpid()
+    if not scope["extensions"].get("telex.resume", {}).get("resumed"):
+        await send({"type": "websocket.send", "text": f"hello {pid}"})
+    while True:
+        event = await receive()
+        if event["type"] == "websocket.disconnect":
+            print(f"app heard websocket.disconnect {event['code']}", flush=True)
+            return
+        await send({"type": "websocket.send", "text": f"{pid}: {event['text']}"})

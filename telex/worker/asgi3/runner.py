@@ -20,12 +20,13 @@ from typing import Any
 from ...layers import get_channel_layer
 from ...layers.base import BaseChannelLayer, loss_metrics
 from ..metrics import WorkerMetrics
+from . import socket_channel
 from .app import load_application
 from .http import HttpInstance
 from .layer import LayerAccess
 from .lifespan import Lifespan
 from .scopes import http_scope, websocket_scope
-from .websocket import WebSocketInstance
+from .websocket import RESTART_CLOSE_CODE, WebSocketInstance
 
 logger = logging.getLogger("telex.worker")
 
@@ -42,8 +43,13 @@ LOCAL_BATCH = 64
 #: Seconds to pause after a receive failed (a layer outage), before retrying.
 RECEIVE_RETRY_PAUSE = 1.0
 
-#: Close code sent to the sockets of a stopping worker: service restart (RFC 6455 7.4.1).
-RESTART_CLOSE_CODE = 1012
+#: Seconds between heartbeats to each server whose sockets this process holds;
+#: a server takes a worker silent for its --worker-heartbeat-timeout (5 s) for dead.
+HEARTBEAT_INTERVAL = 1.0
+
+#: The local part, under a server's reply prefix, of its heartbeat channel
+#: (``telex/protocols/websocket_messages.py``).
+HEARTBEAT_CHANNEL = "telex.heartbeat"
 
 
 class Asgi3Worker:
@@ -57,9 +63,12 @@ class Asgi3Worker:
     worker's: ``metrics``, ``channel_layer``, ``running``, ``stopping``.
     """
 
-    def __init__(self, channel_layer: Any, application: Any) -> None:
+    def __init__(self, channel_layer: Any, application: Any, *, resume: bool = True) -> None:
         self.channel_layer = get_channel_layer(channel_layer)
+        #: Stopping hands sockets back to the server for another worker, instead of closing them.
+        self.resume = resume
         self.application = load_application(application)
+        socket_channel.serve(self.channel_layer)
         self.prefix = f"telex.asgi3.{BaseChannelLayer.random_suffix()}!"
         self.channels = [*INTAKE_CHANNELS, self.prefix]
         self.metrics = WorkerMetrics()
@@ -135,21 +144,57 @@ class Asgi3Worker:
         self.lifespan = Lifespan(self.application)
         await self.lifespan.startup()
         self._limit = asyncio.Semaphore(MAX_REQUESTS)
-        readers = [asyncio.ensure_future(self._intake()), asyncio.ensure_future(self._local_reader())]
+        readers = [
+            asyncio.ensure_future(self._intake()),
+            asyncio.ensure_future(self._local_reader()),
+            asyncio.ensure_future(self._heartbeat()),
+        ]
         self._started.set()
         if self._stopping.is_set():
             self._stop.set()
         await self._stop.wait()
         readers[0].cancel()
-        sockets = [item for item in self._by_local.values() if isinstance(item, WebSocketInstance)]
-        await asyncio.gather(*[socket.shut(RESTART_CLOSE_CODE) for socket in sockets])
+        await self._release_sockets()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._stop_timeout)
         for task in self._tasks:
             task.cancel()
-        readers[1].cancel()
+        for reader in readers[1:]:
+            reader.cancel()
         await asyncio.gather(*readers, *self._tasks, return_exceptions=True)
         await self.lifespan.shutdown(self._stop_timeout)
+
+    async def _release_sockets(self) -> None:
+        """Hand resumable sockets back to their servers (waiting for the hand-back); close the rest 1012."""
+        sockets = [item for item in self._by_local.values() if isinstance(item, WebSocketInstance)]
+        moving = [socket for socket in sockets if socket.can_release]
+        await asyncio.gather(
+            *[socket.release() for socket in moving],
+            *[socket.shut(RESTART_CLOSE_CODE) for socket in sockets if socket not in moving],
+        )
+        if moving:
+            logger.info("handing %d WebSocket(s) back to the server to resume on another worker", len(moving))
+            waited = await asyncio.gather(
+                *[_wait_event(socket.handed_back, self._stop_timeout) for socket in moving]
+            )
+            if not all(waited):
+                logger.warning(
+                    "%d WebSocket(s) not handed back within %gs; their servers resume or close them",
+                    waited.count(False),
+                    self._stop_timeout,
+                )
+
+    async def _heartbeat(self) -> None:
+        """Tell every server holding one of this process's sockets that it is alive."""
+        while True:
+            servers = {
+                item.reply_channel[: item.reply_channel.index("!") + 1]
+                for item in self._by_local.values()
+                if isinstance(item, WebSocketInstance) and item.accepted and "!" in item.reply_channel
+            }
+            for server in servers:
+                await self.access.send_once(server + HEARTBEAT_CHANNEL, {"worker": self.prefix})
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     # -- readers -------------------------------------------------------------------------
 
@@ -223,8 +268,11 @@ class Asgi3Worker:
             self._limit.release()
 
     async def _serve_websocket(self, message: dict) -> None:
-        socket = WebSocketInstance(self.access, message, self._new_local())
-        await self._serve("websocket.connect", socket, websocket_scope, message)
+        socket = WebSocketInstance(self.access, message, self._new_local(), resume=self.resume)
+        try:
+            await self._serve("websocket.connect", socket, websocket_scope, message)
+        finally:
+            socket.finish()
 
     async def _serve(
         self,
@@ -241,5 +289,19 @@ class Asgi3Worker:
         try:
             ok = await instance.run(self.application, scope_of(message, self.lifespan.state))
         finally:
-            self._forget(instance)
-            self.metrics.consumed(channel, time.monotonic() - started, not ok)
+            try:
+                if isinstance(instance, WebSocketInstance) and instance.releasing:
+                    # Its channel stays this process's until the server took back what it held.
+                    await _wait_event(instance.handed_back, self._stop_timeout)
+            finally:
+                self._forget(instance)
+                self.metrics.consumed(channel, time.monotonic() - started, not ok)
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` was set within ``timeout`` seconds."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
