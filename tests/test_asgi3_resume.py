@@ -85,6 +85,28 @@ def test_with_no_other_worker_the_socket_closes_1012_after_the_resume_timeout(re
         server.wait_for("did not resume on another worker within 1s; closing with 1012")
 
 
+@pytest.mark.parametrize(
+    ("query", "logged"),
+    [
+        ("no-resume", None),  # the stopping worker closes it itself
+        ("refuse-resume", "the application refused to resume WebSocket"),
+    ],
+)
+def test_an_application_that_cannot_resume_gets_its_client_closed_1012(redis_server, query, logged):
+    url = redis_server.url + "?prefix=resume5" + query[:2]
+    with TelexServer(url) as server, asgi_worker(url) as first, asgi_worker(url) as second:
+        with connect(ws_url(server, f"/ws-pid?{query}"), open_timeout=10) as ws:
+            old = holder(ws, [first, second])
+            old.signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=20)
+        assert closed.value.rcvd.code == 1012
+        if logged:
+            server.wait_for(logged)
+        assert old.wait(20) == 0
+        assert "resumed WebSocket" not in server.output
+
+
 CHAT = "tests.apps.asgi3_channels4:application"
 
 

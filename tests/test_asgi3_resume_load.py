@@ -2,24 +2,27 @@
 
 A Channels 4 chat (Django, auth middleware, groups) under two ``telex worker
 --asgi`` processes behind one ``telex serve`` on Redis. 1,000 sockets in rooms
-of 10 each send one message a second for 60 s; at 20 s and at 40 s a new worker
-starts and an old one gets SIGTERM. Counted by the client: every message reaches
-every socket of its room, in the order each sender sent them, and no socket
-sees a close.
+of 10 send for 60 s (``benchmarks/clients/chat_members.py``); at 20 s and at
+40 s a new worker starts and an old one gets SIGTERM. Counted by the client:
+every message reaches every socket of its room, in the order each sender sent
+them, and no socket sees a close.
+
+The issue behind it asked for one message a second per socket: 10,000
+deliveries a second through Django consumers, more than the client, the server,
+two workers and Redis can process on this 2-core machine (the server then
+answers the overload as the spec says, close 1013 — not a resume). Each socket
+sends every 4 s here, 2,500 deliveries a second (docs/asgi3.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 import signal
 import time
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
+from benchmarks.clients.chat_members import Plan, Tally, run
 from tests.support.processes import TelexProcess, TelexServer
 from tests.support.ws import ws_url
 
@@ -29,76 +32,15 @@ CHAT = "tests.apps.asgi3_channels4:application"
 SOCKETS = 1000
 ROOM = 10
 SECONDS = 60
-#: Seconds between two messages of one socket.
 INTERVAL = 4.0
-MESSAGES = int(SECONDS / INTERVAL)
 RESTARTS = (20, 40)
-#: After the last send, how long every socket may take to get the rest.
-DRAIN_TIMEOUT = 60.0
 
 
-class Tally:
-    def __init__(self) -> None:
-        self.received = 0
-        self.closes: list[str] = []
-        self.out_of_order: list[str] = []
-
-
-async def member(url: str, index: int, room: Room, tally: Tally) -> None:
-    async with room.connecting:
-        ws = await connect(url, open_timeout=60, ping_interval=None, max_queue=None)
-        json.loads(await ws.recv())  # the greeting
-    last: dict[int, int] = {}
-    expected = ROOM * MESSAGES
-
-    async def receive() -> None:
-        got = 0
-        try:
-            while got < expected:
-                message = json.loads(await ws.recv())
-                sender, n = message["s"], message["n"]
-                if n != last.get(sender, -1) + 1:
-                    tally.out_of_order.append(f"socket {index}: {n} from {sender} after {last.get(sender)}")
-                last[sender] = n
-                got += 1
-                tally.received += 1
-        except ConnectionClosed as exc:
-            tally.closes.append(f"socket {index}: {exc}")
-
-    reader = asyncio.ensure_future(receive())
-    try:
-        room.connected += 1
-        if room.connected == SOCKETS:
-            room.start.set()
-        await room.start.wait()
-        await asyncio.sleep(random.Random(index).random() * INTERVAL)  # spread the sends over each second
-        began = time.monotonic()
-        for n in range(MESSAGES):
-            try:
-                await ws.send(json.dumps({"s": index, "n": n}))
-            except ConnectionClosed:
-                break  # counted by the reader
-            await asyncio.sleep(max(0.0, began + (n + 1) * INTERVAL - time.monotonic()))
-        await asyncio.wait({reader}, timeout=DRAIN_TIMEOUT)
-    finally:
-        reader.cancel()
-        await ws.close()
-
-
-class Room:
-    def __init__(self) -> None:
-        self.connecting = asyncio.Semaphore(50)
-        self.connected = 0
-        self.start = asyncio.Event()
-
-
-async def chat_under_restarts(server: TelexServer, spawn, workers: list[TelexProcess]) -> Tally:
-    tally, room = Tally(), Room()
-    members = [
-        asyncio.ensure_future(member(ws_url(server, f"/chat/room{index // ROOM}/"), index, room, tally))
-        for index in range(SOCKETS)
-    ]
-    await asyncio.wait_for(room.start.wait(), 120)
+async def chat_under_restarts(plan: Plan, spawn, workers: list[TelexProcess]) -> Tally:
+    ready, go = asyncio.Event(), asyncio.Event()
+    running = asyncio.ensure_future(run(plan, ready, go))
+    await asyncio.wait_for(ready.wait(), 120)
+    go.set()
     began = time.monotonic()
     for at in RESTARTS:
         await asyncio.sleep(max(0.0, began + at - time.monotonic()))
@@ -107,8 +49,7 @@ async def chat_under_restarts(server: TelexServer, spawn, workers: list[TelexPro
         workers.append(fresh)
         old.signal(signal.SIGTERM)
         assert await asyncio.to_thread(old.wait, 60) == 0, old.output[-3000:]
-    await asyncio.gather(*members)
-    return tally
+    return await running
 
 
 def test_a_thousand_chat_sockets_lose_nothing_across_two_worker_restarts(redis_server):
@@ -117,19 +58,21 @@ def test_a_thousand_chat_sockets_lose_nothing_across_two_worker_restarts(redis_s
     env = {"CHAT_LAYER": redis_server.url, "CHAT_PREFIX": "resumeload"}
 
     def spawn() -> TelexProcess:
-        return TelexProcess(["worker", "--asgi", CHAT, "--layer", url], ready="listening on", env=env).start(
-            60
-        )
+        worker = TelexProcess(["worker", "--asgi", CHAT, "--layer", url], ready="listening on", env=env)
+        return worker.start(60)
 
     with TelexServer(url) as server:
         workers = [spawn(), spawn()]
+        plan = Plan(
+            ws_url(server, "/chat/room{room}/"), SOCKETS, ROOM, INTERVAL, int(SECONDS / INTERVAL), 60.0
+        )
         try:
-            tally = asyncio.run(chat_under_restarts(server, spawn, workers))
+            tally = asyncio.run(chat_under_restarts(plan, spawn, workers))
         finally:
             for worker in workers:
                 worker.stop()
     problems = "\n".join(line for line in server.output.splitlines() if "WARNING" in line or "ERROR" in line)
     assert tally.closes == [], problems[:5000]
     assert tally.out_of_order == [], problems[:5000]
-    assert tally.received == SOCKETS * ROOM * MESSAGES, problems[:5000]
-    assert server.output.count("resumed WebSocket") > 0
+    assert tally.received == tally.expected == SOCKETS * ROOM * plan.messages, problems[:5000]
+    assert server.output.count("resumed WebSocket") >= SOCKETS // 2

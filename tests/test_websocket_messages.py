@@ -189,6 +189,16 @@ def test_the_telex_keys_of_an_accept_are_read_not_reported_as_unknown():
     )
 
 
+def test_an_accept_may_say_the_socket_can_resume_elsewhere():
+    reply = msgs.parse_reply(
+        {"accept": True, "telex.receive_channel": "telex.asgi3.Ab3!1f", "telex.resumable": True}
+    )
+    assert (reply.resumable, reply.unknown_keys) == (True, ())
+    assert msgs.parse_reply({"accept": True}).resumable is False
+    with pytest.raises(msgs.MalformedWebSocketReply, match=r"'telex\.resumable' must be a bool"):
+        msgs.parse_reply({"accept": True, "telex.resumable": "yes"})
+
+
 @pytest.mark.parametrize(
     "channel", ["websocket.receive", "telex.asgi3!", "!x", "a!b!c", "a?b!c", 5, "a!" + "x" * 300]
 )

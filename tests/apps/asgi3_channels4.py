@@ -1,5 +1,6 @@
 """A Channels 4 chat (Django 5.2, ``ProtocolTypeRouter``, ``AuthMiddlewareStack``, groups) on
-``telex.channels4.RedisChannelLayer``; the layer URL comes from ``CHAT_LAYER``."""
+``telex.channels4.RedisChannelLayer``; the layer URL comes from ``CHAT_LAYER``, its prefix from
+``CHAT_PREFIX``. Each message a socket sends goes to its whole room, as it is, plus ``pid``."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ settings.configure(
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
     CHANNEL_LAYERS={
         "default": {
-            "BACKEND": "telex.channels4.RedisChannelLayer",
+            # channels_redis's for the uvicorn contrast in benchmarks/resume_restart.py.
+            "BACKEND": os.environ.get("CHAT_BACKEND", "telex.channels4.RedisChannelLayer"),
             # The layer telex serve and the workers use: a consumer's channel_name is then its
             # socket's own channel, which survives the socket moving to another worker.
             "CONFIG": {

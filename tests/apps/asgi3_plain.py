@@ -123,10 +123,20 @@ async def websocket(scope, receive, send):
 
 
 async def echo_with_pid(scope, receive, send):
-    """The socket may move between workers: only a new connection is greeted."""
-    await send({"type": "websocket.accept"})
+    """The socket may move between workers: only a new connection is greeted.
+
+    ``?no-resume`` accepts saying it cannot resume; ``?refuse-resume`` refuses a resume.
+    """
+    resumed = scope["extensions"].get("telex.resume", {}).get("resumed")
+    if resumed and scope["query_string"] == b"refuse-resume":
+        await send({"type": "websocket.close"})
+        return
+    accept = {"type": "websocket.accept"}
+    if scope["query_string"] == b"no-resume":
+        accept["telex.resumable"] = False
+    await send(accept)
     pid = os.getpid()
-    if not scope["extensions"].get("telex.resume", {}).get("resumed"):
+    if not resumed:
         await send({"type": "websocket.send", "text": f"hello {pid}"})
     while True:
         event = await receive()

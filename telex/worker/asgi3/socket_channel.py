@@ -40,13 +40,17 @@ _serving = _Serving()
 class SocketChannel:
     """The messages forwarded to one socket's own channel, in arrival order, until taken."""
 
-    __slots__ = ("_wake", "claimed", "messages", "name", "releasing")
+    __slots__ = ("_wake", "claimed", "in_hand", "messages", "name", "releasing")
 
     def __init__(self, reply_channel: str) -> None:
         self.name = reply_channel + SUFFIX
         self.messages: deque[tuple[int, dict]] = deque()  # (arrival number, message)
         self.claimed = False  # new_channel gave the name out
         self.releasing = False  # the socket is moving to another worker
+        #: The message the last ``get`` returned, until the next ``get``: Channels'
+        #: consumer loop asks again right after handling one, so one still in hand
+        #: when the consumer has returned was taken but never handled.
+        self.in_hand: tuple[int, dict] | None = None
         self._wake: asyncio.Event | None = None
 
     def open(self) -> None:
@@ -65,10 +69,12 @@ class SocketChannel:
 
     async def get(self) -> dict:
         """The next message; waits as long as it takes (the consumer's task is cancelled at its end)."""
+        self.in_hand = None
         while not self.messages or self.releasing:
             self._wake = asyncio.Event()
             await self._wake.wait()
-        return self.messages.popleft()[1]
+        self.in_hand = self.messages.popleft()
+        return self.in_hand[1]
 
     def drain(self) -> list[tuple[int, dict]]:
         """Every message not taken, for the hand-back: nothing is taken from here on."""

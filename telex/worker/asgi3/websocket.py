@@ -137,6 +137,11 @@ class WebSocketInstance:
             # What the application sends until it returns reaches the client before the resumed
             # instance starts, and what it is busy with is not done twice or out of order.
             await _wait(self.finished, GIVE_BACK_WAIT)
+            unhandled = self.socket_channel.in_hand
+            if self.finished.is_set() and unhandled is not None:
+                # Taken by the consumer's loop as it stopped, never handled (socket_channel.py).
+                self._leftovers.append((unhandled[0], {CHANNEL_MESSAGE_KEY: unhandled[1]}))
+                self._leftovers.sort(key=lambda item: item[0])
             for _, message in self._leftovers:
                 await self.access.send(self.reply_channel, {MOVE_KEY: "return", "message": message})
             await self.access.send(self.reply_channel, {MOVE_KEY: "returned"})
