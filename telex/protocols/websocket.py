@@ -198,6 +198,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         # The process-specific channel the accepting reply named for this socket's
         # websocket.receive/disconnect (docs/asgi3.md); else the shared channels.
         self._own_channel: str | None = None
+        self._worker: str | None = None  # its process prefix, watched for heartbeats
         # The socket's own channel (reply channel + ".app"), which the server
         # forwards to whichever worker holds it; messages held until one does.
         self._socket_channel: str | None = None
@@ -417,6 +418,9 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         """A Send/Close/Accept message arrived on this connection's reply channel."""
         if self._closed:
             return
+        if self._worker is not None:
+            # A reply from the socket's worker proves it alive, even with heartbeats queued behind replies.
+            self.support.watch.heard_from(self._worker)
         if msgs.MOVE_KEY in message:
             self._move_step(message)
             return
@@ -436,20 +440,18 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             logger.warning("on %s: %s", self.reply_channel, reply.close_note)
         move = self._move
         if move is not None and move.phase == CONNECTING:
+            # Only an explicit accept ends the move: frames of an instance still running on a
+            # worker taken for dead are passed on to the client, as before the move.
             decision = msgs.handshake_decision(reply)
-            if decision == msgs.UNDECIDED:
-                logger.warning(
-                    "a message on %s neither accepts nor refuses the resume; ignored", self.reply_channel
-                )
-                return
-            if decision == msgs.REJECT:
+            if reply.accept is True:
+                self._finish_move(reply)
+            elif decision == msgs.REJECT:
                 logger.info(
                     "the application refused to resume WebSocket %s; closing with 1012", self.reply_channel
                 )
                 self._end_move()
                 self._close(1012)
                 return
-            self._finish_move(reply)
         elif self._handshake is not None:
             decision = msgs.handshake_decision(reply)
             if decision == msgs.UNDECIDED:
@@ -500,14 +502,16 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         if reply.receive_channel is None:
             return
         self._own_channel = reply.receive_channel
+        self._worker = worker_of(reply.receive_channel)
         self._resumable = reply.resumable
-        self.support.watch.add(worker_of(reply.receive_channel), self)
+        self.support.watch.add(self._worker, self)
 
     def _drop_worker(self) -> str | None:
         """Forget the worker holding the socket; its channel, if there was one."""
         channel, self._own_channel = self._own_channel, None
-        if channel is not None:
-            self.support.watch.remove(worker_of(channel), self)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self.support.watch.remove(worker, self)
         return channel
 
     # -- the socket's own channel, and moving to another worker (websocket_resume.py) ----------
@@ -605,7 +609,7 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             on_failure=self._resume_refused,
             pause_messages=1,
             pause_bytes=0,
-            give_up_after=self.settings.websocket_resume_timeout * CONNECT_RETRY_SHARE,
+            give_up_after=self.settings.websocket_resume_timeout,  # the move timer ends it first
         )
         connect.push("websocket.connect", message, 0)
 

@@ -107,7 +107,12 @@ class WorkerWatch:
 
     def heartbeat(self, message: dict) -> None:
         worker = message.get("worker")
-        if isinstance(worker, str) and worker in self.heard:
+        if isinstance(worker, str):
+            self.heard_from(worker)
+
+    def heard_from(self, worker: str) -> None:
+        """A heartbeat, or any reply from one of the worker's sockets: it lives."""
+        if worker in self.heard:
             self.heard[worker] = reactor.seconds()
 
     def check(self) -> None:

@@ -63,13 +63,6 @@ class LayerAccess:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SEND_RETRY_DELAYS[1])
 
-    async def send_once(self, channel: str, message: dict) -> None:
-        """One attempt, for a message that is sent again soon anyway (a heartbeat); failures are ignored."""
-        try:
-            await self._send_once(channel, message)
-        except Exception as exc:
-            logger.debug("could not send to %s: %s", channel, exc)
-
     def _count(self, name: str) -> None:
         if self.metrics is not None:
             self.metrics.count(name)

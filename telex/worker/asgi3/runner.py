@@ -77,6 +77,10 @@ class Asgi3Worker:
         self._by_reply: dict[str, HttpInstance | WebSocketInstance] = {}
         self._by_local: dict[str, HttpInstance | WebSocketInstance] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The servers whose sockets live here, for the heartbeat thread (a tuple it reads whole).
+        self._sockets_of: dict[str, int] = {}
+        self._servers: tuple[str, ...] = ()
+        self._beating_stopped = threading.Event()
         self._next_local = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,8 +151,9 @@ class Asgi3Worker:
         readers = [
             asyncio.ensure_future(self._intake()),
             asyncio.ensure_future(self._local_reader()),
-            asyncio.ensure_future(self._heartbeat()),
         ]
+        beat = threading.Thread(target=self._heartbeat, name="telex-heartbeat", daemon=True)
+        beat.start()
         self._started.set()
         if self._stopping.is_set():
             self._stop.set()
@@ -161,16 +166,19 @@ class Asgi3Worker:
             task.cancel()
         for reader in readers[1:]:
             reader.cancel()
+        self._beating_stopped.set()
         await asyncio.gather(*readers, *self._tasks, return_exceptions=True)
         await self.lifespan.shutdown(self._stop_timeout)
 
     async def _release_sockets(self) -> None:
         """Hand resumable sockets back to their servers (waiting for the hand-back); close the rest 1012."""
         sockets = [item for item in self._by_local.values() if isinstance(item, WebSocketInstance)]
-        moving = [socket for socket in sockets if socket.can_release]
+        moving = [socket for socket in sockets if socket.can_release]  # before any release runs
         await asyncio.gather(
-            *[socket.release() for socket in moving],
-            *[socket.shut(RESTART_CLOSE_CODE) for socket in sockets if socket not in moving],
+            *[
+                socket.release() if socket.can_release else socket.shut(RESTART_CLOSE_CODE)
+                for socket in sockets
+            ]
         )
         if moving:
             logger.info("handing %d WebSocket(s) back to the server to resume on another worker", len(moving))
@@ -184,17 +192,19 @@ class Asgi3Worker:
                     self._stop_timeout,
                 )
 
-    async def _heartbeat(self) -> None:
-        """Tell every server holding one of this process's sockets that it is alive."""
-        while True:
-            servers = {
-                item.reply_channel[: item.reply_channel.index("!") + 1]
-                for item in self._by_local.values()
-                if isinstance(item, WebSocketInstance) and item.accepted and "!" in item.reply_channel
-            }
-            for server in servers:
-                await self.access.send_once(server + HEARTBEAT_CHANNEL, {"worker": self.prefix})
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+    def _heartbeat(self) -> None:
+        """Tell every server holding one of this process's sockets that the process lives.
+
+        A thread of its own with the layer's blocking send, not a task: a loop
+        slowed by a burst of work must not look like a dead process to the
+        server, which would then move live sockets.
+        """
+        while not self._beating_stopped.wait(HEARTBEAT_INTERVAL):
+            for server in self._servers:
+                try:
+                    self.channel_layer.send(server + HEARTBEAT_CHANNEL, {"worker": self.prefix})
+                except Exception as exc:  # sent again in a second
+                    logger.debug("heartbeat to %s failed: %s", server, exc)
 
     # -- readers -------------------------------------------------------------------------
 
@@ -253,10 +263,21 @@ class Asgi3Worker:
         return local
 
     def _register(self, instance: HttpInstance | WebSocketInstance) -> None:
+        if isinstance(instance, WebSocketInstance) and "!" in instance.reply_channel:
+            server = instance.reply_channel[: instance.reply_channel.index("!") + 1]
+            self._sockets_of[server] = self._sockets_of.get(server, 0) + 1
+            if self._sockets_of[server] == 1:
+                self._servers = tuple(self._sockets_of)
         self._by_reply[instance.reply_channel] = instance
         self._by_local[instance.local_channel] = instance
 
     def _forget(self, instance: HttpInstance | WebSocketInstance) -> None:
+        if isinstance(instance, WebSocketInstance) and "!" in instance.reply_channel:
+            server = instance.reply_channel[: instance.reply_channel.index("!") + 1]
+            self._sockets_of[server] -= 1
+            if not self._sockets_of[server]:
+                del self._sockets_of[server]
+                self._servers = tuple(self._sockets_of)
         self._by_reply.pop(instance.reply_channel, None)
         self._by_local.pop(instance.local_channel, None)
 
