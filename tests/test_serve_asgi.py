@@ -138,6 +138,18 @@ def test_a_failed_lifespan_startup_is_one_line_and_status_1():
     assert line == "telex serve: error: the application's lifespan startup failed: no database"
 
 
+def test_a_port_in_use_is_one_line_after_the_lifespan_shutdown():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_telex(["serve", "--asgi", PLAIN, "-p", str(port)])
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"telex serve: error: cannot listen on 127.0.0.1:{port}")
+    assert result.stdout.strip() == "app lifespan shutdown"  # its startup had run
+
+
 @pytest.mark.parametrize(
     ("app", "expected"),
     [

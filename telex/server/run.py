@@ -165,9 +165,13 @@ def serve(
             state["error"] = f"cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}"
         else:
             state["error"] = f"cannot start: {type(error).__name__}: {error}"
+        give_up()
+
+    def give_up() -> None:
+        """Stop after a failed start; an ``--asgi`` application had its lifespan startup: shut it down."""
         if application is None:
             reactor.stop()
-        else:  # its lifespan startup ran: run its shutdown
+        else:
             _on_loop(application.stop_on_loop(settings.graceful_timeout)).addBoth(lambda _: reactor.stop())
 
     def application_failed(failure: Any) -> None:
@@ -192,11 +196,11 @@ def serve(
             server.start().addCallbacks(started, failed)
         except (ValueError, OSError) as exc:  # bad endpoint string, bad --fd
             state["error"] = f"cannot start: {exc}"
-            reactor.stop()
+            give_up()
         except Exception as exc:  # anything else must not leave a process that never listens
             logger.debug("start-up failed", exc_info=True)
             state["error"] = f"cannot start: {type(exc).__name__}: {exc}"
-            reactor.stop()
+            give_up()
 
     def stop_if_orphaned() -> None:
         if supervisor_gone():
