@@ -99,6 +99,19 @@ def test_starlette_in_process():
             assert ws.recv(timeout=10) == "starlette: hi"
 
 
+def test_django_asgi_handler_in_process():
+    """Django's handler refuses the lifespan scope (one line) and runs its sync views in a thread."""
+    pytest.importorskip("django")
+    with TelexServer("--asgi", "tests.apps.asgi3_django:application") as server:
+        server.wait_for("does not support the lifespan scope .*ValueError: Django can only handle ASGI/HTTP")
+        status, _, body = request(server, "GET", "/hello/bob/?q=x")
+        assert status == 200
+        assert json.loads(body) == {"name": "bob", "method": "GET", "q": "x", "path": "/hello/bob/"}
+        status, _, body = request(server, "POST", "/echo/", body=b"0123456789" * 100_000)
+        assert (status, body) == (200, (b"0123456789" * 100_000)[::-1])
+        assert server.stop() == 0
+
+
 def test_sigterm_drains_then_ends_the_instances_then_the_lifespan():
     """A response in flight completes; an open socket gets 1001, and its instance hears
     1001; then the lifespan shutdown runs, and the exit status is 0."""
