@@ -16,7 +16,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests.support.http import read_until_closed
 from tests.support.processes import TelexServer, run_telex
+from tests.support.redis_server import free_port
 from tests.support.ws import ws_url
 from tests.test_worker_asgi3 import PLAIN, request
 
@@ -59,6 +61,22 @@ def test_an_application_that_raises_gives_a_500(served):
     assert request(served, "GET", "/raise")[:3:2] == (500, b"500 Internal Server Error\n")
     served.wait_for("boom in the ASGI application")
     assert request(served, "GET", "/state")[0] == 200
+
+
+def test_a_burst_of_requests_waits_for_the_application_instead_of_503():
+    """The server reads many requests in one turn of the loop before the application's intake
+    runs: http.request holds 1,000 here, not the general 100."""
+    port = free_port()  # with a backlog that holds every connection of the burst at once
+    with TelexServer("--asgi", PLAIN, "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024"):
+        sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(300)]
+        try:
+            for sock in sockets:
+                sock.sendall(b"GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            replies = [read_until_closed(sock) for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert [reply.split(b"\r\n", 1)[0] for reply in replies] == [b"HTTP/1.1 200 OK"] * 300
 
 
 def test_websocket_echo(served):

@@ -48,11 +48,9 @@ class ApplicationStartupError(ServeError):
     """The ``--asgi`` application's lifespan startup failed: its own problem (exit status 1)."""
 
 
-def load_layer(spec: str | None, embedded: str | None) -> Any:
-    """The layer ``spec`` names; ``memory://`` when there is none and the application
-    runs in this process (``embedded``: the ``--routing`` or ``--asgi`` given)."""
+def load_layer(spec: str | None, routing: str | None) -> Any:
     if spec is None:
-        if embedded is None:
+        if routing is None:
             raise ServeError(
                 "no channel layer given: pass LAYER (e.g. redis://127.0.0.1:6379/0 or "
                 "myproject.asgi:channel_layer), or --routing ROUTING or --asgi APP to run the "
@@ -77,6 +75,17 @@ def check_layer_reachable(bridge: LayerBridge) -> None:
         bridge.probe()
     except Exception as exc:
         raise LayerUnreachableError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def asgi_memory_layer() -> Any:
+    """``memory://`` for ``telex serve --asgi`` without a LAYER: ``http.request`` holds as many
+    requests as the application runs at once. The server may read a few hundred requests in one
+    turn of the loop before the application's intake, on the same loop, takes any: at the
+    general capacity of 100 the rest were answered 503."""
+    from ..layers import InMemoryChannelLayer
+    from ..worker.asgi3.runner import MAX_REQUESTS
+
+    return InMemoryChannelLayer(channel_capacity={"http.request": MAX_REQUESTS})
 
 
 def load_asgi_application(layer: Any, spec: str) -> Any:
@@ -109,7 +118,10 @@ def serve(
     consumer of the layer (``telex serve --asgi``, docs/asgi3.md): its lifespan
     startup runs before the server listens, its shutdown after the drain.
     """
-    layer = load_layer(layer_spec, routing or asgi)
+    if asgi is not None and layer_spec is None:
+        layer = asgi_memory_layer()
+    else:
+        layer = load_layer(layer_spec, routing)
     bridge = make_bridge(layer, threaded=settings.force_sync)
     check_layer_reachable(bridge)
     worker = None
