@@ -1,6 +1,6 @@
 """Peer virtualenvs, built on demand and cached outside the repository.
 
-Four are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
+Five are built. The Daphne 1.4.2 stack is the one Telex replaces. "Daphne +
 Telex layer" is Daphne 1.4.2 alone (it imports neither Channels nor
 asgi_redis) plus Telex with its redis extra, installed from this checkout and
 reinstalled whenever its source changes, so Daphne fronts exactly the layer
@@ -17,6 +17,8 @@ The third, for ``django-view``, holds gunicorn and uvicorn (what Django 5.2
 users run instead) on the Django release the harness's own Python has, which
 the Telex rows run. The fourth, for ``benchmarks.group_fanout``, holds
 Channels 4 + channels_redis + uvicorn, pinned, the peer of a group broadcast.
+The fifth, for ``asgi3-servers``, holds uvicorn, Hypercorn and Daphne 4, the
+peers of ``telex serve --asgi``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,19 @@ CHANNELS4_STACK = [
     "uvicorn[standard]==0.55.0",
 ]
 CHANNELS4_ENV = f"channels-4.3.2-py{sys.version_info[0]}.{sys.version_info[1]}"
+
+# asgi3-servers' peers: the ASGI 3 servers people run, latest releases when added (2026-12-05),
+# uvicorn as its docs install it ("standard": uvloop, httptools).
+ASGI3_SERVERS = ["uvicorn[standard]==0.55.0", "hypercorn==0.18.0", "daphne==4.2.3"]
+ASGI3_ENV = f"asgi3-servers-py{sys.version_info[0]}.{sys.version_info[1]}"
+NEEDS_ASGI3 = {"asgi3-servers"}
+
+_VERIFY_ASGI3 = r"""
+import json, importlib.metadata as m
+names = ["uvicorn", "uvloop", "httptools", "websockets", "h11", "hypercorn", "wsproto", "h2",
+         "daphne", "Twisted", "autobahn", "asgiref"]
+print(json.dumps({"versions": {n: m.version(n) for n in names}}))
+"""
 
 _VERIFY_CHANNELS4 = r"""
 import json, importlib.metadata as m
@@ -275,6 +290,17 @@ def ensure_channels4_env(cache_dir: Path) -> dict[str, Any]:
     )
 
 
+def asgi3_bindir(ctx: Context) -> Path:
+    return ctx.cache_dir / ASGI3_ENV / "bin"
+
+
+def ensure_asgi3_env(ctx: Context) -> dict[str, Any]:
+    """Build the uvicorn + Hypercorn + Daphne 4 venv if needed; return its versions."""
+    return _ensure_env(
+        ctx.cache_dir / ASGI3_ENV, ASGI3_SERVERS, _VERIFY_ASGI3, "uvicorn + Hypercorn + Daphne 4"
+    )
+
+
 def _ensure_env(env_dir: Path, spec: list[str], verify: str, label: str) -> dict[str, Any]:
     """A peer venv holding ``spec``, built once (a stamp records what it holds); ``verify``
     prints the versions installed as JSON, which is returned with the spec and interpreter."""
@@ -318,6 +344,12 @@ def prepare(ctx: Context, chosen: list[str]) -> dict[str, Any]:
         except BenchError as exc:
             peers["django_servers"] = {"error": str(exc)}
             print(f"gunicorn/uvicorn virtualenv unavailable: {exc}", file=sys.stderr)
+    if NEEDS_ASGI3.intersection(chosen):
+        try:
+            peers["asgi3_servers"] = ensure_asgi3_env(ctx)
+        except BenchError as exc:
+            peers["asgi3_servers"] = {"error": str(exc)}
+            print(f"uvicorn/Hypercorn/Daphne 4 virtualenv unavailable: {exc}", file=sys.stderr)
     return peers
 
 

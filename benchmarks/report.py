@@ -9,18 +9,32 @@ from typing import Any
 from .results_model import (
     ASGI_REDIS,
     DAPHNE,
+    DAPHNE4,
     DAPHNE_TELEX,
     GUNICORN,
+    HYPERCORN,
     ROUND_TRIPS,
     TELEX_LAYER,
     TELEX_MEMORY,
     TELEX_REDIS,
     TWISTED_BARE,
     UVICORN,
+    UVICORN_ASYNCIO,
     Row,
 )
 
-PEERS = (DAPHNE, DAPHNE_TELEX, ASGI_REDIS, TWISTED_BARE, ROUND_TRIPS, GUNICORN, UVICORN)
+PEERS = (
+    DAPHNE,
+    DAPHNE_TELEX,
+    ASGI_REDIS,
+    TWISTED_BARE,
+    ROUND_TRIPS,
+    GUNICORN,
+    UVICORN,
+    UVICORN_ASYNCIO,
+    HYPERCORN,
+    DAPHNE4,
+)
 SHORT = {
     DAPHNE: "daphne",
     DAPHNE_TELEX: "daphne+telex",
@@ -29,6 +43,9 @@ SHORT = {
     ROUND_TRIPS: "floor",
     GUNICORN: "gunicorn",
     UVICORN: "uvicorn",
+    UVICORN_ASYNCIO: "uvicorn-asyncio",
+    HYPERCORN: "hypercorn",
+    DAPHNE4: "daphne4",
 }
 
 

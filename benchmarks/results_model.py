@@ -20,6 +20,11 @@ ASGI_REDIS = "asgi_redis 1.4.3"
 # django-view's peers without a channel layer: Django 5.2 behind the usual WSGI and ASGI servers.
 GUNICORN = "gunicorn, 2 sync workers"
 UVICORN = "uvicorn, 1 worker"
+# asgi3-servers: one ASGI 3 application, one process each (telex serve --asgi against the usual servers).
+TELEX_ASGI = "telex serve --asgi"
+UVICORN_ASYNCIO = "uvicorn, asyncio + h11"
+HYPERCORN = "hypercorn, 1 worker"
+DAPHNE4 = "daphne 4, 1 process"
 TWISTED_BARE = "twisted bare (upper bound)"
 # Not a layer: two PING round trips per message, the floor for the layer's
 # one-after-the-other send+receive cases.

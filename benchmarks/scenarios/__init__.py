@@ -19,6 +19,7 @@ MODULES = (
     "ws_idle",
     "upload",
     "django_view",
+    "asgi3_servers",
 )
 
 

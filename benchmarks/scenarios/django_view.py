@@ -100,7 +100,7 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
-def _children_cpu_seconds() -> float:
+def children_cpu_seconds() -> float:
     """CPU seconds of this harness's reaped children (wrk among them)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -294,10 +294,10 @@ def run(ctx: Context) -> list[Row]:
                     wrk(ctx, procs, stack.port, 16, 1, headers=cookie, name=f"{slug}-warmup")
                     for connections in concurrencies:
                         before = cpu_snapshot(stack.members)
-                        busy, children = machine_busy_seconds(), _children_cpu_seconds()
+                        busy, children = machine_busy_seconds(), children_cpu_seconds()
                         metrics = wrk(ctx, procs, stack.port, connections, seconds, headers=cookie, name=slug)
                         spent = cpu_seconds(before, cpu_snapshot(stack.members))
-                        busy, children = machine_busy_seconds() - busy, _children_cpu_seconds() - children
+                        busy, children = machine_busy_seconds() - busy, children_cpu_seconds() - children
                         others = max(0.0, busy - sum(spent.values()) - children)
                         rows.append(_row(system, connections, metrics, spent, others=others, note=stack.note))
             except (Skip, BenchError) as exc:

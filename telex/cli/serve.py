@@ -20,7 +20,7 @@ from .._importing import failure_summary
 from .._logging import LogConfigError, LogSettings, check_log_config, configure
 from .._options import option
 from ..supervisor import child_index, inherited_fds
-from . import LayerUnreachable, UsageError
+from . import LayerUnreachable, StartupFailed, UsageError
 from ._flags import add_options, values
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class ServeCommand:
         env="TELEX_LAYER",
         default=None,
         help="channel layer: module:attribute, memory://, redis://host:6379/0 "
-        "(default: memory:// with --routing)",
+        "(default: memory:// with --routing or --asgi)",
     )
     host: str | None = option(
         "-b", "--bind", group="where to listen", default=None, help="address to bind (default 127.0.0.1)"
@@ -89,6 +89,13 @@ class ServeCommand:
     )
     threads: int = option(
         "--threads", kind="int", group="application", default=1, help="consumer threads for --routing"
+    )
+    asgi: str | None = option(
+        "--asgi",
+        group="application",
+        default=None,
+        metavar="APP",
+        help="run this ASGI 3 application (module:attribute) in-process, on memory:// (docs/asgi3.md)",
     )
     workers: int = option(
         "--workers",
@@ -176,12 +183,37 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ServeCommand, ServerSe
         raise UsageError("--threads must be at least 1")
     if command.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if command.asgi is not None:
+        check_asgi(command)
     shared_layer = command.routing is None and not (command.channel_layer or "").startswith("memory:")
     if command.workers > 1 and not shared_layer:
         raise UsageError(
             "--workers > 1 needs a layer shared between processes (redis://...), not memory:// or --routing"
         )
     return command, settings
+
+
+def check_asgi(command: ServeCommand) -> None:
+    """``--asgi`` runs the application in this one process, on its memory:// layer:
+    what would need another process or another consumer is refused."""
+    if command.routing is not None:
+        raise UsageError(
+            "give --routing or --asgi, not both: --asgi runs an ASGI 3 application instead of a routing list"
+        )
+    if command.threads != 1:
+        raise UsageError("--threads does not apply to --asgi, which runs every instance on one asyncio loop")
+    if command.workers > 1:
+        raise UsageError(
+            "--workers > 1 does not apply to --asgi, whose application and memory:// layer live in one "
+            "process: for several, serve a shared layer (redis://...) and run telex worker --asgi APP"
+        )
+    layer = command.channel_layer
+    if layer is not None and not layer.startswith("memory:"):
+        raise UsageError(
+            f"--asgi runs the application in this process on memory://, not on {layer}: "
+            f"to run it behind a shared layer, serve {layer} without --asgi and run "
+            "telex worker --asgi APP --layer LAYER"
+        )
 
 
 def check_settings(settings: ServerSettings) -> None:
@@ -296,10 +328,18 @@ def run(args: argparse.Namespace) -> int:
         finally:
             sockets.remove_unix_paths()  # bound by the supervisor, so removed by it
     raise_open_file_limit()
-    from ..server.run import LayerUnreachableError, ServeError, serve
+    from ..server.run import ApplicationStartupError, LayerUnreachableError, ServeError, serve
 
     try:
-        return serve(settings, command.channel_layer, routing=command.routing, threads=command.threads)
+        return serve(
+            settings,
+            command.channel_layer,
+            routing=command.routing,
+            threads=command.threads,
+            asgi=command.asgi,
+        )
+    except ApplicationStartupError as exc:
+        raise StartupFailed(str(exc)) from None
     except LayerUnreachableError as exc:
         raise LayerUnreachable(failure_summary(str(exc), exc.__cause__, log_settings.verbosity)) from None
     except ServeError as exc:

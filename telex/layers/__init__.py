@@ -100,8 +100,8 @@ def get_channel_layer(spec: Any) -> Any:
                     f"{spec!r} is an ASGI 3 application (async, taking scope, receive, send); Telex "
                     "serves ASGI 1 channel layers: pass the layer your consumers' workers use "
                     "(e.g. redis://127.0.0.1:6379/0), or serve an ASGI 3 application with an "
-                    "ASGI 3 server such as uvicorn, hypercorn or Daphne 2+, or run it behind "
-                    "telex serve with telex worker --asgi APP"
+                    "ASGI 3 server such as uvicorn, hypercorn or Daphne 2+, or serve it here with "
+                    "telex serve --asgi APP (or behind telex serve LAYER with telex worker --asgi APP)"
                 )
             layer = layer()
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(layer, m, None))]

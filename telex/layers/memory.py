@@ -144,8 +144,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
         queues = self._check_receive(channels)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        thread = threading.get_ident()
 
         def wake() -> None:
+            if threading.get_ident() == thread:
+                # A send on the receiver's own loop (telex serve --asgi, the server's
+                # replies): resolved at once, without a trip through the loop's self-pipe.
+                _resolve(future)
+                return
             try:
                 loop.call_soon_threadsafe(_resolve, future)
             except RuntimeError:  # the receiver's loop is closed
@@ -156,11 +162,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if result[0] is not None:
                 return result
             waiter = self._register(queues, wake)
+        # A timer rather than asyncio.wait_for, which costs a loop iteration per wake-up.
+        timer = loop.call_later(self.blocking_timeout, _resolve, future)
         try:
-            await asyncio.wait_for(future, self.blocking_timeout)
-        except TimeoutError:
-            pass
+            await future
         finally:
+            timer.cancel()
             # Popping happens only here, after the wait: a cancelled wait has
             # taken nothing, so cancellation never loses a message.
             with self._lock:

@@ -3,7 +3,8 @@
 Shutdown (SIGTERM or SIGINT): stop accepting; close idle connections; let
 in-flight HTTP responses finish for up to ``graceful_timeout``; close
 WebSockets with 1001 (their ``websocket.disconnect`` messages are sent);
-stop the embedded workers; exit 0. A second signal exits at once (status 1).
+stop the embedded workers (with ``--asgi``: the application's instances end,
+then its lifespan shutdown runs); exit 0. A second signal exits at once (status 1).
 
 SIGHUP re-reads the TLS certificates (docs/tls-http2.md); open connections
 are not touched.
@@ -31,6 +32,9 @@ from .tls import is_tls_port
 
 logger = logging.getLogger("telex.server")
 
+#: The close code of the sockets still open when the server shuts down (RFC 6455 7.4.1).
+GOING_AWAY = 1001
+
 
 class ServeError(Exception):
     """Start-up failed for a reason the user can fix; the message says which."""
@@ -40,12 +44,17 @@ class LayerUnreachableError(ServeError):
     """The layer did not answer at start: worth a restart later (exit status 1), not a usage error."""
 
 
+class ApplicationStartupError(ServeError):
+    """The ``--asgi`` application's lifespan startup failed: its own problem (exit status 1)."""
+
+
 def load_layer(spec: str | None, routing: str | None) -> Any:
     if spec is None:
         if routing is None:
             raise ServeError(
                 "no channel layer given: pass LAYER (e.g. redis://127.0.0.1:6379/0 or "
-                "myproject.asgi:channel_layer), or --routing to run consumers in-process on memory://"
+                "myproject.asgi:channel_layer), or --routing ROUTING or --asgi APP to run the "
+                "application in-process on memory://"
             )
         spec = "memory://"
     try:
@@ -68,19 +77,51 @@ def check_layer_reachable(bridge: LayerBridge) -> None:
         raise LayerUnreachableError(f"channel layer unreachable: {type(exc).__name__}: {exc}") from exc
 
 
+def asgi_memory_layer() -> Any:
+    """``memory://`` for ``telex serve --asgi`` without a LAYER: ``http.request`` holds as many
+    requests as the application runs at once. The server may read a few hundred requests in one
+    turn of the loop before the application's intake, on the same loop, takes any: at the
+    general capacity of 100 the rest were answered 503."""
+    from ..layers import InMemoryChannelLayer
+    from ..worker.asgi3.runner import MAX_REQUESTS
+
+    return InMemoryChannelLayer(channel_capacity={"http.request": MAX_REQUESTS})
+
+
+def load_asgi_application(layer: Any, spec: str) -> Any:
+    """An ``Asgi3Worker`` for ``--asgi``, to run on the reactor's own loop; a spec that
+    names no ASGI 3 application is one line."""
+    from ..worker.asgi3 import Asgi3Worker
+
+    try:
+        # Nothing to resume on: the server goes away with the application.
+        return Asgi3Worker(layer, spec, resume=False)
+    except ValueError as exc:  # ApplicationError: the text says why
+        raise ServeError(str(exc)) from exc
+    except Exception as exc:  # the user's module failed while importing
+        raise ServeError(f"could not load ASGI application {spec!r}: {type(exc).__name__}: {exc}") from exc
+
+
 def serve(
     settings: ServerSettings,
     layer_spec: str | None,
     routing: str | None = None,
     threads: int = 1,
     *,
+    asgi: str | None = None,
     signal_handlers: bool = True,
 ) -> int:
     """Serve until stopped; ``signal_handlers=False`` off the main thread, where the caller stops the reactor.
 
     (Django's autoreloader runs ``manage.py runserver`` on a thread of its own.)
+    With ``asgi``, that ASGI 3 application runs on the reactor's loop as the
+    consumer of the layer (``telex serve --asgi``, docs/asgi3.md): its lifespan
+    startup runs before the server listens, its shutdown after the drain.
     """
-    layer = load_layer(layer_spec, routing)
+    if asgi is not None and layer_spec is None:
+        layer = asgi_memory_layer()
+    else:
+        layer = load_layer(layer_spec, routing)
     bridge = make_bridge(layer, threaded=settings.force_sync)
     check_layer_reachable(bridge)
     worker = None
@@ -93,6 +134,7 @@ def serve(
             raise ServeError(str(exc)) from exc
         except Exception as exc:
             raise ServeError(f"could not load routing {routing!r}: {type(exc).__name__}: {exc}") from exc
+    application = None if asgi is None else load_asgi_application(layer, asgi)
     server = Server(settings, bridge=bridge)
     bridge.outage.summary_interval = settings.outage_summary_interval
     attach_websocket(server)
@@ -101,7 +143,7 @@ def serve(
     def started(_: Any) -> None:
         # Registered only now: a start that failed has nothing to drain, and its
         # one-line error must come alone.
-        reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, settings)
+        reactor.addSystemEventTrigger("before", "shutdown", _shutdown, server, worker, application, settings)
         for port in server.ports:
             logger.info("listening on %s", _describe(port))
         logger.info(
@@ -119,6 +161,8 @@ def serve(
         if worker is not None:
             worker.start()
             logger.info("running %d consumer thread(s) for %s", threads, routing)
+        if application is not None:
+            logger.info("running ASGI 3 application %s on the server's asyncio loop", asgi)
         if signal_handlers:
             logger.info("press Ctrl+C (or send SIGTERM) to stop")
         notify_systemd(b"READY=1")
@@ -133,18 +177,42 @@ def serve(
             state["error"] = f"cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}"
         else:
             state["error"] = f"cannot start: {type(error).__name__}: {error}"
+        give_up()
+
+    def give_up() -> None:
+        """Stop after a failed start; an ``--asgi`` application had its lifespan startup: shut it down."""
+        if application is None:
+            reactor.stop()
+        else:
+            _on_loop(application.stop_on_loop(settings.graceful_timeout)).addBoth(lambda _: reactor.stop())
+
+    def application_failed(failure: Any) -> None:
+        from ..worker.asgi3 import LifespanFailed
+
+        if failure.check(LifespanFailed):
+            state["error"] = f"the application's lifespan startup failed: {failure.value}"
+            state["status"] = ApplicationStartupError
+        else:
+            state["error"] = f"cannot start: {type(failure.value).__name__}: {failure.value}"
         reactor.stop()
 
     def begin() -> None:
+        if application is not None:
+            # The lifespan startup first: no connection is taken before the application is ready.
+            _on_loop(application.start_on_loop()).addCallbacks(lambda _: listen(), application_failed)
+        else:
+            listen()
+
+    def listen() -> None:
         try:
             server.start().addCallbacks(started, failed)
         except (ValueError, OSError) as exc:  # bad endpoint string, bad --fd
             state["error"] = f"cannot start: {exc}"
-            reactor.stop()
+            give_up()
         except Exception as exc:  # anything else must not leave a process that never listens
             logger.debug("start-up failed", exc_info=True)
             state["error"] = f"cannot start: {type(exc).__name__}: {exc}"
-            reactor.stop()
+            give_up()
 
     def stop_if_orphaned() -> None:
         if supervisor_gone():
@@ -158,8 +226,13 @@ def serve(
         _install_signal_handlers(server)
     reactor.run(installSignalHandlers=False)
     if state["error"]:
-        raise ServeError(state["error"])
+        raise state.get("status", ServeError)(state["error"])
     return 0
+
+
+def _on_loop(coroutine: Any) -> defer.Deferred:
+    """A coroutine run as a task of the reactor's asyncio loop, as a Deferred."""
+    return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
 
 
 def _join_group(server: Server) -> None:
@@ -248,16 +321,16 @@ def _install_signal_handlers(server: Server) -> None:
     loop.add_signal_handler(signal.SIGHUP, server.tls.reload)
 
 
-def _shutdown(server: Server, worker: Any, settings: ServerSettings) -> defer.Deferred:
+def _shutdown(server: Server, worker: Any, application: Any, settings: ServerSettings) -> defer.Deferred:
     notify_systemd(b"STOPPING=1")
     logger.info("shutting down: no new connections; %d in flight", server.in_flight())
-    return defer.ensureDeferred(_drain(server, worker, settings))
+    return defer.ensureDeferred(_drain(server, worker, application, settings))
 
 
-async def _drain(server: Server, worker: Any, settings: ServerSettings) -> None:
+async def _drain(server: Server, worker: Any, application: Any, settings: ServerSettings) -> None:
     await server.stop_listening()
     if server.websocket is not None:
-        server.websocket.close_all(1001)
+        server.websocket.close_all(GOING_AWAY)
     deadline = reactor.seconds() + settings.graceful_timeout
     server.close_idle_connections()
     while server.in_flight() and reactor.seconds() < deadline:
@@ -268,4 +341,7 @@ async def _drain(server: Server, worker: Any, settings: ServerSettings) -> None:
         )
     if worker is not None:
         await threads.deferToThread(worker.stop, settings.graceful_timeout)
+    if application is not None:
+        # Its sockets heard 1001 from close_all above; any it still holds get 1001 too.
+        await _on_loop(application.stop_on_loop(settings.graceful_timeout, GOING_AWAY))
     server.stop()

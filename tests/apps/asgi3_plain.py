@@ -2,7 +2,7 @@
 
 ``/echo-body`` streams the request body back as it arrives; ``/stream``
 sends its body in several ``more_body`` parts; ``/state`` answers what the
-lifespan put in ``state``; ``/wait-disconnect?ID`` starts a response, then prints
+lifespan put in ``state`` (its shutdown prints a line); ``/wait-disconnect?ID`` starts a response, then prints
 the ``http.disconnect`` it receives; ``/raise`` raises; the
 WebSocket ``/ws`` echoes text and bytes and accepts the first offered subprotocol;
 ``/ws-refuse`` refuses; ``/ws-deny`` refuses with its own 401 response;
@@ -24,6 +24,7 @@ async def application(scope, receive, send):
                 scope["state"]["greeting"] = "hello from lifespan"
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
+                print("app lifespan shutdown", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] == "http":

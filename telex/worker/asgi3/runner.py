@@ -1,4 +1,5 @@
-"""``Asgi3Worker``: one asyncio loop, on a thread of its own, running every instance.
+"""``Asgi3Worker``: one asyncio loop, on a thread of its own, running every instance
+(or the loop of its caller: ``start_on_loop``, for ``telex serve --asgi``).
 
 Two readers feed it: the *intake* takes ``http.request``, ``websocket.connect``
 and the shared ``http.disconnect``/``websocket.disconnect`` (the latter for
@@ -89,6 +90,7 @@ class Asgi3Worker:
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
         self._stop_timeout = 10.0
+        self._readers: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -142,43 +144,59 @@ class Asgi3Worker:
             self._started.set()
 
     async def _main(self) -> None:
+        self._stop = stop = asyncio.Event()
+        await self.start_on_loop()
+        self._started.set()
+        if self._stopping.is_set():
+            stop.set()
+        await stop.wait()
+        await self._finish(RESTART_CLOSE_CODE)
+
+    async def start_on_loop(self) -> None:
+        """Start on the running loop, which the caller owns and keeps running (``telex serve
+        --asgi`` runs the application on its reactor's loop, with no thread): the lifespan
+        startup (:class:`LifespanFailed` if it failed), then the readers, as tasks; returns
+        once receiving. :meth:`stop_on_loop` ends it."""
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
         self.access = LayerAccess(self.channel_layer, self.metrics)
         self.lifespan = Lifespan(self.application)
         await self.lifespan.startup()
         self._limit = asyncio.Semaphore(MAX_REQUESTS)
-        readers = [
+        self._readers = [
             asyncio.ensure_future(self._intake()),
             asyncio.ensure_future(self._local_reader()),
         ]
-        beat = threading.Thread(target=self._heartbeat, name="telex-heartbeat", daemon=True)
-        beat.start()
-        self._started.set()
-        if self._stopping.is_set():
-            self._stop.set()
-        await self._stop.wait()
-        readers[0].cancel()
-        await self._release_sockets()
+        # Heartbeats even in-process: the server watches every worker naming a receive channel.
+        threading.Thread(target=self._heartbeat, name="telex-heartbeat", daemon=True).start()
+
+    async def stop_on_loop(self, timeout: float, close_code: int = RESTART_CLOSE_CODE) -> None:
+        """What :meth:`stop` does, awaited on the loop :meth:`start_on_loop` ran on; sockets
+        still open close with ``close_code`` (1001 when the whole server is going away)."""
+        self._stopping.set()
+        self._stop_timeout = timeout
+        await self._finish(close_code)
+
+    async def _finish(self, close_code: int) -> None:
+        intake, *readers = self._readers
+        intake.cancel()
+        await self._release_sockets(close_code)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._stop_timeout)
         for task in self._tasks:
             task.cancel()
-        for reader in readers[1:]:
+        for reader in readers:
             reader.cancel()
         self._beating_stopped.set()
-        await asyncio.gather(*readers, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._readers, *self._tasks, return_exceptions=True)
         await self.lifespan.shutdown(self._stop_timeout)
 
-    async def _release_sockets(self) -> None:
-        """Hand resumable sockets back to their servers (waiting for the hand-back); close the rest 1012."""
+    async def _release_sockets(self, close_code: int) -> None:
+        """Hand resumable sockets back to their servers (waiting for the hand-back); close the
+        rest with ``close_code`` (1012; 1001 when the whole server is going away)."""
         sockets = [item for item in self._by_local.values() if isinstance(item, WebSocketInstance)]
         moving = [socket for socket in sockets if socket.can_release]  # before any release runs
         await asyncio.gather(
-            *[
-                socket.release() if socket.can_release else socket.shut(RESTART_CLOSE_CODE)
-                for socket in sockets
-            ]
+            *[socket.release() if socket.can_release else socket.shut(close_code) for socket in sockets]
         )
         if moving:
             logger.info("handing %d WebSocket(s) back to the server to resume on another worker", len(moving))
