@@ -39,6 +39,7 @@ from .websocket_resume import (
     CONNECTING,
     RELEASING,
     Move,
+    ResumeQueue,
     WorkerWatch,
     heartbeat_channel,
     item_size,
@@ -96,6 +97,7 @@ class WebSocketSupport:
         self.factory = TelexWebSocketFactory(self)
         #: The workers holding sockets (``telex.receive_channel``) and their heartbeats.
         self.watch = WorkerWatch(self.settings.worker_heartbeat_timeout)
+        self.resumes = ResumeQueue(context.make_sender(), context.channel_full)
         context.register_reply_channel(heartbeat_channel(context.reply_prefix), self.watch.heartbeat)
 
     def upgrade(self, request: Any) -> bool:
@@ -600,29 +602,12 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
         move = self._move
         assert move is not None and self._connect_message is not None
         move.phase = CONNECTING
-        message = {**self._connect_message, msgs.RESUME_KEY: True}
-        connect = InOrderSender(
-            self._sender,
-            self.context.channel_full,
-            pause=nothing,
-            resume=nothing,
-            on_failure=self._resume_refused,
-            pause_messages=1,
-            pause_bytes=0,
-            give_up_after=self.settings.websocket_resume_timeout,  # the move timer ends it first
-        )
-        connect.push("websocket.connect", message, 0)
+        self.support.resumes.push(self, {**self._connect_message, msgs.RESUME_KEY: True})
 
-    def _resume_refused(self, failure: Any) -> None:
-        if self._move is None:
-            return
-        logger.warning(
-            "could not send the resuming websocket.connect for %s (%s); closing with 1012",
-            self.reply_channel,
-            failure.getErrorMessage(),
-        )
-        self._end_move()
-        self._close(1012)
+    @property
+    def awaiting_resume(self) -> bool:
+        """Moving, and waiting for a worker to accept it (``ResumeQueue``)."""
+        return self._move is not None and self._move.phase == CONNECTING and not self._closed
 
     def _finish_move(self, reply: msgs.Reply) -> None:
         """A worker accepted the resume: the socket is its now; what was held goes to it, in order."""

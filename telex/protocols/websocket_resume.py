@@ -19,6 +19,7 @@ accept, and hands over what it held, in order. The messages (docs/asgi3.md)::
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor, task
@@ -137,6 +138,58 @@ class WorkerWatch:
     def stop(self) -> None:
         if self._check.running:
             self._check.stop()
+
+
+#: Pauses before sending again to a full ``websocket.connect``: doubling from the first to the last.
+RESUME_RETRY = (0.05, 1.0)
+
+
+class ResumeQueue:
+    """The resuming ``websocket.connect`` of every moving socket, sent one at a time, in order.
+
+    One sender for the whole server: when a worker holding thousands of
+    sockets stops, their connects would otherwise each retry a full channel
+    every few milliseconds. One whose socket closed or stopped waiting
+    meanwhile is skipped.
+    """
+
+    def __init__(self, sender: Any, channel_full: type[Exception]) -> None:
+        self._sender = sender
+        self._channel_full = channel_full
+        self._waiting: deque[tuple[AsgiWebSocketProtocol, dict]] = deque()
+        self._busy = False
+        self._delay = RESUME_RETRY[0]
+
+    def push(self, socket: AsgiWebSocketProtocol, message: dict) -> None:
+        self._waiting.append((socket, message))
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._waiting and not self._waiting[0][0].awaiting_resume:
+            self._waiting.popleft()
+        if self._busy or not self._waiting:
+            return
+        self._busy = True
+        self._sender.send("websocket.connect", self._waiting[0][1]).addCallbacks(self._sent, self._refused)
+
+    def _sent(self, _: object) -> None:
+        self._busy = False
+        self._delay = RESUME_RETRY[0]
+        if self._waiting:
+            self._waiting.popleft()
+        self._pump()
+
+    def _refused(self, failure: Any) -> None:
+        self._busy = False
+        if failure.check(self._channel_full):
+            reactor.callLater(self._delay, self._pump)
+            self._delay = min(self._delay * 2, RESUME_RETRY[1])
+            return
+        # An outage (logged once by the bridge): this socket closes at its resume timeout.
+        logger.debug("could not send a resuming websocket.connect: %s", failure.getErrorMessage())
+        if self._waiting:
+            self._waiting.popleft()
+        self._pump()
 
 
 def heartbeat_channel(reply_prefix: str) -> str:
