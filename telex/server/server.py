@@ -284,12 +284,15 @@ class Server:
         return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports])
 
     def in_flight(self) -> int:
-        """Connections with a request in progress (idle keep-alives do not count)."""
+        """Connections with a request in progress, or closing while their last response
+        is still being written out (idle keep-alives do not count): a process that
+        exited then would cut that response off."""
         busy = 0
         for protocol in self.http_factory.connections:
             channel = getattr(protocol, "_channel", None)
             requests = getattr(channel, "requests", None)
-            if requests or getattr(channel, "streams", None):
+            closing = getattr(getattr(channel, "transport", None), "disconnecting", False)
+            if requests or getattr(channel, "streams", None) or closing:
                 busy += 1
         return busy
 
