@@ -10,6 +10,11 @@ signal, a restart that is due, or (``--reload``) the next look at the files.
 
 A child knows it is one from ``TELEX_SUPERVISOR_CHILD`` (its index, out of
 ``TELEX_SUPERVISOR_COUNT``) and finds the inherited sockets in ``TELEX_SUPERVISOR_FDS``.
+
+SIGUSR2 (``telex serve --workers``) replaces the children one at a time: a
+new one starts on the same sockets, and once it tells it is ready (a byte
+on the pipe ``TELEX_SUPERVISOR_READY_FD`` names) the old one is told to
+drain. SIGHUP stays the children's TLS reload.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ PARENT_VARIABLE = "TELEX_SUPERVISOR_PID"
 #: A directory the children share (``telex._process_group``); a child's
 #: files, named ``<index>.*``, are removed when it exits.
 SHARED_DIRECTORY_VARIABLE = "TELEX_SUPERVISOR_DIR"
+#: A replacement's end of the pipe on which it tells that it serves (rolling restarts).
+READY_FD_VARIABLE = "TELEX_SUPERVISOR_READY_FD"
+
+#: What starts a rolling restart: gunicorn's and uvicorn's SIGHUP is Telex's TLS reload,
+#: and SIGUSR2 is what gunicorn's and nginx's masters take for "run the new code".
+ROLL_SIGNAL = signal.SIGUSR2
+#: Seconds a replacement has to become ready before the rolling restart is abandoned.
+READY_TIMEOUT = 60.0
 
 #: Restart delays double from the first to the last; a child that ran this
 #: long before dying starts the series again.
@@ -79,6 +92,20 @@ def notify_systemd(state: bytes) -> None:
         logger.warning("could not notify systemd (%s): %s", state.decode(), exc)
 
 
+def tell_supervisor_ready() -> None:
+    """Tell the supervisor that this process serves: a rolling restart waits for
+    it before the old process drains. Nothing unless the supervisor asked."""
+    fd = os.environ.pop(READY_FD_VARIABLE, None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b"1")
+    except OSError as exc:  # the supervisor gave up on this process meanwhile
+        logger.debug("could not tell the supervisor ready: %s", exc)
+    finally:
+        os.close(int(fd))
+
+
 def inherited_fds() -> list[int]:
     return [int(fd) for fd in os.environ.get(FDS_VARIABLE, "").split(",") if fd]
 
@@ -94,8 +121,27 @@ class Child:
         self.reloading = False
 
 
+class Roll:
+    """A rolling restart under way: the children still to replace, and the
+    replacement for ``index`` while it starts (until it is ready or gives up)."""
+
+    def __init__(self, count: int) -> None:
+        self.waiting = list(range(count))
+        self.replaced = 0
+        self.index = 0
+        self.replacement: subprocess.Popen | None = None
+        self.ready_fd: int | None = None
+        self.deadline = 0.0
+        #: Another SIGUSR2 came meanwhile: roll again once this one ends.
+        self.again = False
+
+
 class Supervisor:
-    """``count`` children running ``command``, sharing ``fds``."""
+    """``count`` children running ``command``, sharing ``fds``.
+
+    ``drain_signal`` is what tells a child to drain for its replacement
+    (``telex serve``'s SIGUSR2); without one, rolling restarts are refused.
+    """
 
     def __init__(
         self,
@@ -105,6 +151,8 @@ class Supervisor:
         *,
         env: dict[str, str] | None = None,
         reload_under: str | None = None,
+        drain_signal: int | None = None,
+        ready_timeout: float = READY_TIMEOUT,
     ) -> None:
         self.command = list(command)
         self.children = [Child(index) for index in range(count)]
@@ -113,6 +161,11 @@ class Supervisor:
         # systemd (Type=notify, NotifyAccess=main) hears from the supervisor, not its children.
         self.env.pop("NOTIFY_SOCKET", None)
         self.reload_under = reload_under
+        self.drain_signal = drain_signal
+        self.ready_timeout = ready_timeout
+        self.roll: Roll | None = None
+        #: Replaced children still draining, and replacements given up on: reaped, never restarted.
+        self.leaving: list[tuple[int, subprocess.Popen]] = []
         self.stopping: int | None = None
         self.status = 0
 
@@ -122,7 +175,7 @@ class Supervisor:
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, ROLL_SIGNAL)
         previous = {signum: signal.signal(signum, lambda *_: None) for signum in handled}
         old_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         snapshot = self._files_snapshot() if self.reload_under else None
@@ -133,17 +186,24 @@ class Supervisor:
             # The sockets listen already: connections wait in their queue until a child accepts.
             notify_systemd(b"READY=1")
             next_look = time.monotonic() + RELOAD_INTERVAL
-            while any(child.process is not None for child in self.children) or self.stopping is None:
+            while self._running() or self.stopping is None:
                 now = time.monotonic()
                 due = [child.restart_at for child in self.children if child.restart_at is not None]
                 if snapshot is not None and self.stopping is None:
                     due.append(next_look)
+                watched = [wake_read]
+                if self.roll is not None and self.roll.replacement is not None:
+                    due.append(self.roll.deadline)
+                    if self.roll.ready_fd is not None:
+                        watched.append(self.roll.ready_fd)
                 timeout = max(0.0, min(due) - now) if due else None
-                readable, _, _ = select.select([wake_read], [], [], timeout)
-                signums = os.read(wake_read, 1024) if readable else b""
+                readable, _, _ = select.select(watched, [], [], timeout)
+                signums = os.read(wake_read, 1024) if wake_read in readable else b""
                 for signum in signums:
                     self._on_signal(signum)
                 self._reap()
+                if self.roll is not None:
+                    self._advance_roll()
                 now = time.monotonic()
                 for child in self.children:
                     if child.restart_at is not None and child.restart_at <= now and self.stopping is None:
@@ -157,6 +217,8 @@ class Supervisor:
                         logger.warning("%s changed; restarting", os.path.relpath(changed))
                         self._restart_all()
         finally:
+            if self.roll is not None and self.roll.ready_fd is not None:
+                os.close(self.roll.ready_fd)
             shutil.rmtree(self.directory, ignore_errors=True)
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
@@ -166,22 +228,30 @@ class Supervisor:
         return self.status
 
     def _start(self, child: Child) -> None:
+        child.process = self._spawn(child.index)
+        child.started = time.monotonic()
+        child.restart_at = None
+
+    def _spawn(self, index: int, ready_fd: int | None = None) -> subprocess.Popen:
         env = dict(
             self.env,
             **{
-                CHILD_VARIABLE: str(child.index),
+                CHILD_VARIABLE: str(index),
                 COUNT_VARIABLE: str(len(self.children)),
                 FDS_VARIABLE: ",".join(map(str, self.fds)),
                 PARENT_VARIABLE: str(os.getpid()),
                 SHARED_DIRECTORY_VARIABLE: self.directory,
             },
         )
+        fds = list(self.fds)
+        if ready_fd is not None:
+            env[READY_FD_VARIABLE] = str(ready_fd)
+            fds.append(ready_fd)
         # A process group of its own: Ctrl-C in a terminal reaches only the
         # supervisor, which passes it on once (twice would mean "exit now").
-        child.process = subprocess.Popen(self.command, env=env, pass_fds=self.fds, process_group=0)
-        child.started = time.monotonic()
-        child.restart_at = None
-        logger.info("started process %d (pid %d)", child.index, child.process.pid)
+        process = subprocess.Popen(self.command, env=env, pass_fds=fds, process_group=0)
+        logger.info("started process %d (pid %d)", index, process.pid)
+        return process
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -189,22 +259,38 @@ class Supervisor:
         if signum == signal.SIGHUP:
             self._send(signal.SIGHUP)
             return
+        if signum == ROLL_SIGNAL:
+            self._begin_roll()
+            return
         # A second SIGTERM/SIGINT goes on to the children too, which then exit at once.
         if self.stopping is None:
             logger.info("received %s; stopping %d process(es)", signal.Signals(signum).name, self._running())
             self.stopping = signum
             notify_systemd(b"STOPPING=1")
+            self._end_roll()
         self._send(signum)
 
+    def _processes(self) -> list[subprocess.Popen]:
+        """Every process of the group still to reap: children, leaving ones, a replacement."""
+        processes = [child.process for child in self.children if child.process is not None]
+        processes += [process for _, process in self.leaving]
+        if self.roll is not None and self.roll.replacement is not None:
+            processes.append(self.roll.replacement)
+        return processes
+
     def _send(self, signum: int) -> None:
-        for child in self.children:
-            if child.process is not None and child.process.poll() is None:
-                child.process.send_signal(signum)
+        for process in self._processes():
+            if process.poll() is None:
+                process.send_signal(signum)
 
     def _running(self) -> int:
-        return sum(child.process is not None for child in self.children)
+        return len(self._processes())
 
     def _reap(self) -> None:
+        for index, process in list(self.leaving):
+            if process.poll() is not None:
+                self.leaving.remove((index, process))
+                self._reaped_leaving(index, process)
         for child in self.children:
             if child.process is None or child.process.poll() is None:
                 continue
@@ -231,16 +317,159 @@ class Supervisor:
                 logger.error("process %d (pid %d) exited with a usage error; stopping", child.index, pid)
                 self.status = USAGE_ERROR
                 self.stopping = signal.SIGTERM
+                self._end_roll()
                 self._send(signal.SIGTERM)
                 continue
             if time.monotonic() - child.started >= STABLE_AFTER:
                 child.delay = FIRST_DELAY
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
             logger.warning(
-                "process %d (pid %d) exited with %s; restarting in %g s", child.index, pid, how, child.delay
+                "process %d (pid %d) exited with %s; restarting in %g s",
+                child.index,
+                pid,
+                _how(code),
+                child.delay,
             )
             child.restart_at = time.monotonic() + child.delay
             child.delay = min(child.delay * 2, LAST_DELAY)
+
+    def _reaped_leaving(self, index: int, process: subprocess.Popen) -> None:
+        """A replaced child or an abandoned replacement exited: nothing to restart, and
+        its files (``<index>.*``) are the current child's now."""
+        code = process.returncode
+        if self.stopping is not None:
+            if code not in (0, -self.stopping):
+                self.status = self.status or 1
+            return
+        if code == 0:
+            logger.info("rolling restart: old process %d (pid %d) drained and exited", index, process.pid)
+        else:
+            logger.warning(
+                "rolling restart: pid %d (process %d) exited with %s", process.pid, index, _how(code)
+            )
+
+    # -- rolling restarts -----------------------------------------------------------------
+
+    def _begin_roll(self) -> None:
+        if self.stopping is not None:
+            return
+        if self.drain_signal is None:
+            logger.warning("received SIGUSR2: rolling restarts are for telex serve --workers; ignored")
+            return
+        if self.roll is not None:
+            self.roll.again = True
+            logger.info("received SIGUSR2 during a rolling restart: another one follows when this one ends")
+            return
+        logger.info("received SIGUSR2: rolling restart of %d process(es), one at a time", len(self.children))
+        self.roll = Roll(len(self.children))
+        self._replace_next()
+
+    def _replace_next(self) -> None:
+        """Start the replacement for the next child still running, or end the roll."""
+        roll = self.roll
+        assert roll is not None
+        while roll.waiting:
+            index = roll.waiting.pop(0)
+            old = self.children[index].process
+            if old is None:
+                logger.info("rolling restart: process %d is not running; it starts with the new code", index)
+                continue
+            ready_read, ready_write = os.pipe()
+            try:
+                roll.replacement = self._spawn(index, ready_write)
+            finally:
+                os.close(ready_write)
+            roll.index, roll.ready_fd = index, ready_read
+            roll.deadline = time.monotonic() + self.ready_timeout
+            logger.info(
+                "rolling restart: waiting for process %d (pid %d) to be ready before pid %d drains",
+                index,
+                roll.replacement.pid,
+                old.pid,
+            )
+            return
+        logger.info("rolling restart done: %d process(es) replaced", roll.replaced)
+        self._end_roll()
+
+    def _advance_roll(self) -> None:
+        """The replacement under way: ready (the old child drains, the next one's turn),
+        exited, or late (the roll is abandoned and the old child kept)."""
+        roll = self.roll
+        assert roll is not None
+        replacement = roll.replacement
+        if replacement is None:
+            return
+        told = b""
+        if roll.ready_fd is not None and select.select([roll.ready_fd], [], [], 0)[0]:
+            told = os.read(roll.ready_fd, 1)
+            if not told:  # it closed the pipe: exited, or about to
+                os.close(roll.ready_fd)
+                roll.ready_fd = None
+        if told:
+            self._take_over(roll, replacement)
+            self._replace_next()
+            return
+        old = self.children[roll.index].process
+        keeping = "the old one keeps serving" if old is not None else "the old one is being restarted"
+        code = replacement.poll()
+        if code is not None:
+            logger.error(
+                "rolling restart abandoned: new process %d (pid %d) exited with %s before it was ready; %s",
+                roll.index,
+                replacement.pid,
+                _how(code),
+                keeping,
+            )
+        elif time.monotonic() >= roll.deadline:
+            logger.error(
+                "rolling restart abandoned: new process %d (pid %d) not ready after %g s, killed; %s",
+                roll.index,
+                replacement.pid,
+                self.ready_timeout,
+                keeping,
+            )
+            replacement.kill()
+            self.leaving.append((roll.index, replacement))
+        else:
+            return
+        roll.replacement = None
+        self._end_roll()
+
+    def _take_over(self, roll: Roll, replacement: subprocess.Popen) -> None:
+        """The replacement is ready: it becomes the child, and the old process drains."""
+        assert roll.ready_fd is not None and self.drain_signal is not None
+        os.close(roll.ready_fd)
+        roll.ready_fd = None
+        roll.replacement = None
+        roll.replaced += 1
+        child = self.children[roll.index]
+        old = child.process
+        child.process, child.started, child.restart_at = replacement, time.monotonic(), None
+        if old is None or old.poll() is not None:  # it died meanwhile; _reap takes it from the list
+            logger.info("rolling restart: process %d (pid %d) is ready", roll.index, replacement.pid)
+            if old is not None:
+                self.leaving.append((roll.index, old))
+            return
+        old.send_signal(self.drain_signal)
+        self.leaving.append((roll.index, old))
+        logger.info(
+            "rolling restart: process %d (pid %d) is ready; old pid %d drains",
+            roll.index,
+            replacement.pid,
+            old.pid,
+        )
+
+    def _end_roll(self) -> None:
+        """Forget the roll (a replacement still starting is kept to reap), then start
+        the one asked for meanwhile, unless stopping."""
+        roll, self.roll = self.roll, None
+        if roll is None:
+            return
+        if roll.ready_fd is not None:
+            os.close(roll.ready_fd)
+        if roll.replacement is not None:
+            self.leaving.append((roll.index, roll.replacement))
+        if roll.again and self.stopping is None:
+            self._begin_roll()
 
     def _restart_all(self) -> None:
         """Stop every child gracefully; each starts again once it has exited."""
@@ -253,6 +482,10 @@ class Supervisor:
 
     def _files_snapshot(self) -> dict[str, float]:
         return {path: mtime for path, mtime in watched_files(self.reload_under or ".")}
+
+
+def _how(code: int) -> str:
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
 
 
 def watched_files(root: str) -> Iterator[tuple[str, float]]:
@@ -274,14 +507,19 @@ def watched_files(root: str) -> Iterator[tuple[str, float]]:
                     continue
 
 
-def run_supervised(words: Sequence[str], count: int, fds: Sequence[int], reload: bool) -> int:
+def run_supervised(
+    words: Sequence[str], count: int, fds: Sequence[int], reload: bool, drain_signal: int | None = None
+) -> int:
     """Supervise ``count`` copies of ``telex WORDS`` (this command line again).
 
     Logging is the caller's (``telex._logging``), so ``-v 0`` keeps the supervisor
     to its warnings (a child's exit, a restart), as it does the children.
+    ``drain_signal``: what tells a child to drain for its replacement (rolling restarts).
     """
     command = [sys.executable, "-m", "telex", *words]
-    supervisor = Supervisor(command, count, fds, reload_under=os.getcwd() if reload else None)
+    supervisor = Supervisor(
+        command, count, fds, reload_under=os.getcwd() if reload else None, drain_signal=drain_signal
+    )
     if reload:
         logger.warning("--reload is for development: restarting on changes under %s", os.getcwd())
     return supervisor.run()

@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import resource
+import signal
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -324,7 +325,9 @@ def run(args: argparse.Namespace) -> int:
 
         sockets = supervised_sockets(settings, command.file_descriptor)
         try:
-            return run_supervised(args.words, command.workers, sockets.fds, command.reload)
+            return run_supervised(
+                args.words, command.workers, sockets.fds, command.reload, drain_signal=signal.SIGUSR2
+            )
         finally:
             sockets.remove_unix_paths()  # bound by the supervisor, so removed by it
     raise_open_file_limit()

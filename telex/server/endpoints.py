@@ -23,7 +23,7 @@ import socket
 import stat
 from typing import Any
 
-from twisted.internet import defer, reactor, unix
+from twisted.internet import defer, reactor, tcp, unix
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -69,13 +69,27 @@ def adopt(fd: int, factory: Any) -> Any:
         return reactor.adoptStreamPort(fd, family, factory)
     # adoptStreamPort would chmod the socket file to 0666 as it starts listening;
     # keep the mode it was bound with (systemd's SocketMode=, unix:PATH:mode=).
-    port = unix.Port._fromListeningDescriptor(reactor, fd, factory)
+    port = AdoptedUnixPort._fromListeningDescriptor(reactor, fd, factory)
     try:
         port.mode = stat.S_IMODE(os.stat(port._bindPath).st_mode)
     except (OSError, ValueError):  # an abstract socket: no file
         pass
     port.startListening()
     return port
+
+
+class AdoptedUnixPort(unix.Port):
+    """A Unix socket someone else bound (the supervisor, systemd): stopping it must
+    leave the socket as it is, whereas Twisted's own Port shuts the socket down and
+    removes its file. Under ``--workers`` the other processes still serve it when
+    one drains or stops (a rolling restart)."""
+
+    _shouldShutdown = False
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.lockFile is not None:
+            self.lockFile.unlock()
+        tcp.Port.connectionLost(self, reason)
 
 
 def split_endpoint(spec: str) -> list[str]:

@@ -8,6 +8,11 @@ then its lifespan shutdown runs); exit 0. A second signal exits at once (status 
 
 SIGHUP re-reads the TLS certificates (docs/tls-http2.md); open connections
 are not touched.
+
+SIGUSR2 drains for a replacement (a rolling restart under ``--workers``):
+stop accepting at once, so new connections go to the other processes; wait
+until the WebSockets are gone or ``drain_timeout`` passes; then shut down as
+above (the WebSockets left get 1001) and exit 0.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, reactor, task, threads
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ReactorNotRunning
 
 from .._process_group import WRITE_INTERVAL, group_from_environment
 from ..layers import LayerSpecError, get_channel_layer
-from ..supervisor import child_index, notify_systemd, supervisor_gone
+from ..supervisor import child_index, notify_systemd, supervisor_gone, tell_supervisor_ready
 from .bridge import LayerBridge, make_bridge
 from .server import Server
 from .settings import ServerSettings
@@ -34,6 +40,10 @@ logger = logging.getLogger("telex.server")
 
 #: The close code of the sockets still open when the server shuts down (RFC 6455 7.4.1).
 GOING_AWAY = 1001
+#: Seconds a connection accepted just before a drain has to send its request.
+UNUSED_GRACE = 1.0
+#: Seconds between two sweeps of idle keep-alive connections while draining.
+SWEEP_INTERVAL = 1.0
 
 
 class ServeError(Exception):
@@ -138,7 +148,7 @@ def serve(
     server = Server(settings, bridge=bridge)
     bridge.outage.summary_interval = settings.outage_summary_interval
     attach_websocket(server)
-    state: dict[str, Any] = {"error": None}
+    state: dict[str, Any] = {"error": None, "started": False, "draining": False, "publishing": None}
 
     def started(_: Any) -> None:
         # Registered only now: a start that failed has nothing to drain, and its
@@ -166,9 +176,25 @@ def serve(
         if signal_handlers:
             logger.info("press Ctrl+C (or send SIGTERM) to stop")
         notify_systemd(b"READY=1")
+        state["started"] = True
         if child_index() is not None:
             orphan_watch.start(1.0, now=False)
-            _join_group(server)
+            joined, state["publishing"] = _join_group(server)
+            joined.addCallback(lambda _: tell_supervisor_ready())
+
+    def drain() -> None:
+        """SIGUSR2: leave the group's accounting to the replacement and drain (``_drain_for_replacement``)."""
+        if not state["started"]:
+            logger.info("received SIGUSR2 while starting: shutting down")
+            reactor.stop()
+            return
+        if state["draining"]:
+            return
+        state["draining"] = True
+        publishing = state["publishing"]
+        if publishing is not None and publishing.running:
+            publishing.stop()  # the replacement publishes this index's state now
+        defer.ensureDeferred(_drain_for_replacement(server, settings))
 
     def failed(failure: Any) -> None:
         failure = getattr(failure.value, "subFailure", failure)
@@ -223,7 +249,7 @@ def serve(
     orphan_watch = task.LoopingCall(stop_if_orphaned)
     reactor.callWhenRunning(begin)
     if signal_handlers:
-        _install_signal_handlers(server)
+        _install_signal_handlers(server, drain)
     reactor.run(installSignalHandlers=False)
     if state["error"]:
         raise state.get("status", ServeError)(state["error"])
@@ -235,28 +261,40 @@ def _on_loop(coroutine: Any) -> defer.Deferred:
     return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
 
 
-def _join_group(server: Server) -> None:
+def _join_group(server: Server) -> tuple[defer.Deferred, task.LoopingCall | None]:
     """Under ``--workers``: the health and metrics paths answer for every child
     (``telex._process_group``). With a health path, each child probes the layer
-    once a second, so that the others can tell what it would answer."""
+    once a second, so that the others can tell what it would answer.
+
+    Gives what fires once this child's state is first published (a rolling
+    restart waits for it, so the health path never misses this child), and
+    the loop that publishes it."""
     settings = server.settings
     if settings.metrics_path is None and settings.health_path is None:
-        return
+        return defer.succeed(None), None
     render = None if settings.metrics_path is None else server.metrics.render
     group = group_from_environment(render, server.health_state)
     if group is None:
-        return
+        return defer.succeed(None), None
     server.process_group = group
     if render is not None:
         server.render_metrics = group.render
+    published: defer.Deferred = defer.Deferred()
+
+    def write(_: object = None) -> None:
+        group.write()
+        if not published.called:
+            published.callback(None)
 
     def publish() -> defer.Deferred | None:
         if settings.health_path is None:
-            group.write()
+            write()
             return None
-        return server.probe_layer().addCallback(lambda _: group.write())
+        return server.probe_layer().addCallback(write)
 
-    task.LoopingCall(publish).start(WRITE_INTERVAL, now=True)
+    publishing = task.LoopingCall(publish)
+    publishing.start(WRITE_INTERVAL, now=True)
+    return published, publishing
 
 
 def attach_websocket(server: Server) -> None:
@@ -297,9 +335,9 @@ def _tune_garbage_collector(threshold: int) -> None:
     gc.set_threshold(threshold, max(second, 20), max(third, 20))
 
 
-def _install_signal_handlers(server: Server) -> None:
+def _install_signal_handlers(server: Server, drain: Callable[[], None]) -> None:
     """First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (status 1).
-    SIGHUP: re-read the TLS certificates.
+    SIGHUP: re-read the TLS certificates. SIGUSR2: ``drain`` for a replacement.
 
     Registered on the asyncio loop, which wakes through its self-pipe: with
     plain ``signal.signal`` a signal delivered to a consumer thread would
@@ -319,6 +357,7 @@ def _install_signal_handlers(server: Server) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, server.tls.reload)
+    loop.add_signal_handler(signal.SIGUSR2, drain)
 
 
 def _shutdown(server: Server, worker: Any, application: Any, settings: ServerSettings) -> defer.Deferred:
@@ -345,3 +384,40 @@ async def _drain(server: Server, worker: Any, application: Any, settings: Server
         # Its sockets heard 1001 from close_all above; any it still holds get 1001 too.
         await _on_loop(application.stop_on_loop(settings.graceful_timeout, GOING_AWAY))
     server.stop()
+
+
+async def _drain_for_replacement(server: Server, settings: ServerSettings) -> None:
+    """Stop accepting (the shared sockets stay open for the other processes); keep
+    the WebSockets until their clients leave or ``drain_timeout`` passes, closing
+    idle keep-alive connections meanwhile; then the shutdown (1001 for the
+    WebSockets left, in-flight HTTP responses get ``graceful_timeout``).
+
+    A connection accepted just before has up to ``UNUSED_GRACE`` to send its
+    request: closing it unanswered would look like a reset to its client."""
+    websockets = server.websocket.connections if server.websocket is not None else set()
+    logger.info(
+        "received SIGUSR2: draining: no new connections; %d WebSocket(s) open get up to %g s to close",
+        len(websockets),
+        settings.drain_timeout,
+    )
+    await server.stop_listening()
+    now = reactor.seconds()
+    deadline = now + settings.drain_timeout
+    unused_until = now + min(UNUSED_GRACE, settings.drain_timeout)
+    while now < deadline:
+        waiting_for_unused = now < unused_until
+        server.close_idle_connections(keep_unused=waiting_for_unused)
+        if not websockets and not (waiting_for_unused and server.unused_connections()):
+            break
+        await server.connection_closed(min(SWEEP_INTERVAL, deadline - now))
+        # A closing connection is counted out of the WebSockets just after the wake-up.
+        await task.deferLater(reactor, 0, lambda: None)
+        now = reactor.seconds()
+    if websockets:
+        logger.info("drain timeout: closing %d WebSocket(s) with 1001", len(websockets))
+    else:
+        logger.info("drained: no WebSocket left open")
+    try:
+        reactor.stop()
+    except ReactorNotRunning:  # a SIGTERM during the drain began the shutdown already
+        pass

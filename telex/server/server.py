@@ -46,6 +46,11 @@ def _base36(number: int) -> str:
             return "".join(reversed(digits))
 
 
+def _unused(protocol: Any) -> bool:
+    """Whether a connection has yet to tell HTTP/1.1 from HTTP/2: no request seen on it."""
+    return getattr(protocol, "_negotiatedProtocol", None) is None
+
+
 class FinishedRequests:
     """What ``HttpFactory`` tells as each HTTP request finishes (twisted.web
     calls it from ``Request.finish``): its duration goes to the histogram,
@@ -282,19 +287,26 @@ class Server:
         return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports])
 
     def in_flight(self) -> int:
-        """Connections with a request in progress (idle keep-alives do not count)."""
+        """Connections with a request in progress, or closing while their last response
+        is still being written out (idle keep-alives do not count): a process that
+        exited then would cut that response off."""
         busy = 0
         for protocol in self.http_factory.connections:
             channel = getattr(protocol, "_channel", None)
             requests = getattr(channel, "requests", None)
-            if requests or getattr(channel, "streams", None):
+            closing = getattr(getattr(channel, "transport", None), "disconnecting", False)
+            if requests or getattr(channel, "streams", None) or closing:
                 busy += 1
         return busy
 
-    def close_idle_connections(self) -> None:
+    def close_idle_connections(self, keep_unused: bool = False) -> None:
         """At shutdown: close idle keep-alive connections; busy ones close
-        after their current response (they stop being persistent)."""
+        after their current response (they stop being persistent).
+        ``keep_unused`` spares the connections that have not sent a request yet:
+        accepted just before a drain, their request is on its way."""
         for protocol in list(self.http_factory.connections):
+            if keep_unused and _unused(protocol):
+                continue
             channel = getattr(protocol, "_channel", None)
             if channel is None or channel.transport is None:
                 continue
@@ -302,6 +314,10 @@ class Server:
                 channel.persistent = False
             if not getattr(channel, "requests", None) and not getattr(channel, "streams", None):
                 channel.transport.loseConnection()
+
+    def unused_connections(self) -> int:
+        """Connections that have not sent a whole request line yet (``close_idle_connections``)."""
+        return sum(_unused(protocol) for protocol in self.http_factory.connections)
 
     def connection_closed(self, timeout: float) -> defer.Deferred:
         """Fires when the next connection closes, or after ``timeout`` seconds."""

@@ -344,6 +344,16 @@ class ServerSettings:
         default=30.0,
         help="seconds in-flight responses get at shutdown",
     )
+    #: Seconds a process told to drain (SIGUSR2: a rolling restart) keeps its
+    #: WebSockets open for their clients to leave before closing them with 1001.
+    drain_timeout: float = option(
+        "--drain-timeout",
+        kind="seconds",
+        group="operations",
+        default=30.0,
+        help="at SIGUSR2 (a rolling restart under --workers), seconds open WebSockets get to close "
+        "before 1001",
+    )
     #: First-generation threshold of Python's cyclic garbage collector once the
     #: server is listening (the start-up heap is frozen out of collections too);
     #: 0 keeps Python's default. See docs/server.md: it cuts tail latency ~10x.
