@@ -237,10 +237,16 @@ def test_without_a_budget_channel_full_is_retried_while_the_owner_lives():
     sender, clock, events = FakeSender(), Clock(), []
     queue = _in_order(sender, clock, events)
     queue.push("c", {}, 1)
+    delays = []
     for _ in range(200):
         sender.sent[-1][2].errback(Full())
-        clock.advance(flow.RETRY_DELAYS[-1])
+        (retry,) = clock.getDelayedCalls()
+        delays.append(retry.getTime() - clock.seconds())
+        clock.advance(delays[-1])
     assert events == [] and len(sender.sent) == 201
+    # After a second of refusals, the retries slow down to SLOW_RETRY_DELAY.
+    assert delays[-1] == pytest.approx(flow.SLOW_RETRY_DELAY)
+    assert max(delays[:20]) == pytest.approx(flow.RETRY_DELAYS[-1])
     queue.stop()
     sender.sent[-1][2].errback(Full())
     assert clock.getDelayedCalls() == []

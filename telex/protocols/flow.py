@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 #: Seconds between attempts at a message refused with ChannelFull (spec: wait
 #: and try again): quick at first, then the last delay for as long as it takes.
 RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05)
+#: After a second of refusals, the delay between attempts: a consumer busy that long is
+#: not back within milliseconds, and thousands of connections retrying every 50 ms
+#: would keep the layer and the server busy with refusals.
+SLOW_RETRY_AFTER, SLOW_RETRY_DELAY = 1.0, 0.25
 
 Item = TypeVar("Item")
 
@@ -112,6 +116,10 @@ class InOrderSender:
         """Sending ended (a failure, or the owner stopped it)."""
         return self._stopped
 
+    def give_up_after(self, seconds: float | None) -> None:
+        """Change how long one message may stay refused with ChannelFull (None: for ever)."""
+        self._give_up_after = seconds
+
     @property
     def idle(self) -> bool:
         """Nothing waiting and nothing in flight."""
@@ -187,7 +195,10 @@ class InOrderSender:
             now = self._clock.seconds()
             first_refused = now if first_refused is None else first_refused
             if self._give_up_after is None or now - first_refused < self._give_up_after:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                if now - first_refused >= SLOW_RETRY_AFTER:
+                    delay = SLOW_RETRY_DELAY
+                else:
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 self._retry = self._clock.callLater(delay, self._send_first, attempt + 1, first_refused)
                 return
         on_failure = self._on_failure

@@ -505,6 +505,9 @@ class AsgiWebSocketProtocol(WebSocketServerProtocol):
             return
         self._own_channel = reply.receive_channel
         self._worker = worker_of(reply.receive_channel)
+        # Frames wait for a worker that is busy (stopping, taking resumed sockets) as long as
+        # a move may take, with reading paused, rather than 1 s before a 1013.
+        self._inbound.give_up_after(max(RECEIVE_RETRY_FOR, self.settings.websocket_resume_timeout))
         self._resumable = reply.resumable
         self.support.watch.add(self._worker, self)
 
