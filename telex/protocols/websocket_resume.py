@@ -19,6 +19,7 @@ accept, and hands over what it held, in order. The messages (docs/asgi3.md)::
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,7 @@ def worker_of(channel: str) -> str:
 class WorkerWatch:
     """The workers holding this server's WebSockets, and when each was last heard from.
 
-    A worker sends a heartbeat (``{"worker": PREFIX}`` on the server's
+    A worker sends a heartbeat (``{"worker": PREFIX, "at": UNIX TIME}`` on the server's
     ``telex.heartbeat`` channel) about every second while it holds one of the
     server's sockets; one silent for ``timeout`` seconds is taken for dead and
     its sockets move (or close 1012 when they cannot resume).
@@ -84,6 +85,9 @@ class WorkerWatch:
         self.timeout = timeout
         self.sockets: dict[str, set[AsgiWebSocketProtocol]] = {}
         self.heard: dict[str, float] = {}
+        #: How late the last heartbeats were read (their ``at`` against the wall clock): a
+        #: reply reader that far behind delays every heartbeat, and the timeout grows by it.
+        self.lag = 0.0
         self._check = task.LoopingCall(self.check)
         self._check.clock = reactor
 
@@ -107,7 +111,9 @@ class WorkerWatch:
                 self._check.stop()
 
     def heartbeat(self, message: dict) -> None:
-        worker = message.get("worker")
+        worker, at = message.get("worker"), message.get("at")
+        if isinstance(at, (int, float)):
+            self.lag = max(0.0, time.time() - at)
         if isinstance(worker, str):
             self.heard_from(worker)
 
@@ -119,7 +125,7 @@ class WorkerWatch:
     def check(self) -> None:
         now = reactor.seconds()
         for worker, heard in list(self.heard.items()):
-            if now - heard <= self.timeout:
+            if now - heard <= self.timeout + self.lag:
                 continue
             sockets = list(self.sockets.get(worker, ()))
             logger.warning(

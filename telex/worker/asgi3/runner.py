@@ -220,7 +220,8 @@ class Asgi3Worker:
         while not self._beating_stopped.wait(HEARTBEAT_INTERVAL):
             for server in self._servers:
                 try:
-                    self.channel_layer.send(server + HEARTBEAT_CHANNEL, {"worker": self.prefix})
+                    beat = {"worker": self.prefix, "at": time.time()}
+                    self.channel_layer.send(server + HEARTBEAT_CHANNEL, beat)
                 except Exception as exc:  # sent again in a second
                     logger.debug("heartbeat to %s failed: %s", server, exc)
 
