@@ -72,6 +72,7 @@ class Deployment:
         if system == "telex":
             layer = f"{redis_url}?prefix=chat"
             command = [sys.executable, "-m", "telex", "serve", "-b", "127.0.0.1", "-p", str(self.port), layer]
+            command += ["--websocket-resume-timeout", str(args.resume_timeout)]
             self.server = procs.start("telex-serve", command, env=child_env())
             wait_for_port(self.port, self.server, 60)
             self.app_procs = [self._spawn(), self._spawn()]
@@ -207,6 +208,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between a socket's messages")
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--restarts", default="30,60", help="seconds into the run of each restart")
+    parser.add_argument(
+        "--resume-timeout",
+        type=float,
+        default=120.0,
+        help="telex serve --websocket-resume-timeout (resumed sockets go at the new worker's connect rate)",
+    )
     parser.add_argument("--per-client", type=int, default=5000, help="most sockets per client process")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds a socket waits for the rest")
     parser.add_argument("--open-timeout", type=float, default=600.0)
