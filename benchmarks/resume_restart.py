@@ -28,6 +28,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ from .harness import (
 )
 
 CHAT = "tests.apps.asgi3_channels4:application"
+#: Seconds a stopping uvicorn gets before SIGKILL, as a service manager would give it.
+STOP_TIMEOUT = 20.0
 SYSTEMS = {
     "telex": "telex serve + 2 telex worker --asgi, Telex's Redis layer (telex.channels4)",
     "uvicorn": "uvicorn, channels_redis RedisChannelLayer",
@@ -67,6 +70,7 @@ class Deployment:
         self.redis_url = redis_url
         self.port = free_port()
         self.spawned = 0
+        self.killed = 0  # application processes that did not stop within STOP_TIMEOUT
         self.app_procs: list[Proc] = []
         self.server: Proc | None = None
         if system == "telex":
@@ -117,6 +121,9 @@ class Deployment:
             str(self.port),
             "--log-level",
             "warning",
+            # As a deploy would: without it uvicorn waits for every open WebSocket to close first.
+            "--timeout-graceful-shutdown",
+            "10",
         ]
         proc = self.procs.start(name, command, env=env, cwd=str(REPO_ROOT))
         wait_for_port(self.port, proc, 60)
@@ -132,7 +139,12 @@ class Deployment:
             old.wait(120)
         else:
             old.popen.send_signal(signal.SIGTERM)
-            old.wait(120)
+            try:
+                old.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                # What systemd or Docker does next; seen with 10,000 sockets open.
+                self.killed += 1
+                old.kill()
             self.app_procs.append(self._spawn())
         return time.monotonic() - started
 
@@ -195,6 +207,7 @@ def run_system(system: str, args: argparse.Namespace, log_dir: Path) -> dict[str
             "latency_max_ms": max(t["latencies"]["max_ms"] for t in tallies),
             "resumed": deployment.resumed(),
             "restart_seconds": restarts,
+            "killed_after_sigterm": deployment.killed,
             "rss_mib": memory,
             "examples": [example for t in tallies for example in t["examples"]][:5],
         }

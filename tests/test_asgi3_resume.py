@@ -107,6 +107,28 @@ def test_an_application_that_cannot_resume_gets_its_client_closed_1012(redis_ser
         assert "resumed WebSocket" not in server.output
 
 
+def test_a_starlette_websocket_moves_to_the_worker_started_for_the_deploy(redis_server):
+    """A rolling deploy of a Starlette app: the socket opens on the old worker, a new one starts,
+    the old one stops; the endpoint runs again on the new one and every frame is echoed once, in order."""
+    pytest.importorskip("starlette")
+    url = redis_server.url + "?prefix=resume6"
+    app = "tests.apps.asgi3_starlette:app"
+    with TelexServer(url) as server, TelexProcess(["worker", "--asgi", app, "--layer", url]) as old:
+        with connect(ws_url(server, "/chat"), subprotocols=["chat.v1"], open_timeout=10) as ws:
+            ws.send("on the old worker")
+            assert ws.recv(timeout=10) == "starlette: on the old worker"
+            with TelexProcess(["worker", "--asgi", app, "--layer", url]):
+                old.signal(signal.SIGTERM)
+                for n in range(20):
+                    ws.send(f"m{n}")
+                assert [ws.recv(timeout=20) for _ in range(20)] == [f"starlette: m{n}" for n in range(20)]
+                assert old.wait(20) == 0
+                ws.send("on the new worker")
+                assert ws.recv(timeout=10) == "starlette: on the new worker"
+                assert ws.subprotocol == "chat.v1"
+        server.wait_for("resumed WebSocket")
+
+
 CHAT = "tests.apps.asgi3_channels4:application"
 
 
