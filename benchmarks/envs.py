@@ -332,24 +332,18 @@ def prepare(ctx: Context, chosen: list[str]) -> dict[str, Any]:
         except BenchError as exc:
             peers["daphne_stack"] = {"error": str(exc)}
             print(f"Daphne stack unavailable: {exc}", file=sys.stderr)
-    if NEEDS_DAPHNE_TELEX.intersection(chosen):
-        try:
-            peers["daphne_telex"] = ensure_daphne_telex_env(ctx)
-        except BenchError as exc:
-            peers["daphne_telex"] = {"error": str(exc)}
-            print(f"Daphne + Telex layer unavailable: {exc}", file=sys.stderr)
-    if NEEDS_DJANGO.intersection(chosen):
-        try:
-            peers["django_servers"] = ensure_django_env(ctx)
-        except BenchError as exc:
-            peers["django_servers"] = {"error": str(exc)}
-            print(f"gunicorn/uvicorn virtualenv unavailable: {exc}", file=sys.stderr)
-    if NEEDS_ASGI3.intersection(chosen):
-        try:
-            peers["asgi3_servers"] = ensure_asgi3_env(ctx)
-        except BenchError as exc:
-            peers["asgi3_servers"] = {"error": str(exc)}
-            print(f"uvicorn/Hypercorn/Daphne 4 virtualenv unavailable: {exc}", file=sys.stderr)
+    optional = (
+        (NEEDS_DAPHNE_TELEX, "daphne_telex", ensure_daphne_telex_env, "Daphne + Telex layer"),
+        (NEEDS_DJANGO, "django_servers", ensure_django_env, "gunicorn/uvicorn virtualenv"),
+        (NEEDS_ASGI3, "asgi3_servers", ensure_asgi3_env, "uvicorn/Hypercorn/Daphne 4 virtualenv"),
+    )
+    for needs, key, ensure, label in optional:
+        if needs.intersection(chosen):
+            try:
+                peers[key] = ensure(ctx)
+            except BenchError as exc:
+                peers[key] = {"error": str(exc)}
+                print(f"{label} unavailable: {exc}", file=sys.stderr)
     return peers
 
 
