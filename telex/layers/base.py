@@ -106,26 +106,40 @@ def _size_of(value: Any) -> int:
     The size approximates a binary (msgpack-like) encoding: payload bytes plus
     a small per-item overhead, which is what both layers actually store. It
     builds no error text on the way down: that is :func:`_explain`'s job, so
-    a valid message costs only the walk.
+    a valid message costs only the walk. Every send walks its message, so
+    str and bytes items are sized in their container's loop, not by a call
+    of their own.
     """
     kind = type(value)
-    if kind is str:
-        # isascii() is O(1) in CPython, so ASCII text costs no encode pass.
-        return (len(value) if value.isascii() else len(value.encode("utf-8"))) + 5
-    if kind is bytes:
-        return len(value) + 5
     if kind is dict:
         size = 5
         for key, item in value.items():
             if type(key) is not str:
                 raise _Invalid
-            size += len(key) + 5 + _size_of(item)
+            kind = type(item)
+            if kind is str:
+                # isascii() is O(1) in CPython, so ASCII text costs no encode pass.
+                size += len(key) + 10 + (len(item) if item.isascii() else len(item.encode("utf-8")))
+            elif kind is bytes:
+                size += len(key) + 10 + len(item)
+            else:
+                size += len(key) + 5 + _size_of(item)
         return size
     if kind is list or kind is tuple:
         size = 5
         for item in value:
-            size += _size_of(item)
+            kind = type(item)
+            if kind is bytes:
+                size += len(item) + 5
+            elif kind is str:
+                size += (len(item) if item.isascii() else len(item.encode("utf-8"))) + 5
+            else:
+                size += _size_of(item)
         return size
+    if kind is str:
+        return (len(value) if value.isascii() else len(value.encode("utf-8"))) + 5
+    if kind is bytes:
+        return len(value) + 5
     if kind is bool or value is None:
         return 1
     if kind is float or (kind is int and _INT64_MIN <= value <= _INT64_MAX):

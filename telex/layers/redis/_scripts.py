@@ -24,6 +24,9 @@ scripts deterministic and saves a command per call; hosts need NTP-synced clocks
 from __future__ import annotations
 
 import hashlib
+from typing import Any
+
+import hiredis
 
 # Push ``entry`` onto ``key`` unless the list is at capacity. Expired messages
 # never count against capacity: when the push overflows, expired heads are
@@ -72,11 +75,18 @@ local function push_many(key, entries, capacity, now, ttl)
 end
 """
 
-#: KEYS[1] queue list. ARGV: entry, capacity, now_ms, key ttl_ms. → 1 sent, 0 full.
+#: KEYS[1] queue list. ARGV: capacity, key ttl_ms, entry, now_ms. → 1 sent, 0 full.
+#: The per-queue arguments come first so a sender packs them once
+#: (``send_head``); ``now`` is read only when the push overflows.
 SEND = (
     _PUSH
     + """
-return push(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+if redis.call('RPUSH', KEYS[1], ARGV[3]) > tonumber(ARGV[1]) then
+  redis.call('RPOP', KEYS[1])
+  return push(KEYS[1], ARGV[3], tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 )
 
@@ -293,6 +303,32 @@ SOURCES = {
     "ordering_skip_stalled": ORDERING_SKIP_STALLED,
 }
 SHAS = {name: hashlib.sha1(source.encode()).hexdigest().encode() for name, source in SOURCES.items()}
+
+
+def pack_eval(name: str, keys: list[str], args: list[Any]) -> bytes:
+    """The packed ``EVALSHA`` that runs script ``name``."""
+    return hiredis.pack_command((b"EVALSHA", SHAS[name], len(keys), *keys, *args))
+
+
+def send_head(key: str, capacity: int, ttl_ms: int) -> bytes:
+    """The packed ``EVALSHA`` of SEND up to its per-message arguments (what ``send_command`` ends).
+
+    Worked out once per queue key: hiredis packing all eight arguments per
+    message cost more than the rest of a send's framing together.
+    """
+    packed = hiredis.pack_command((b"EVALSHA", SHAS["send"], 1, key, capacity, ttl_ms))
+    return b"*8" + packed[packed.index(b"\r\n") :]  # two arguments follow
+
+
+def send_tail(deadline_ms: int, channel: bytes, payload: bytes, now_ms: int) -> bytes:
+    """The rest of a packed SEND: the entry (``_codec.frame_entry``'s bytes) and now."""
+    return b"$%d\r\n%013d%s%s\r\n$13\r\n%013d\r\n" % (
+        13 + len(channel) + len(payload),
+        deadline_ms,
+        channel,
+        payload,
+        now_ms,
+    )
 
 
 def blpop_timeout(seconds: float) -> float:
