@@ -30,7 +30,7 @@ from ..base import (
     BaseChannelLayer,
     CapacitySpec,
     ChannelFull,
-    check_message,
+    check_message_types,
     non_local_name,
 )
 from ._codec import (
@@ -668,7 +668,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _encode(self, where: str, message: dict) -> bytes:
         """Check types, encode, check the encoded size (before encryption), encrypt."""
-        check_message(message)
+        check_message_types(message)
         packed = self._codec.pack(message)
         self.check_message_size(where, len(packed))
         return self._codec.seal(packed)
