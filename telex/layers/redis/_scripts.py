@@ -32,20 +32,28 @@ import hiredis
 # never count against capacity: when the push overflows, expired heads are
 # dropped and the push is tried again. RPUSH returns the new length, so the
 # common (not full) case costs RPUSH + PEXPIRE and nothing else.
+_OVERFLOWED = """
+-- The push made the list longer than capacity: take it back, drop expired
+-- heads, and push again if that made room. -> 1 pushed, 0 full.
+local function overflowed(key, entry, capacity, now, ttl)
+  redis.call('RPOP', key)
+  local dropped = 0
+  while dropped < capacity do
+    local head = redis.call('LINDEX', key, 0)
+    if not head or tonumber(string.sub(head, 1, 13)) > now then break end
+    redis.call('LPOP', key)
+    dropped = dropped + 1
+  end
+  if dropped == 0 or redis.call('LLEN', key) >= capacity then return 0 end
+  redis.call('RPUSH', key, entry)
+  redis.call('PEXPIRE', key, ttl)
+  return 1
+end
+"""
+
 _PUSH = """
 local function push(key, entry, capacity, now, ttl)
-  if redis.call('RPUSH', key, entry) > capacity then
-    redis.call('RPOP', key)
-    local dropped = 0
-    while dropped < capacity do
-      local head = redis.call('LINDEX', key, 0)
-      if not head or tonumber(string.sub(head, 1, 13)) > now then break end
-      redis.call('LPOP', key)
-      dropped = dropped + 1
-    end
-    if dropped == 0 or redis.call('LLEN', key) >= capacity then return 0 end
-    redis.call('RPUSH', key, entry)
-  end
+  if redis.call('RPUSH', key, entry) > capacity then return overflowed(key, entry, capacity, now, ttl) end
   redis.call('PEXPIRE', key, ttl)
   return 1
 end
@@ -79,11 +87,10 @@ end
 #: The per-queue arguments come first so a sender packs them once
 #: (``send_head``); ``now`` is read only when the push overflows.
 SEND = (
-    _PUSH
+    _OVERFLOWED
     + """
 if redis.call('RPUSH', KEYS[1], ARGV[3]) > tonumber(ARGV[1]) then
-  redis.call('RPOP', KEYS[1])
-  return push(KEYS[1], ARGV[3], tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[2])
+  return overflowed(KEYS[1], ARGV[3], tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[2])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -96,7 +103,8 @@ return 1
 #: group entry's head (``_codec.group_head``). A full queue is skipped.
 #: → members not reached.
 GROUP_PUSH = (
-    _PUSH
+    _OVERFLOWED
+    + _PUSH
     + _PUSH_MANY
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
@@ -125,7 +133,8 @@ return missed
 #: ttl_ms, deadline, payload, queue key prefix, capacity, process-local
 #: capacity, names per group entry. → members not reached (full queues).
 GROUP_SEND_LOCAL = (
-    _PUSH
+    _OVERFLOWED
+    + _PUSH
     + _PUSH_MANY
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
