@@ -27,7 +27,7 @@ import redis.exceptions
 
 from ._codec import entry_queue
 from ._health import UNAVAILABLE, Redirected, RedisUnavailable, ReplicaAnswered, ShardHealth, reply_error
-from ._scripts import SOURCES, blpop_timeout, pack_eval
+from ._scripts import SOURCES, blpop_timeout, pack, pack_eval
 from ._shards import Shard
 from ._take import Opener, Plan, take_steps
 
@@ -488,8 +488,3 @@ class LoopConnections:
             self._blocking[shard].append(wire)
         else:
             wire.close()
-
-
-def pack(*args: Any) -> bytes:
-    """One command in RESP (hiredis's packer: bytes, str, int and float arguments)."""
-    return hiredis.pack_command(args)

@@ -314,9 +314,14 @@ SOURCES = {
 SHAS = {name: hashlib.sha1(source.encode()).hexdigest().encode() for name, source in SOURCES.items()}
 
 
+def pack(*args: Any) -> bytes:
+    """One command in RESP (hiredis's packer: bytes, str, int and float arguments)."""
+    return hiredis.pack_command(args)
+
+
 def pack_eval(name: str, keys: list[str], args: list[Any]) -> bytes:
     """The packed ``EVALSHA`` that runs script ``name``."""
-    return hiredis.pack_command((b"EVALSHA", SHAS[name], len(keys), *keys, *args))
+    return pack(b"EVALSHA", SHAS[name], len(keys), *keys, *args)
 
 
 def send_head(key: str, capacity: int, ttl_ms: int) -> bytes:
@@ -325,7 +330,7 @@ def send_head(key: str, capacity: int, ttl_ms: int) -> bytes:
     Worked out once per queue key: hiredis packing all eight arguments per
     message cost more than the rest of a send's framing together.
     """
-    packed = hiredis.pack_command((b"EVALSHA", SHAS["send"], 1, key, capacity, ttl_ms))
+    packed = pack(b"EVALSHA", SHAS["send"], 1, key, capacity, ttl_ms)
     return b"*8" + packed[packed.index(b"\r\n") :]  # two arguments follow
 
 

@@ -29,7 +29,7 @@ import hiredis
 import redis.exceptions
 
 from ._health import UNAVAILABLE, Redirected, RedisUnavailable, ShardHealth, reply_error
-from ._scripts import SOURCES, blpop_timeout, pack_eval
+from ._scripts import SOURCES, blpop_timeout, pack, pack_eval
 from ._shards import Shard
 from ._take import Opener, Plan, take_steps
 
@@ -38,7 +38,7 @@ from ._take import Opener, Plan, take_steps
 _forks = [0]
 os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
-_ASKING = hiredis.pack_command((b"ASKING",))
+_ASKING = pack(b"ASKING")
 
 
 class SyncWire:
@@ -132,7 +132,7 @@ class SyncWire:
             return self.run(packed)
         except redis.exceptions.NoScriptError:
             # Not run, so running it again is safe: load it, then run it.
-            return self._replies([hiredis.pack_command((b"SCRIPT", b"LOAD", SOURCES[name])), packed])[1]
+            return self._replies([pack(b"SCRIPT", b"LOAD", SOURCES[name]), packed])[1]
 
     def _connect(self) -> Any:
         # Pinned by tests/test_layer_redis.py::test_redis_py_internals_the_wire_relies_on.
@@ -262,7 +262,7 @@ class ThreadConnections:
             if packed is None:
                 if len(self._pop_one) >= 2048:
                     self._pop_one.clear()  # bounded, as reply channels come and go
-                packed = self._pop_one[keys[0]] = hiredis.pack_command((b"LPOP", keys[0], 1))
+                packed = self._pop_one[keys[0]] = pack(b"LPOP", keys[0], 1)
             entries = self.run(shard, packed)
             if entries is None:
                 return []
