@@ -133,7 +133,10 @@ def start_servers(
     for port, proc in started:
         wait_for_port(port, proc, 60)
     if system == "telex":
+        # Threads as docs/deployment.md runs a worker: with one, each connect's
+        # three round trips (take, group_add, accept) wait one after another.
         worker_args = [sys.executable, "-m", "telex", "worker", ROUTING, "--layer", telex_url]
+        worker_args += ["--threads", str(args.telex_worker_threads)]
         worker = procs.start(f"{name}-worker", worker_args, env=child_env())
         started.append((0, worker))
     return started
@@ -288,6 +291,9 @@ def main() -> None:
     parser.add_argument(
         "--telex-layer-options", default="", help="query for Telex's Redis URL: group_entry_members=20000"
     )
+    parser.add_argument(
+        "--telex-worker-threads", type=int, default=4, help="consumer threads of Telex's worker (--threads)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "telex-bench")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -323,6 +329,7 @@ def main() -> None:
             "versions": versions,
             "systems": {system: SYSTEMS[system] for system in systems},
             "telex_layer_options": args.telex_layer_options,
+            "telex_worker_threads": args.telex_worker_threads,
             "logs": str(log_dir),
             "cases": results,
         }

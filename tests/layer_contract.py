@@ -104,6 +104,18 @@ class LayerContract:
         with pytest.raises(TypeError, match="64-bit"):
             layer.send("c", {"n": 2**63})
 
+    @pytest.mark.parametrize(
+        ("bad", "error"),
+        [
+            ({"l": ["ok", {"k": b"", 1: "x"}]}, r"message\['l'\]\[1\] has a key of type int"),
+            ({"l": [[1, 2**64]]}, r"message\['l'\]\[0\]\[1\] is an integer outside"),
+            ({"t": (None, {"d": [1.5, {1j}]})}, r"message\['t'\]\[1\]\['d'\]\[1\] is of type set"),
+        ],
+    )
+    def test_items_are_checked_at_every_depth(self, make_layer, bad, error):
+        with pytest.raises(TypeError, match=error):
+            make_layer().send("c", bad)
+
     def test_every_spec_type_round_trips_and_bytes_stay_distinct_from_str(self, make_layer):
         layer = make_layer()
         message = {

@@ -139,6 +139,21 @@ def test_expired_messages_do_not_count_against_capacity(make_layer):
     assert [layer.receive(["c"])[1] for _ in range(3)] == [{"new": 1}, {"new": 2}, None]
 
 
+def test_every_send_sets_its_queue_list_to_outlive_the_message_by_a_second(redis_server, make_layer):
+    layer = make_layer(capacity=2, expiry=0.3)
+    client, key = raw(redis_server), layer.prefix + "q:c"
+    layer.send("c", {"n": 1})  # the push that makes the list
+    assert 0 < client.pttl(key) <= 1300
+    client.pexpire(key, 100_000)
+    layer.send("c", {"n": 2})  # a push onto a list that was there
+    assert 0 < client.pttl(key) <= 1300
+    client.pexpire(key, 100_000)
+    time.sleep(0.4)  # both expire: the next push overflows and drops them
+    layer.send("c", {"n": 3})
+    assert 0 < client.pttl(key) <= 1300
+    assert [layer.receive(["c"])[1] for _ in range(2)] == [{"n": 3}, None]
+
+
 def test_receive_batch_nowait_takes_several_messages_in_one_round_trip(make_layer):
     layer = make_layer()
     for i in range(5):

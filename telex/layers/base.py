@@ -28,6 +28,7 @@ __all__ = [
     "DeliveryLosses",
     "MessageTooLarge",
     "check_message",
+    "check_message_types",
     "copy_message",
     "loss_metrics",
     "non_local_name",
@@ -97,7 +98,7 @@ def _describe(path: str) -> str:
 
 
 class _Invalid(Exception):
-    """Raised by :func:`_size_of` on the first bad item; the path is found afterwards."""
+    """Raised by :func:`_size_of` and :func:`_check_map` at the first bad item; its path is found later."""
 
 
 def _size_of(value: Any) -> int:
@@ -106,31 +107,78 @@ def _size_of(value: Any) -> int:
     The size approximates a binary (msgpack-like) encoding: payload bytes plus
     a small per-item overhead, which is what both layers actually store. It
     builds no error text on the way down: that is :func:`_explain`'s job, so
-    a valid message costs only the walk.
+    a valid message costs only the walk. Every send walks its message, so
+    str and bytes items are sized in their container's loop, not by a call
+    of their own.
     """
     kind = type(value)
-    if kind is str:
-        # isascii() is O(1) in CPython, so ASCII text costs no encode pass.
-        return (len(value) if value.isascii() else len(value.encode("utf-8"))) + 5
-    if kind is bytes:
-        return len(value) + 5
     if kind is dict:
         size = 5
         for key, item in value.items():
             if type(key) is not str:
                 raise _Invalid
-            size += len(key) + 5 + _size_of(item)
+            kind = type(item)
+            if kind is str:
+                # isascii() is O(1) in CPython, so ASCII text costs no encode pass.
+                size += len(key) + 10 + (len(item) if item.isascii() else len(item.encode("utf-8")))
+            elif kind is bytes:
+                size += len(key) + 10 + len(item)
+            else:
+                size += len(key) + 5 + _size_of(item)
         return size
     if kind is list or kind is tuple:
         size = 5
         for item in value:
-            size += _size_of(item)
+            kind = type(item)
+            if kind is bytes:
+                size += len(item) + 5
+            elif kind is str:
+                size += (len(item) if item.isascii() else len(item.encode("utf-8"))) + 5
+            else:
+                size += _size_of(item)
         return size
+    if kind is str:
+        return (len(value) if value.isascii() else len(value.encode("utf-8"))) + 5
+    if kind is bytes:
+        return len(value) + 5
     if kind is bool or value is None:
         return 1
     if kind is float or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
         return 9
     raise _Invalid
+
+
+#: Item types :func:`_check_map` accepts without looking further.
+_LEAF_TYPES = frozenset((str, bytes, bool, float, type(None)))
+
+
+def _check_map(value: dict) -> None:
+    """:func:`_size_of`'s checks without the sizes: one set lookup per str, bytes, bool, float or None."""
+    for key, item in value.items():
+        if type(key) is not str:
+            raise _Invalid
+        kind = type(item)
+        if kind in _LEAF_TYPES:
+            continue
+        if kind is dict:
+            _check_map(item)
+        elif kind is list or kind is tuple:
+            _check_items(item)
+        elif kind is not int or not _INT64_MIN <= item <= _INT64_MAX:
+            raise _Invalid
+
+
+def _check_items(values: list | tuple) -> None:
+    for item in values:
+        kind = type(item)
+        if kind in _LEAF_TYPES:
+            continue
+        if kind is dict:
+            _check_map(item)
+        elif kind is list or kind is tuple:
+            _check_items(item)
+        elif kind is not int or not _INT64_MIN <= item <= _INT64_MAX:
+            raise _Invalid
 
 
 def _explain(value: Any, path: str) -> None:
@@ -183,6 +231,19 @@ def check_message(message: Any) -> int:
     except _Invalid:
         _explain(message, "")
         raise AssertionError("_size_of and _explain disagree") from None
+    except RecursionError:
+        raise TypeError("message is nested too deeply (or contains itself)") from None
+
+
+def check_message_types(message: Any) -> None:
+    """:func:`check_message` for a layer that measures the encoded message instead: no sizes."""
+    if type(message) is not dict:
+        raise TypeError(f"a message must be a dict, not {type(message).__name__}")
+    try:
+        _check_map(message)
+    except _Invalid:
+        _explain(message, "")
+        raise AssertionError("_check_map and _explain disagree") from None
     except RecursionError:
         raise TypeError("message is nested too deeply (or contains itself)") from None
 

@@ -1,4 +1,4 @@
-"""The entry codec: messages to stored entries and back (the Lua in ``_scripts`` is the only other framer).
+"""The entry codec: messages to stored entries and back (``_scripts`` is the only other framer).
 
 A payload is msgpack with bin type, Fernet-encrypted when keys are set. A
 stored entry is ``DEADLINE CHANNEL " " PAYLOAD`` (``_scripts`` explains why),

@@ -27,7 +27,7 @@ import redis.exceptions
 
 from ._codec import entry_queue
 from ._health import UNAVAILABLE, Redirected, RedisUnavailable, ReplicaAnswered, ShardHealth, reply_error
-from ._scripts import SHAS, SOURCES, blpop_timeout
+from ._scripts import SOURCES, blpop_timeout, pack, pack_eval
 from ._shards import Shard
 from ._take import Opener, Plan, take_steps
 
@@ -202,7 +202,11 @@ class LoopConnections:
         future; a missing script (``NOSCRIPT``: it did not run) is loaded and
         run once more, on the same wire, so a batch stays in order.
         """
-        return self._queue(shard, script, pack(b"EVALSHA", SHAS[script], len(keys), *keys, *args))
+        return self._queue(shard, script, pack_eval(script, keys, args))
+
+    def eval_packed(self, shard: int, script: str, packed: bytes) -> asyncio.Future[Any]:
+        """:meth:`eval` for a script whose ``EVALSHA`` is packed already (every send)."""
+        return self._queue(shard, script, packed)
 
     def command(self, shard: int, *args: Any) -> asyncio.Future[Any]:
         """A future for one plain command on the shard's shared wire."""
@@ -484,8 +488,3 @@ class LoopConnections:
             self._blocking[shard].append(wire)
         else:
             wire.close()
-
-
-def pack(*args: Any) -> bytes:
-    """One command in RESP (hiredis's packer: bytes, str, int and float arguments)."""
-    return hiredis.pack_command(args)

@@ -24,25 +24,36 @@ scripts deterministic and saves a command per call; hosts need NTP-synced clocks
 from __future__ import annotations
 
 import hashlib
+from typing import Any
+
+import hiredis
 
 # Push ``entry`` onto ``key`` unless the list is at capacity. Expired messages
 # never count against capacity: when the push overflows, expired heads are
 # dropped and the push is tried again. RPUSH returns the new length, so the
 # common (not full) case costs RPUSH + PEXPIRE and nothing else.
+_OVERFLOWED = """
+-- The push made the list longer than capacity: take it back, drop expired
+-- heads, and push again if that made room. -> 1 pushed, 0 full.
+local function overflowed(key, entry, capacity, now, ttl)
+  redis.call('RPOP', key)
+  local dropped = 0
+  while dropped < capacity do
+    local head = redis.call('LINDEX', key, 0)
+    if not head or tonumber(string.sub(head, 1, 13)) > now then break end
+    redis.call('LPOP', key)
+    dropped = dropped + 1
+  end
+  if dropped == 0 or redis.call('LLEN', key) >= capacity then return 0 end
+  redis.call('RPUSH', key, entry)
+  redis.call('PEXPIRE', key, ttl)
+  return 1
+end
+"""
+
 _PUSH = """
 local function push(key, entry, capacity, now, ttl)
-  if redis.call('RPUSH', key, entry) > capacity then
-    redis.call('RPOP', key)
-    local dropped = 0
-    while dropped < capacity do
-      local head = redis.call('LINDEX', key, 0)
-      if not head or tonumber(string.sub(head, 1, 13)) > now then break end
-      redis.call('LPOP', key)
-      dropped = dropped + 1
-    end
-    if dropped == 0 or redis.call('LLEN', key) >= capacity then return 0 end
-    redis.call('RPUSH', key, entry)
-  end
+  if redis.call('RPUSH', key, entry) > capacity then return overflowed(key, entry, capacity, now, ttl) end
   redis.call('PEXPIRE', key, ttl)
   return 1
 end
@@ -72,11 +83,17 @@ local function push_many(key, entries, capacity, now, ttl)
 end
 """
 
-#: KEYS[1] queue list. ARGV: entry, capacity, now_ms, key ttl_ms. → 1 sent, 0 full.
+#: KEYS[1] queue list. ARGV: capacity, key ttl_ms, entry, now_ms. → 1 sent, 0 full.
+#: The per-queue arguments come first so a sender packs them once
+#: (``send_head``); ``now`` is read only when the push overflows.
 SEND = (
-    _PUSH
+    _OVERFLOWED
     + """
-return push(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+if redis.call('RPUSH', KEYS[1], ARGV[3]) > tonumber(ARGV[1]) then
+  return overflowed(KEYS[1], ARGV[3], tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 )
 
@@ -86,7 +103,8 @@ return push(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
 #: group entry's head (``_codec.group_head``). A full queue is skipped.
 #: → members not reached.
 GROUP_PUSH = (
-    _PUSH
+    _OVERFLOWED
+    + _PUSH
     + _PUSH_MANY
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
@@ -115,7 +133,8 @@ return missed
 #: ttl_ms, deadline, payload, queue key prefix, capacity, process-local
 #: capacity, names per group entry. → members not reached (full queues).
 GROUP_SEND_LOCAL = (
-    _PUSH
+    _OVERFLOWED
+    + _PUSH
     + _PUSH_MANY
     + """
 local now, ttl, deadline, payload = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
@@ -293,6 +312,37 @@ SOURCES = {
     "ordering_skip_stalled": ORDERING_SKIP_STALLED,
 }
 SHAS = {name: hashlib.sha1(source.encode()).hexdigest().encode() for name, source in SOURCES.items()}
+
+
+def pack(*args: Any) -> bytes:
+    """One command in RESP (hiredis's packer: bytes, str, int and float arguments)."""
+    return hiredis.pack_command(args)
+
+
+def pack_eval(name: str, keys: list[str], args: list[Any]) -> bytes:
+    """The packed ``EVALSHA`` that runs script ``name``."""
+    return pack(b"EVALSHA", SHAS[name], len(keys), *keys, *args)
+
+
+def send_head(key: str, capacity: int, ttl_ms: int) -> bytes:
+    """The packed ``EVALSHA`` of SEND up to its per-message arguments (what ``send_command`` ends).
+
+    Worked out once per queue key: hiredis packing all eight arguments per
+    message cost more than the rest of a send's framing together.
+    """
+    packed = pack(b"EVALSHA", SHAS["send"], 1, key, capacity, ttl_ms)
+    return b"*8" + packed[packed.index(b"\r\n") :]  # two arguments follow
+
+
+def send_tail(deadline_ms: int, channel: bytes, payload: bytes, now_ms: int) -> bytes:
+    """The rest of a packed SEND: the entry (``_codec.frame_entry``'s bytes) and now."""
+    return b"$%d\r\n%013d%s%s\r\n$13\r\n%013d\r\n" % (
+        13 + len(channel) + len(payload),
+        deadline_ms,
+        channel,
+        payload,
+        now_ms,
+    )
 
 
 def blpop_timeout(seconds: float) -> float:

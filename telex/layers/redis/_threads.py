@@ -29,7 +29,7 @@ import hiredis
 import redis.exceptions
 
 from ._health import UNAVAILABLE, Redirected, RedisUnavailable, ShardHealth, reply_error
-from ._scripts import SHAS, SOURCES, blpop_timeout
+from ._scripts import SOURCES, blpop_timeout, pack, pack_eval
 from ._shards import Shard
 from ._take import Opener, Plan, take_steps
 
@@ -37,6 +37,8 @@ from ._take import Opener, Plan, take_steps
 # after it; cheaper than asking os.getpid() (a system call) per command.
 _forks = [0]
 os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+_ASKING = pack(b"ASKING")
 
 
 class SyncWire:
@@ -64,20 +66,25 @@ class SyncWire:
 
     def call(self, *args: Any) -> Any:
         """One command's reply; an error reply is raised as ``_health.reply_error`` maps it."""
+        return self.run(hiredis.pack_command(args))
+
+    def run(self, packed: bytes) -> Any:
+        """:meth:`call` for a command already packed (the send script's, built per message)."""
         if self.asking:
-            return self.pipeline([args])[0]
-        reply = self._exchange(hiredis.pack_command(args), 1)[0]
+            return self._replies([packed])[0]
+        reply = self._exchange(packed, 1)[0]
         if isinstance(reply, hiredis.ReplyError):
             raise self._error(reply)
         return reply
 
     def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one write, and their replies; the first error reply is raised."""
+        return self._replies([hiredis.pack_command(command) for command in commands])
+
+    def _replies(self, packed: list[bytes]) -> list[Any]:
         if self.asking:
-            commands = [each for command in commands for each in ((b"ASKING",), command)]
-        replies = self._exchange(
-            b"".join([hiredis.pack_command(command) for command in commands]), len(commands)
-        )
+            packed = [each for command in packed for each in (_ASKING, command)]
+        replies = self._exchange(b"".join(packed), len(packed))
         if self.asking:
             replies = replies[1::2]
         for reply in replies:
@@ -119,14 +126,13 @@ class SyncWire:
             self.close()
         return error
 
-    def eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def eval(self, name: str, packed: bytes) -> Any:
+        """Run script ``name``, whose ``EVALSHA`` is ``packed``."""
         try:
-            return self.call(b"EVALSHA", SHAS[name], len(keys), *keys, *args)
+            return self.run(packed)
         except redis.exceptions.NoScriptError:
             # Not run, so running it again is safe: load it, then run it.
-            return self.pipeline(
-                [(b"SCRIPT", b"LOAD", SOURCES[name]), (b"EVALSHA", SHAS[name], len(keys), *keys, *args)]
-            )[1]
+            return self._replies([pack(b"SCRIPT", b"LOAD", SOURCES[name]), packed])[1]
 
     def _connect(self) -> Any:
         # Pinned by tests/test_layer_redis.py::test_redis_py_internals_the_wire_relies_on.
@@ -172,25 +178,34 @@ class ThreadConnections:
         self._pools: list[Any] = [None] * len(shards)  # redis-py's, only to make connections
         self._local = threading.local()
         self._generation = 0  # close() bumps it
+        self._pop_one: dict[str, bytes] = {}  # queue key -> its packed LPOP of one entry
 
     # -- commands ---------------------------------------------------------------
 
     def eval(self, shard: int, script: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a script (the hot path: every send)."""
+        """Run a script."""
+        return self.eval_packed(shard, script, pack_eval(script, keys, args))
+
+    def eval_packed(self, shard: int, script: str, packed: bytes) -> Any:
+        """Run a script whose ``EVALSHA`` is packed already (the hot path: every send)."""
         try:
-            result = self.wire(shard).eval(script, keys, args)
+            result = self.wire(shard).eval(script, packed)
         except UNAVAILABLE as exc:
-            result = self._redirect(shard, exc, lambda wire: wire.eval(script, keys, args))
+            result = self._redirect(shard, exc, lambda wire: wire.eval(script, packed))
         if self._health.down:
             self._health.up(shard)
         return result
 
     def call(self, shard: int, *args: Any) -> Any:
         """One command's reply."""
+        return self.run(shard, hiredis.pack_command(args))
+
+    def run(self, shard: int, packed: bytes) -> Any:
+        """One packed command's reply."""
         try:
-            result = self.wire(shard).call(*args)
+            result = self.wire(shard).run(packed)
         except UNAVAILABLE as exc:
-            result = self._redirect(shard, exc, lambda wire: wire.call(*args))
+            result = self._redirect(shard, exc, lambda wire: wire.run(packed))
         if self._health.down:
             self._health.up(shard)
         return result
@@ -240,6 +255,21 @@ class ThreadConnections:
 
     def take(self, plan: Plan, count: int) -> list[tuple[str, Any]]:
         """Up to ``count`` waiting messages: ``_take``'s steps on this thread's connections."""
+        if count == 1 and len(plan) == 1 and len(plan[0][1]) == 1 and not self._opener.held:
+            # One queue (a worker's receive): its first step, without the generator.
+            shard, keys = plan[0]
+            packed = self._pop_one.get(keys[0])
+            if packed is None:
+                if len(self._pop_one) >= 2048:
+                    self._pop_one.clear()  # bounded, as reply channels come and go
+                packed = self._pop_one[keys[0]] = pack(b"LPOP", keys[0], 1)
+            entries = self.run(shard, packed)
+            if entries is None:
+                return []
+            found = self._opener.open(entries, keys, 1, shard)
+            if found:
+                return found
+            # It was expired or undecryptable: the steps go on popping.
         steps = take_steps(plan, count, self._opener)
         try:
             shard, script, args = next(steps)

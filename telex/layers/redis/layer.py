@@ -30,7 +30,7 @@ from ..base import (
     BaseChannelLayer,
     CapacitySpec,
     ChannelFull,
-    check_message,
+    check_message_types,
     non_local_name,
 )
 from ._codec import (
@@ -45,6 +45,7 @@ from ._codec import (
 )
 from ._health import RedisUnavailable, ShardHealth
 from ._loops import LoopConnections
+from ._scripts import send_head, send_tail
 from ._shards import Shard, ShardRing
 from ._take import Opener, Plan
 from ._threads import ThreadConnections
@@ -131,7 +132,7 @@ class RedisChannelLayer(BaseChannelLayer):
             weakref.WeakKeyDictionary()
         )
         self._plans: dict[tuple[str, ...], Plan] = {}
-        self._destinations: dict[str, tuple[str, tuple[str, ...], bytes, int, tuple[int, ...]]] = {}
+        self._destinations: dict[str, _Destination] = {}
         self._marker_token = self.random_suffix()
         self._messages_count = 0
         self._channel_full_count = 0
@@ -162,18 +163,18 @@ class RedisChannelLayer(BaseChannelLayer):
     # -- core API --------------------------------------------------------------
 
     def send(self, channel: str, message: dict) -> None:
-        queue, keys, shards, args = self._send_args(channel, message)
+        to, tail = self._send_args(channel, message)
         unavailable = None
-        for shard in shards:
+        for shard in to.shards or self._spread():
             try:
-                sent = self._threads.eval(shard, "send", [keys[shard]], args)
+                sent = self._threads.eval_packed(shard, "send", to.heads[shard] + tail)
             except RedisUnavailable as exc:
                 unavailable = exc  # a normal channel may still go to another shard
                 continue
             if sent:
-                self._count(queue, 0)
+                self._count(to.queue, 0)
                 return
-        self._refuse_send(channel, queue, args[1], unavailable)
+        self._refuse_send(channel, to, unavailable)
 
     async def send_async(self, channel: str, message: dict) -> None:
         """``send`` on the running loop's asyncio clients, so a send never
@@ -184,17 +185,17 @@ class RedisChannelLayer(BaseChannelLayer):
         """``send_async`` as a future, without a coroutine: what the server uses
         per message. With one shard to write to (a pinned channel, or one
         server) the send script's reply settles it directly."""
-        queue, keys, shards, args = self._send_args(channel, message)
-        if len(shards) != 1:
-            return asyncio.ensure_future(self._send_in_turn(channel, queue, keys, shards, args))
-        shard = shards[0]
-        reply = self._on_loop().eval(shard, "send", [keys[shard]], args)
+        to, tail = self._send_args(channel, message)
+        if len(to.shards) != 1:
+            return asyncio.ensure_future(self._send_in_turn(channel, to, tail))
+        shard = to.shards[0]
+        reply = self._on_loop().eval_packed(shard, "send", to.heads[shard] + tail)
         done: asyncio.Future[None] = reply.get_loop().create_future()
-        reply.add_done_callback(functools.partial(self._settle_send, channel, queue, args[1], done))
+        reply.add_done_callback(functools.partial(self._settle_send, channel, to, done))
         return done
 
     def _settle_send(
-        self, channel: str, queue: str, capacity: int, done: asyncio.Future[None], reply: asyncio.Future[Any]
+        self, channel: str, to: _Destination, done: asyncio.Future[None], reply: asyncio.Future[Any]
     ) -> None:
         if done.cancelled():
             return
@@ -203,67 +204,65 @@ class RedisChannelLayer(BaseChannelLayer):
             return
         unavailable = reply.exception()
         if unavailable is None and reply.result():
-            self._count(queue, 0)
+            self._count(to.queue, 0)
             done.set_result(None)
             return
         try:
-            self._refuse_send(channel, queue, capacity, unavailable)
+            self._refuse_send(channel, to, unavailable)
         except Exception as refused:
             done.set_exception(refused)
 
-    async def _send_in_turn(
-        self, channel: str, queue: str, keys: tuple[str, ...], shards: Sequence[int], args: list[Any]
-    ) -> None:
+    async def _send_in_turn(self, channel: str, to: _Destination, tail: bytes) -> None:
         connections = self._on_loop()
         unavailable = None
-        for shard in shards:
+        for shard in to.shards or self._spread():
             try:
                 # Sends issued in the same loop iteration share one write.
-                sent = await connections.eval(shard, "send", [keys[shard]], args)
+                sent = await connections.eval_packed(shard, "send", to.heads[shard] + tail)
             except RedisUnavailable as exc:
                 unavailable = exc
                 continue
             if sent:
-                self._count(queue, 0)
+                self._count(to.queue, 0)
                 return
-        self._refuse_send(channel, queue, args[1], unavailable)
+        self._refuse_send(channel, to, unavailable)
 
-    def _send_args(
-        self, channel: str, message: dict
-    ) -> tuple[str, tuple[str, ...], Sequence[int], list[Any]]:
-        """The queue, its key per shard, the shards to try in turn and the send
-        script's arguments (entry, capacity, now, ttl)."""
-        queue, keys, name, capacity, shards = self._destinations.get(channel) or self._destination(channel)
+    def _send_args(self, channel: str, message: dict) -> tuple[_Destination, bytes]:
+        """Where the message goes, and the end of its packed send script (after ``to.heads[shard]``)."""
+        to = self._destinations.get(channel) or self._destination(channel)
         payload = self._encode(channel, message)
         now = now_ms()
-        entry = frame_entry(now + self._expiry_ms, name, payload)
-        return queue, keys, shards or self._spread(), [entry, capacity, now, self._ttl_ms]
+        return to, send_tail(now + self._expiry_ms, to.name, payload, now)
 
-    def _destination(self, channel: str) -> tuple[str, tuple[str, ...], bytes, int, tuple[int, ...]]:
+    def _destination(self, channel: str) -> _Destination:
         """Everything a send needs to know about a channel name, worked out once per name.
 
-        (queue, its key on each shard, the entry's name part, capacity, its
-        shard or () when sends spread over all). Bounded: emptied when full,
-        as reply channels come and go.
+        Bounded: emptied when full, as reply channels come and go.
         """
         self.check_channel_name(channel)
         queue = non_local_name(channel)
         homes = self._shards_of(queue)
-        shards = tuple(homes) if len(homes) == 1 else ()
-        keys = tuple(self._queue_key(queue, shard) for shard in range(len(self.shards)))
-        found = (queue, keys, channel_field(channel), self.get_capacity(channel), shards)
+        capacity = self.get_capacity(channel)
+        found = _Destination(
+            queue,
+            tuple(
+                send_head(self._queue_key(queue, shard), capacity, self._ttl_ms)
+                for shard in range(len(self.shards))
+            ),
+            channel_field(channel),
+            capacity,
+            tuple(homes) if len(homes) == 1 else (),
+        )
         if len(self._destinations) >= _PLAN_CACHE_SIZE:
             self._destinations.clear()
         self._destinations[channel] = found
         return found
 
-    def _refuse_send(
-        self, channel: str, queue: str, capacity: int, unavailable: BaseException | None
-    ) -> None:
+    def _refuse_send(self, channel: str, to: _Destination, unavailable: BaseException | None) -> None:
         if unavailable is not None:
             raise unavailable
-        self._count(queue, 1)
-        raise ChannelFull(f"channel {channel!r} is at capacity ({capacity})")
+        self._count(to.queue, 1)
+        raise ChannelFull(f"channel {channel!r} is at capacity ({to.capacity})")
 
     def receive(self, channels: Iterable[str], block: bool = False) -> tuple[Any, Any]:
         """Take one message; with ``block=True`` wait inside Redis up to ``blocking_timeout``.
@@ -669,7 +668,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _encode(self, where: str, message: dict) -> bytes:
         """Check types, encode, check the encoded size (before encryption), encrypt."""
-        check_message(message)
+        check_message_types(message)
         packed = self._codec.pack(message)
         self.check_message_size(where, len(packed))
         return self._codec.seal(packed)
@@ -750,6 +749,21 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def __repr__(self) -> str:
         return f"<RedisChannelLayer hosts={self.hosts} prefix={self.prefix!r} expiry={self.expiry}>"
+
+
+class _Destination:
+    """What a send needs to know about one channel name, worked out once per name."""
+
+    __slots__ = ("capacity", "heads", "name", "queue", "shards")
+
+    def __init__(
+        self, queue: str, heads: tuple[bytes, ...], name: bytes, capacity: int, shards: tuple[int, ...]
+    ) -> None:
+        self.queue = queue
+        self.heads = heads  # per shard: the packed send script up to the message (_scripts.send_head)
+        self.name = name  # the entry's channel part (_codec.channel_field)
+        self.capacity = capacity
+        self.shards = shards  # its one shard, or () when sends spread over all
 
 
 def _pinned(queue: str) -> bool:
