@@ -62,8 +62,10 @@ DEFAULT_PROCESS_LOCAL_CAPACITY = 10_000
 
 #: A group send writes one entry per receiving process (``prefix!``) naming
 #: that process's members; past this many names it writes several, so one
-#: entry stays bounded (about 16 bytes a name with Telex's reply channels).
-DEFAULT_GROUP_ENTRY_MEMBERS = 1000
+#: entry stays bounded (about 16 bytes a name with Telex's reply channels:
+#: some 320 KB). Above the sockets one process holds, so that a group send
+#: costs one entry per server (docs/benchmarks.md, issue 16's targets).
+DEFAULT_GROUP_ENTRY_MEMBERS = 20_000
 
 #: At most one warning per this many seconds about group messages lost.
 LOSS_LOG_INTERVAL = 10.0
