@@ -12,8 +12,8 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,16 +218,21 @@ def each_system(
     ctx: Context,
     scenario: str,
     cases: list[str],
-    measure: Callable[[Server, Processes], list[Row]],
+    measure: Callable[[Server, Processes], Iterable[Row]],
     systems: tuple[str, ...] = SYSTEMS,
+    *,
+    start: Callable[[str, Context, Processes], AbstractContextManager[Server]] | None = None,
 ) -> list[Row]:
-    """Run ``measure`` against every system in turn; a system that cannot run gets skipped rows."""
+    """Run ``measure`` against every system in turn (started by ``start``, default ``running``);
+    a system that cannot run gets skipped rows for the cases it did not measure (a generator
+    ``measure`` keeps the rows it yielded before failing)."""
+    start = start or running
     rows: list[Row] = []
     with Processes(ctx.log_dir) as procs:
         for system in systems:
             mine: list[Row] = []
             try:
-                with running(system, ctx, procs) as server:
+                with start(system, ctx, procs) as server:
                     mine.extend(measure(server, procs))
             except (Skip, BenchError) as exc:
                 reason = str(exc) if isinstance(exc, Skip) else f"error: {exc}"

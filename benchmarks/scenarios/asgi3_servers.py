@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .. import envs
-from ..harness import REPO_ROOT, BenchError, Processes, Skip, child_env, free_port, run_json
+from ..harness import REPO_ROOT, Processes, Skip, child_env, free_port, run_json
 from ..results_model import DAPHNE4, HYPERCORN, TELEX_ASGI, UVICORN, UVICORN_ASYNCIO, Context, Row
-from ..systems import PEERS_DIR, START_TIMEOUT, Server, http_get_ok, wait_for_port
+from ..systems import PEERS_DIR, START_TIMEOUT, Server, each_system, http_get_ok, wait_for_port
 from .django_view import children_cpu_seconds, cpu_seconds, cpu_snapshot, machine_busy_seconds
 from .http_hello import wrk
 
@@ -122,21 +122,14 @@ def run(ctx: Context) -> list[Row]:
     # Enough messages for the CPU figures: the kernel counts CPU time in 10 ms ticks.
     shapes = ctx.pick([(1, 2000), (50, 200)], [(1, 5000), (50, 1000), (200, 200)])
     cases = [f"http wrk c={c}" for c in concurrencies] + [f"ws {n} sockets x {m} msgs" for n, m in shapes]
-    rows: list[Row] = []
-    with Processes(ctx.log_dir) as procs:
-        for system in SYSTEMS:
-            mine: list[Row] = []
-            try:
-                with running(system, ctx, procs) as server:
-                    for c in concurrencies:
-                        http = functools.partial(_http, ctx, procs, server, c, seconds)
-                        mine.append(_measured(server, http, "request", "requests"))
-                    for n, m in shapes:
-                        echo = functools.partial(_ws_echo, ctx, procs, server, n, m)
-                        mine.append(_measured(server, echo, "message", "messages"))
-            except (Skip, BenchError) as exc:
-                reason = str(exc) if isinstance(exc, Skip) else f"error: {exc}"
-                done = {row.case for row in mine}
-                mine.extend(Row(NAME, case, system, skipped=reason) for case in cases if case not in done)
-            rows.extend(mine)
-    return rows
+
+    def measure(server: Server, procs: Processes) -> Iterator[Row]:
+        for c in concurrencies:
+            yield _measured(
+                server, functools.partial(_http, ctx, procs, server, c, seconds), "request", "requests"
+            )
+        for n, m in shapes:
+            echo = functools.partial(_ws_echo, ctx, procs, server, n, m)
+            yield _measured(server, echo, "message", "messages")
+
+    return each_system(ctx, NAME, cases, measure, SYSTEMS, start=running)

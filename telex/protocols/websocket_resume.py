@@ -88,6 +88,8 @@ class WorkerWatch:
         #: How late the last heartbeats were read (their ``at`` against the wall clock): a
         #: reply reader that far behind delays every heartbeat, and the timeout grows by it.
         self.lag = 0.0
+        #: Workers heard from since the last check: a set add per reply, the clock read once per check.
+        self._alive: set[str] = set()
         self._check = task.LoopingCall(self.check)
         self._check.clock = reactor
 
@@ -118,12 +120,15 @@ class WorkerWatch:
             self.heard_from(worker)
 
     def heard_from(self, worker: str) -> None:
-        """A heartbeat, or any reply from one of the worker's sockets: it lives."""
-        if worker in self.heard:
-            self.heard[worker] = reactor.seconds()
+        """A heartbeat, or any reply from one of the worker's sockets: it lives (on the hot path)."""
+        self._alive.add(worker)
 
     def check(self) -> None:
         now = reactor.seconds()
+        alive, self._alive = self._alive, set()
+        for worker in alive:
+            if worker in self.heard:
+                self.heard[worker] = now
         for worker, heard in list(self.heard.items()):
             if now - heard <= self.timeout + self.lag:
                 continue

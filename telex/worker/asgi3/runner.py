@@ -282,8 +282,8 @@ class Asgi3Worker:
         return local
 
     def _register(self, instance: HttpInstance | WebSocketInstance) -> None:
-        if isinstance(instance, WebSocketInstance) and "!" in instance.reply_channel:
-            server = instance.reply_channel[: instance.reply_channel.index("!") + 1]
+        server = _server_of(instance)
+        if server is not None:
             self._sockets_of[server] = self._sockets_of.get(server, 0) + 1
             if self._sockets_of[server] == 1:
                 self._servers = tuple(self._sockets_of)
@@ -291,8 +291,8 @@ class Asgi3Worker:
         self._by_local[instance.local_channel] = instance
 
     def _forget(self, instance: HttpInstance | WebSocketInstance) -> None:
-        if isinstance(instance, WebSocketInstance) and "!" in instance.reply_channel:
-            server = instance.reply_channel[: instance.reply_channel.index("!") + 1]
+        server = _server_of(instance)
+        if server is not None:
             self._sockets_of[server] -= 1
             if not self._sockets_of[server]:
                 del self._sockets_of[server]
@@ -345,3 +345,11 @@ async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _server_of(instance: HttpInstance | WebSocketInstance) -> str | None:
+    """The reply prefix of the server holding a WebSocket (its heartbeats go there); None for HTTP."""
+    bang = instance.reply_channel.find("!")
+    if not isinstance(instance, WebSocketInstance) or bang < 0:
+        return None
+    return instance.reply_channel[: bang + 1]
