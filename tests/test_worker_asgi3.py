@@ -114,6 +114,26 @@ def test_the_disconnect_of_a_started_response_reaches_its_own_worker(redis_serve
         assert wait_until(lambda: all(line in output() for line in heard), timeout=10), output()
 
 
+@pytest.mark.parametrize("when", ["while it polls", "before it starts"])
+def test_a_long_poll_hears_its_client_leave_whichever_worker_took_the_disconnect(redis_server, when):
+    """No response yet, two workers: the one running the request claims its disconnect.
+
+    A client leaving before the application even started is the hard case:
+    the disconnect goes to the shared channel, often to the other worker, so
+    the server sends it again when the right one claims the request.
+    """
+    url = redis_server.url + "?prefix=asgi3poll" + when.split()[0]
+    with TelexServer(url) as server, asgi_worker(url) as first, asgi_worker(url) as second:
+        output = lambda: first.output + "\n" + second.output + "\n"  # noqa: E731
+        for n in range(8):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(f"GET /long-poll?p{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                if when == "while it polls":
+                    assert wait_until(lambda n=n: f"app polling for p{n}\n" in output(), timeout=10), output()
+        heard = {f"app heard http.disconnect for p{n}\n" for n in range(8)}
+        assert wait_until(lambda: all(line in output() for line in heard), timeout=15), output()
+
+
 def test_an_application_that_raises_gives_a_500_and_the_worker_goes_on(plain):
     server, worker = plain
     status, _, body = request(server, "GET", "/raise")

@@ -43,6 +43,9 @@ logger = logging.getLogger("telex.http")
 
 _NO_BODY_STATUSES = frozenset((204, 304))
 
+#: Where a request's http.disconnect goes until a worker process names its own.
+SHARED_DISCONNECT = "http.disconnect"
+
 
 class AsgiRequest(http.Request):
     """One HTTP request, translated to and from ASGI messages."""
@@ -72,8 +75,11 @@ class AsgiRequest(http.Request):
         self._last_chunk_sent = False
         self._reading_paused = False
         self._disconnect_sent = False
-        # The Response may name a process-specific channel for http.disconnect (docs/asgi3.md).
-        self._disconnect_channel = "http.disconnect"
+        self._response_received = False
+        self._released = False
+        # The Response, or a claim before it, may name a process-specific
+        # channel for http.disconnect (docs/asgi3.md).
+        self._disconnect_channel = SHARED_DISCONNECT
         self._timeout_call: Any = None
         self._idle_call: Any = None
         self._rate_call: Any = None
@@ -362,6 +368,9 @@ class AsgiRequest(http.Request):
         """A message arrived on this request's reply channel."""
         if self.state.ended:
             return
+        if msgs.is_disconnect_claim(message):
+            self._take_disconnect_channel(message[msgs.DISCONNECT_CHANNEL_KEY])
+            return
         try:
             reply = msgs.parse_reply(message)
         except msgs.MalformedHttpReply as exc:
@@ -378,6 +387,7 @@ class AsgiRequest(http.Request):
                 return
             if msgs.DISCONNECT_CHANNEL_KEY in message:
                 self._take_disconnect_channel(message[msgs.DISCONNECT_CHANNEL_KEY])
+            self._response_received = True
             self._begin_response(reply)
         elif self.state.phase is not Phase.RESPONDING:
             self._malformed("a Response Chunk arrived before the Response")
@@ -616,8 +626,18 @@ class AsgiRequest(http.Request):
         self._sender.send(self._disconnect_channel, message).addErrback(lambda _: None)
 
     def _release(self) -> None:
-        if self.reply_channel is not None:
-            self.context.release_reply_channel(self.reply_channel)
+        if self.reply_channel is None or self._released:
+            return
+        self._released = True
+        self.context.release_reply_channel(self.reply_channel)
+        if (
+            self._disconnect_sent
+            and self._disconnect_channel == SHARED_DISCONNECT
+            and not self._response_received
+        ):
+            _LateClaim(
+                self.context, self._sender, self.reply_channel, self.asgi_path, self.settings.http_timeout
+            )
 
     def _cancel_timers(self) -> None:
         if self._timeout_call is not None and self._timeout_call.active():
@@ -627,6 +647,43 @@ class AsgiRequest(http.Request):
         if self._rate_call is not None and self._rate_call.active():
             self._rate_call.cancel()
         self._output.close()  # and its slow-client timer
+
+
+class _LateClaim:
+    """A request that ended before any worker process named its disconnect channel.
+
+    Its ``http.disconnect`` went to the shared channel, which a worker process
+    not running the request may have taken. If the one running it claims the
+    request later (``telex.disconnect_channel`` alone), the disconnect is sent
+    there too; a final reply, or ``linger`` seconds, end the wait.
+    """
+
+    __slots__ = ("call", "context", "path", "reply_channel", "sender")
+
+    def __init__(
+        self, context: ServerContext, sender: Any, reply_channel: str, path: str, linger: float
+    ) -> None:
+        self.context = context
+        self.sender = sender
+        self.reply_channel = reply_channel
+        self.path = path
+        context.register_reply_channel(reply_channel, self.handle)
+        self.call = reactor.callLater(linger, self.release)
+
+    def handle(self, message: dict) -> None:
+        if msgs.is_disconnect_claim(message):
+            channel = message[msgs.DISCONNECT_CHANNEL_KEY]
+            if msgs.is_process_channel(channel):
+                disconnect = msgs.disconnect_message(self.reply_channel, self.path)
+                self.sender.send(channel, disconnect).addErrback(lambda _: None)
+        elif message.get("more_content"):
+            return  # the application is still answering; it may claim later
+        self.release()
+
+    def release(self) -> None:
+        if self.call.active():
+            self.call.cancel()
+        self.context.release_reply_channel(self.reply_channel)
 
 
 def _content_size(item: tuple[bytes, bool]) -> int:

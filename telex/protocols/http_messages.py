@@ -143,6 +143,15 @@ Reply = Response | ResponseChunk | ServerPush
 DISCONNECT_CHANNEL_KEY = "telex.disconnect_channel"
 
 
+def is_disconnect_claim(message: dict[str, Any]) -> bool:
+    """A reply that only names the request's disconnect channel, before any Response.
+
+    An ASGI 3 worker sends it when its application waits for
+    ``http.disconnect`` with no response started (docs/http.md).
+    """
+    return len(message) == 1 and DISCONNECT_CHANNEL_KEY in message
+
+
 def is_process_channel(name: Any) -> bool:
     """Whether ``name`` is a process-specific channel name, ``prefix!local``."""
     if type(name) is not str or len(name) > 255:

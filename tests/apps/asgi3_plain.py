@@ -3,7 +3,8 @@
 ``/echo-body`` streams the request body back as it arrives; ``/stream``
 sends its body in several ``more_body`` parts; ``/state`` answers what the
 lifespan put in ``state`` (its shutdown prints a line); ``/wait-disconnect?ID`` starts a response, then prints
-the ``http.disconnect`` it receives; ``/raise`` raises; the
+the ``http.disconnect`` it receives; ``/long-poll?ID`` waits for it without
+responding at all; ``/raise`` raises; the
 WebSocket ``/ws`` echoes text and bytes and accepts the first offered subprotocol;
 ``/ws-refuse`` refuses; ``/ws-deny`` refuses with its own 401 response;
 ``/ws-pid`` says ``hello PID`` once (not again when resumed on another
@@ -84,6 +85,11 @@ async def http(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"waiting", "more_body": True})
         event = await receive()  # the client hangs up mid-response
+        print(f"app heard {event['type']} for {scope['query_string'].decode()}", flush=True)
+    elif path == "/long-poll":
+        await receive()  # the (empty) body
+        print(f"app polling for {scope['query_string'].decode()}", flush=True)
+        event = await receive()  # no response yet: only the client leaving ends this
         print(f"app heard {event['type']} for {scope['query_string'].decode()}", flush=True)
     elif path == "/raise":
         raise RuntimeError("boom in the ASGI application")

@@ -22,6 +22,12 @@ BODY_CHUNK_TIMEOUT = 120.0
 #: http.disconnect (``telex/protocols/http_messages.py``, docs/asgi3.md).
 DISCONNECT_CHANNEL_KEY = "telex.disconnect_channel"
 
+#: Seconds an application waits for ``http.disconnect`` with no response
+#: started before this process claims the request's disconnect (sends the key
+#: alone): Django's handler waits for it during every view, and most views
+#: answer sooner, so most requests never pay for a claim.
+DISCONNECT_CLAIM_DELAY = 0.25
+
 INTERNAL_ERROR = {
     "status": 500,
     "headers": [[b"content-type", b"text/plain; charset=utf-8"]],
@@ -40,7 +46,8 @@ class HttpInstance:
     server's ``http.disconnect`` arrives or the response is complete. The
     Response names ``local_channel`` for the server's ``http.disconnect``, so
     once the response has started that reaches this process whichever
-    worker took it before.
+    worker took it before; an application that waits for the disconnect
+    with no response started names it sooner, in a claim of its own.
     """
 
     def __init__(self, access: LayerAccess, message: dict, local_channel: str) -> None:
@@ -56,6 +63,8 @@ class HttpInstance:
         self._start: dict[str, Any] | None = None
         self.started = False  # the Response went out
         self.complete = False
+        self._claim: asyncio.TimerHandle | None = None
+        self._claiming: asyncio.Future[None] | None = None
 
     async def run(self, app: Any, scope: dict) -> bool:
         """Run the application for this request; False if it failed (logged, answered)."""
@@ -95,8 +104,24 @@ class HttpInstance:
                 self._body_complete = not more
                 return {"type": "http.request", "body": chunk.get("content") or b"", "more_body": more}
             self.gone.set()  # the client went away mid-body (a chunk with closed: True)
+        if not self.started and not self.gone.is_set() and self._claim is None:
+            self._claim = asyncio.get_running_loop().call_later(DISCONNECT_CLAIM_DELAY, self._send_claim)
         await self.gone.wait()
         return {"type": "http.disconnect"}
+
+    def _send_claim(self) -> None:
+        """Have the server send this request's ``http.disconnect`` here, not to the shared channel.
+
+        A disconnect already sent there is sent here too (docs/http.md).
+        """
+        if not self.started and not self.gone.is_set():
+            self._claiming = asyncio.ensure_future(self._claim_now())
+
+    async def _claim_now(self) -> None:
+        try:
+            await self.access.send(self.reply_channel, {DISCONNECT_CHANNEL_KEY: self.local_channel})
+        except Exception as exc:  # the disconnect may then go unheard, as without a claim
+            logger.debug("claiming the disconnect of %s failed: %s", self.reply_channel, exc)
 
     async def _next_chunk(self) -> dict | None:
         """The next body chunk, or None if the request is gone first or none came in time."""
