@@ -274,6 +274,24 @@ def test_django_asgi_handler_behind_the_channel_layer(redis_server):
         assert worker.stop() == 0
 
 
+def test_django_cancels_a_slow_view_whose_client_left_with_two_workers(redis_server):
+    """Django's handler listens for http.disconnect during the view; the claim brings it there."""
+    pytest.importorskip("django")
+    url = redis_server.url + "?prefix=asgi3djpoll"
+    django_app = "tests.apps.asgi3_django:application"
+    with (
+        TelexServer(url) as server,
+        asgi_worker(url, django_app) as first,
+        asgi_worker(url, django_app) as second,
+    ):
+        for n in range(6):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(f"GET /poll/p{n}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        output = lambda: first.output + "\n" + second.output + "\n"  # noqa: E731
+        cancelled = {f"django cancelled p{n}\n" for n in range(6)}
+        assert wait_until(lambda: all(line in output() for line in cancelled), timeout=15), output()
+
+
 def test_metrics_and_health_of_an_asgi_worker(redis_server):
     url = redis_server.url + "?prefix=asgi3metrics"
     with TelexServer(url) as server, asgi_worker(url, PLAIN, "--metrics-port", "0") as worker:

@@ -1,6 +1,12 @@
-"""A one-file Django project served by Django's own ASGI handler (``get_asgi_application``)."""
+"""A one-file Django project served by Django's own ASGI handler (``get_asgi_application``).
+
+``/poll/ID/`` is an async view that waits a minute; Django cancels it when the
+client leaves (it prints ``django cancelled ID``).
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 import django
 from django.conf import settings
@@ -30,6 +36,15 @@ def echo(request):  # a sync view: Django runs it in a thread
     return HttpResponse(request.body[::-1], content_type="application/octet-stream")
 
 
-urlpatterns = [path("hello/<str:name>/", hello), path("echo/", echo)]
+async def poll(request, ident):
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        print(f"django cancelled {ident}", flush=True)
+        raise
+    return HttpResponse(b"nothing new")
+
+
+urlpatterns = [path("hello/<str:name>/", hello), path("echo/", echo), path("poll/<str:ident>/", poll)]
 
 application = get_asgi_application()
