@@ -15,7 +15,7 @@ own, two ways:
 Client processes (``benchmarks.clients.chat_members``, ``--per-client``
 sockets each) open every socket, then each socket sends every ``--interval``
 seconds for ``--seconds``; restarts happen at ``--restarts``. Reported per
-system: messages expected and received, client-side closes, messages out of
+system: messages expected and received, sockets that failed to open, client-side closes, messages out of
 order, delivery latency (p50/p99/max, sampled), sockets resumed (Telex's
 server log), how long each restart took, and RSS. Not in CI: the 1,000-socket
 case is ``tests/test_asgi3_resume_load.py``.
@@ -200,6 +200,7 @@ def run_system(system: str, args: argparse.Namespace, log_dir: Path) -> dict[str
             "sockets": sum(t["sockets"] for t in tallies),
             "expected": sum(t["expected"] for t in tallies),
             "received": sum(t["received"] for t in tallies),
+            "failed_opens": sum(t["failed_opens"] for t in tallies),
             "closes": sum(t["closes"] for t in tallies),
             "out_of_order": sum(t["out_of_order"] for t in tallies),
             "latency_p50_ms": max(t["latencies"]["p50_ms"] for t in tallies),

@@ -72,7 +72,7 @@ def test_a_thousand_chat_sockets_lose_nothing_across_two_worker_restarts(redis_s
             for worker in workers:
                 worker.stop()
     problems = "\n".join(line for line in server.output.splitlines() if "WARNING" in line or "ERROR" in line)
-    assert tally.closes == [], problems[:5000]
+    assert tally.failed_opens == tally.closes == [], problems[:5000]
     assert tally.out_of_order == [], problems[:5000]
     assert tally.received == tally.expected == SOCKETS * ROOM * plan.messages, problems[:5000]
     assert server.output.count("resumed WebSocket") >= SOCKETS // 2

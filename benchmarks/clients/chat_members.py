@@ -4,7 +4,9 @@
 each sending ``{"s": socket, "n": n}`` every ``INTERVAL`` seconds,
 ``MESSAGES`` times, to a chat that relays each message to the whole room
 (``tests/apps/asgi3_channels4.py``). Each socket checks that it gets every
-message of its room, each sender's in order; a close is counted, never retried.
+message of its room, each sender's in order; a close is counted, never retried,
+and so is a socket that fails to open or to be greeted within ``OPEN_TIMEOUT``
+(its messages then count as missing).
 
 As a script (``python -m benchmarks.clients.chat_members URL SOCKETS ...``):
 connect, print ``READY``, wait for a line on stdin, run, print the tally as JSON.
@@ -22,10 +24,12 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 #: Sockets opening at once.
 CONNECTING = 50
+#: Seconds a socket may take to open and be greeted.
+OPEN_TIMEOUT = 120.0
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Tally:
     expected: int = 0
     received: int = 0
     closes: list[str] = field(default_factory=list)
+    failed_opens: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
     #: Seconds from a message's send to its arrival, sampled (one in 16).
     latencies: list[float] = field(default_factory=list)
@@ -52,13 +57,21 @@ class Plan:
 async def member(
     plan: Plan, index: int, opened: asyncio.Semaphore, start: asyncio.Event, tally: Tally
 ) -> None:
-    async with opened:
-        ws = await connect(
-            plan.url.format(room=index // plan.room), open_timeout=120, ping_interval=None, max_queue=None
-        )
-        json.loads(await ws.recv())  # the greeting
     expected = plan.messages * min(plan.room, plan.sockets - index // plan.room * plan.room)
     tally.expected += expected
+    async with opened:
+        ws = None
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                url = plan.url.format(room=index // plan.room)
+                ws = await connect(url, ping_interval=None, max_queue=None)
+                json.loads(await ws.recv())  # the greeting
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            tally.failed_opens.append(f"socket {index}: {exc!r}")
+            tally.sockets += 1
+            if ws is not None:
+                await ws.close()
+            return
     last: dict[int, int] = {}
 
     async def receive() -> None:
@@ -138,13 +151,14 @@ def main() -> None:
     tally = asyncio.run(script())
     result = asdict(tally)
     result["closes"], result["out_of_order"] = len(tally.closes), len(tally.out_of_order)
+    result["failed_opens"] = len(tally.failed_opens)
     latencies = sorted(tally.latencies) or [0.0]
     result["latencies"] = {
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
         "max_ms": round(latencies[-1] * 1000, 1),
     }
-    result["examples"] = (tally.closes + tally.out_of_order)[:5]
+    result["examples"] = (tally.failed_opens + tally.closes + tally.out_of_order)[:5]
     print(json.dumps(result), flush=True)
 
 
