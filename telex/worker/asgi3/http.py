@@ -60,7 +60,7 @@ class HttpInstance:
         self._start: dict[str, Any] | None = None
         self.started = False  # the Response went out
         self.complete = False
-        self._claim: asyncio.TimerHandle | None = None
+        self._claim_scheduled = False
         self._claiming: asyncio.Future[None] | None = None
 
     async def run(self, app: Any, scope: dict) -> bool:
@@ -101,8 +101,9 @@ class HttpInstance:
                 self._body_complete = not more
                 return {"type": "http.request", "body": chunk.get("content") or b"", "more_body": more}
             self.gone.set()  # the client went away mid-body (a chunk with closed: True)
-        if not self.started and not self.gone.is_set() and self._claim is None:
-            self._claim = asyncio.get_running_loop().call_later(DISCONNECT_CLAIM_DELAY, self._send_claim)
+        if not self.started and not self.gone.is_set() and not self._claim_scheduled:
+            self._claim_scheduled = True
+            asyncio.get_running_loop().call_later(DISCONNECT_CLAIM_DELAY, self._send_claim)
         await self.gone.wait()
         return {"type": "http.disconnect"}
 
