@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-from ...protocols.http_messages import DISCONNECT_CHANNEL_KEY
 from .layer import LayerAccess
 
 logger = logging.getLogger("telex.worker")
@@ -18,6 +17,10 @@ CHUNK_SIZE = 256 * 1024
 #: Seconds to wait for the next request body chunk before giving the
 #: application ``http.disconnect`` (the server's HTTP timeout ends it sooner).
 BODY_CHUNK_TIMEOUT = 120.0
+
+#: The Response key naming this process's channel for the request's
+#: http.disconnect (``telex/protocols/http_messages.py``, docs/asgi3.md).
+DISCONNECT_CHANNEL_KEY = "telex.disconnect_channel"
 
 #: Seconds an application waits for ``http.disconnect`` with no response
 #: started before this process claims the request's disconnect (sends the key

@@ -20,7 +20,6 @@ from typing import Any
 
 from ...layers import get_channel_layer
 from ...layers.base import BaseChannelLayer, loss_metrics
-from ...protocols.websocket_messages import HEARTBEAT_CHANNEL
 from ..metrics import WorkerMetrics
 from . import socket_channel
 from .app import load_application
@@ -48,6 +47,10 @@ RECEIVE_RETRY_PAUSE = 1.0
 #: Seconds between heartbeats to each server whose sockets this process holds;
 #: a server takes a worker silent for its --worker-heartbeat-timeout (5 s) for dead.
 HEARTBEAT_INTERVAL = 1.0
+
+#: The local part, under a server's reply prefix, of its heartbeat channel
+#: (``telex/protocols/websocket_messages.py``).
+HEARTBEAT_CHANNEL = "telex.heartbeat"
 
 
 class Asgi3Worker:

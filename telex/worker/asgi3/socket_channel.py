@@ -18,10 +18,10 @@ from collections import deque
 from contextvars import ContextVar
 from typing import Any
 
-from ...protocols.websocket_messages import SOCKET_CHANNEL_SUFFIX
-
 logger = logging.getLogger("telex.worker")
 
+#: The suffix the server gives a socket's own channel (``telex/protocols/websocket_messages.py``).
+SUFFIX = ".app"
 
 _current: ContextVar[SocketChannel | None] = ContextVar("telex_socket_channel", default=None)
 _open: dict[str, SocketChannel] = {}
@@ -43,7 +43,7 @@ class SocketChannel:
     __slots__ = ("_wake", "claimed", "in_hand", "messages", "name", "releasing")
 
     def __init__(self, reply_channel: str) -> None:
-        self.name = reply_channel + SOCKET_CHANNEL_SUFFIX
+        self.name = reply_channel + SUFFIX
         self.messages: deque[tuple[int, dict]] = deque()  # (arrival number, message)
         self.claimed = False  # new_channel gave the name out
         self.releasing = False  # the socket is moving to another worker

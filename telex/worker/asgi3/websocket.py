@@ -16,21 +16,22 @@ import asyncio
 import logging
 from typing import Any
 
-# The server's own names for the extension keys, so the two sides cannot drift apart.
-from ...protocols.websocket_messages import (
-    CHANNEL_MESSAGE_KEY,
-    DENIAL_KEY,
-    MOVE_KEY,
-    RECEIVE_CHANNEL_KEY,
-    RESUMABLE_KEY,
-    RESUME_KEY,
-    SUBPROTOCOL_KEY,
-)
 from .layer import LayerAccess
 from .scopes import websocket_event
 from .socket_channel import SocketChannel
 
 logger = logging.getLogger("telex.worker")
+
+#: The extension keys of the Accept reply (``telex/protocols/websocket_messages.py``).
+RECEIVE_CHANNEL_KEY = "telex.receive_channel"
+SUBPROTOCOL_KEY = "telex.subprotocol"
+DENIAL_KEY = "telex.denial"
+RESUMABLE_KEY = "telex.resumable"
+#: The steps of a move, the key of a resuming connect, a message for the
+#: socket's own channel (``telex/protocols/websocket_messages.py``).
+MOVE_KEY = "telex.move"
+RESUME_KEY = "telex.resume"
+CHANNEL_MESSAGE_KEY = "telex.message"
 
 #: Close code of a socket whose worker stops: service restart (RFC 6455 7.4.1).
 RESTART_CLOSE_CODE = 1012
